@@ -1,0 +1,93 @@
+"""``create_app(settings)``: the one place the gateway is assembled."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from gateway import consents_api, upstream
+from gateway.config import Settings
+from gateway.consent_index import ConsentIndex
+from gateway.credentials import CredentialChecker
+from gateway.dialects import DIALECTS
+from gateway.errors import StoreUnavailable
+from gateway.keys import (
+    CLIENT,
+    CREDENTIALS,
+    INDEX,
+    METRICS,
+    SETTINGS,
+    STORE,
+)
+from gateway.keys import (
+    DIALECTS as DIALECTS_KEY,
+)
+from gateway.metrics import Metrics
+from gateway.proxy import carrier_route
+from gateway.store import store_from_url
+
+log = logging.getLogger("stopgate")
+
+__version__ = "0.1.0"
+
+
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store = store_from_url(settings.store)
+    await store.open()
+    index = ConsentIndex(store, settings.cache_size)
+    for service, numbers in settings.messaging_services.items():
+        await store.set_service_numbers(service, numbers)
+        index.services.update(dict.fromkeys(numbers, service))
+    app[STORE] = store
+    app[INDEX] = index
+    yield
+    await store.close()
+
+
+async def client_ctx(app: web.Application) -> AsyncIterator[None]:
+    session = upstream.make_client_session(app[SETTINGS])
+    app[CLIENT] = session
+    app[CREDENTIALS] = CredentialChecker(app[SETTINGS], session)
+    yield
+    await session.close()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await request.app[STORE].ping()
+    except StoreUnavailable as exc:
+        return web.json_response(
+            {"status": "unready", "store": "unreachable", "detail": str(exc)}, status=503
+        )
+    return web.json_response({"status": "ready", "store": "ok"})
+
+
+async def metrics_route(request: web.Request) -> web.Response:
+    body = request.app[METRICS].exposition()
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+
+def create_app(settings: Settings, *, registry: CollectorRegistry | None = None) -> web.Application:
+    """Build the gateway. Resources (store, upstream client) open in cleanup contexts."""
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    metrics = Metrics(registry)
+    metrics.build.info({"version": __version__, "mode": settings.mode})
+    app[METRICS] = metrics
+    app[DIALECTS_KEY] = DIALECTS
+    app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(client_ctx)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_route)
+    consents_api.add_routes(app)
+    app.router.add_route("*", "/{tail:.*}", carrier_route)
+    return app

@@ -1,0 +1,231 @@
+"""The ``stopgate`` command (DESIGN §4.1)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from aiohttp import web
+
+from gateway.config import Settings, load_settings
+from gateway.errors import ConfigError, StopgateError
+from gateway.store import store_from_url
+from gateway.store.base import ConsentStore, RecordQuery
+
+log = logging.getLogger("stopgate")
+
+IMPORT_BATCH = 1000
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    return load_settings(config_file=getattr(args, "config", None), overrides=overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.app import create_app
+
+    settings = _settings(args, listen=args.listen, store=args.store, workers=args.workers)
+    if settings.workers != 1:
+        raise ConfigError("--workers N > 1 is not built yet; run one process per port")
+    host, port = settings.listen_host_port
+    log.info("stopgate serving on %s:%d, settings %s", host, port, settings.redacted())
+    web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+def _carrier_sim(args: argparse.Namespace) -> int:
+    from gateway.carriersim.app import run_carrier_sim
+
+    listen = args.listen or os.environ.get("STOPGATE_CARRIER_SIM_LISTEN", "127.0.0.1:8090")
+    gateway = args.gateway or os.environ.get("STOPGATE_CARRIER_SIM_GATEWAY")
+    host, _, port = listen.rpartition(":")
+    run_carrier_sim(host or "127.0.0.1", int(port), gateway)
+    return 0
+
+
+async def _with_store(settings: Settings) -> ConsentStore:
+    store = store_from_url(settings.store)
+    await store.open()
+    return store
+
+
+def _consents_import(args: argparse.Namespace) -> int:
+    from gateway.consent_csv import RejectedRow, parse_rows
+
+    settings = _settings(args, store=args.store)
+
+    async def run(handle: TextIO) -> tuple[int, int, list[RejectedRow]]:
+        store = await _with_store(settings)
+        applied = skipped = 0
+        rejected: list[RejectedRow] = []
+        try:
+            batch = []
+            rows = parse_rows(handle, region=settings.default_region, actor="import")
+            for row in rows:
+                if isinstance(row, RejectedRow):
+                    rejected.append(row)
+                    continue
+                batch.append(row)
+                if len(batch) >= IMPORT_BATCH:
+                    results = await store.apply(batch)
+                    applied += sum(r.applied for r in results)
+                    skipped += sum(not r.applied for r in results)
+                    batch = []
+            if batch:
+                results = await store.apply(batch)
+                applied += sum(r.applied for r in results)
+                skipped += sum(not r.applied for r in results)
+        finally:
+            await store.close()
+        return applied, skipped, rejected
+
+    try:
+        with open(args.file, encoding="utf-8-sig", newline="") as handle:
+            # The CLI's loop has nothing else to serve, so reading the file inline blocks no one.
+            applied, skipped, rejected = asyncio.run(run(handle))
+    except OSError as exc:
+        raise StopgateError(f"cannot read {args.file}: {exc}") from None
+    for row in rejected[:100]:
+        print(f"line {row.line}: {row.reason}", file=sys.stderr)
+    if len(rejected) > 100:
+        print(f"... and {len(rejected) - 100} more rejected lines", file=sys.stderr)
+    print(
+        f"imported {applied} records, {skipped} older than what the store holds, "
+        f"{len(rejected)} rejected"
+    )
+    return 1 if rejected else 0
+
+
+def _consents_export(args: argparse.Namespace) -> int:
+    from gateway.consent_csv import export_lines
+
+    settings = _settings(args, store=args.store)
+
+    async def run(out: TextIO) -> None:
+        store = await _with_store(settings)
+        try:
+            after = None
+            first = True
+            while True:
+                page = await store.list_records(RecordQuery(), after=after, limit=5000)
+                lines = export_lines(page)
+                header = next(lines)
+                if first:
+                    out.write(header)
+                    first = False
+                for line in lines:
+                    out.write(line)
+                if len(page) < 5000:
+                    break
+                after = (page[-1].to_key, page[-1].from_key)
+        finally:
+            await store.close()
+
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            asyncio.run(run(out))
+    else:
+        asyncio.run(run(sys.stdout))
+    return 0
+
+
+def _consents_check(args: argparse.Namespace) -> int:
+    from policy.consent import applicable_from_keys, decide, explain
+    from policy.numbers import InvalidAddress, business_key, customer_key
+
+    settings = _settings(args, store=args.store)
+    region = settings.default_region
+    try:
+        from_key = business_key(args.sender, region)
+        to_key = customer_key(args.recipient, region)
+    except InvalidAddress as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> str:
+        store = await _with_store(settings)
+        try:
+            service = await store.service_of(from_key)
+            keys = applicable_from_keys(from_key, service)
+            found = await store.get_records(to_key, keys)
+        finally:
+            await store.close()
+        decision = decide((found.get(k) for k in keys), settings.consent_default)
+        lines = [f"pair {from_key} -> {to_key}"]
+        for key in keys:
+            record = found.get(key)
+            label = "every business number (*)" if key == "*" else key
+            lines.append(
+                f"  record for {label}: "
+                + (f"{record.status.value} ({record.source.value})" if record else "none")
+            )
+        lines.append(explain(decision, settings.consent_default))
+        return "\n".join(lines)
+
+    print(asyncio.run(run()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stopgate", description="SMS consent gateway")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="TOML settings file (STOPGATE_CONFIG)")
+    serve.add_argument("--listen", help="HOST:PORT (STOPGATE_LISTEN, default 127.0.0.1:8080)")
+    serve.add_argument(
+        "--store", help="store URL (STOPGATE_STORE, default sqlite:///./stopgate.db)"
+    )
+    serve.add_argument("--workers", type=int, help="processes (STOPGATE_WORKERS, default 1)")
+    serve.set_defaults(run=_serve)
+
+    sim = commands.add_parser("carrier-sim", help="run the carrier simulator")
+    sim.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8090)")
+    sim.add_argument("--gateway", help="gateway URL inbound webhooks are delivered to")
+    sim.set_defaults(run=_carrier_sim)
+
+    consents = commands.add_parser("consents", help="bulk consent operations")
+    actions = consents.add_subparsers(dest="action", required=True)
+    for name, handler, text in (
+        ("import", _consents_import, "load a CSV (either RingCentral layout)"),
+        ("export", _consents_export, "write every record as CSV"),
+        ("check", _consents_check, "explain one pair's decision"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--config", help="TOML settings file (STOPGATE_CONFIG)")
+        action.add_argument("--store", help="store URL (STOPGATE_STORE)")
+        action.set_defaults(run=handler)
+        if name == "import":
+            action.add_argument("file")
+        elif name == "export":
+            action.add_argument("--output", "-o", help="file to write (default: stdout)")
+        else:
+            action.add_argument("sender", metavar="FROM")
+            action.add_argument("recipient", metavar="TO")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("STOPGATE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except ConfigError as exc:
+        print(f"stopgate: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except StopgateError as exc:
+        print(f"stopgate: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

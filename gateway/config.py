@@ -1,0 +1,188 @@
+"""Settings: loaded once, at start-up, into a frozen dataclass.
+
+Sources, strongest first: command-line options, ``STOPGATE_<NAME>`` environment variables, the
+TOML file (``--config`` / ``STOPGATE_CONFIG``; top-level keys are the lower-case ``<name>``), then
+the defaults of DESIGN §4.1. Secrets are held in :class:`Secret`, whose ``repr`` and ``str`` never
+show the value, so a logged or printed ``Settings`` leaks nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError
+from policy.consent import DefaultConsent
+from policy.footer import DEFAULT_FOOTER, FooterMode
+from policy.numbers import InvalidAddress, Role, canonical_key
+
+
+class Secret:
+    """A configured secret. ``reveal()`` is the only way to read it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+MODES = ("enforce", "shadow")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    listen: str = "127.0.0.1:8080"
+    store: str = "sqlite:///./stopgate.db"
+    workers: int = 1
+    mode: str = "enforce"
+    """``enforce`` refuses blocked sends; ``shadow`` forwards everything and marks what it would
+    have blocked (``X-Stopgate-Decision: would-block; …``)."""
+    default_region: str = "US"
+    consent_default: DefaultConsent = DefaultConsent.ALLOW
+    footer: FooterMode = FooterMode.OFF
+    footer_text: str = DEFAULT_FOOTER
+    ringcentral_upstream: str = "https://platform.ringcentral.com"
+    twilio_upstream: str = "https://api.twilio.com"
+    twilio_auth_token: Secret | None = None
+    ringcentral_verification_token: Secret | None = None
+    ringcentral_client_id: str | None = None
+    ringcentral_client_secret: Secret | None = None
+    ringcentral_jwt: Secret | None = None
+    ringcentral_app_webhook: str | None = None
+    twilio_app_webhook: str | None = None
+    public_url: str | None = None
+    admin_token: Secret | None = None
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Default admits RingCentral's largest MMS (1.5 MB of attachments) with encoding overhead."""
+    upstream_connect_timeout: float = 5.0
+    upstream_timeout: float = 30.0
+    upstream_connections: int = 100
+    cache_size: int = 100_000
+    credential_cache_seconds: float = 300.0
+    blocked_log_text: bool = False
+    """Keep the full text of blocked sends in the log (off: length and SHA-256 only)."""
+    messaging_services: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Twilio Messaging Service SID -> its numbers (canonical keys)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if self.workers < 1:
+            raise ConfigError("workers must be at least 1")
+        if self.max_body_bytes < 1024:
+            raise ConfigError("max_body_bytes must be at least 1024")
+        for name in ("ringcentral_upstream", "twilio_upstream"):
+            value = getattr(self, name)
+            if not value.startswith(("http://", "https://")):
+                raise ConfigError(f"{name} must be an http(s) URL, not {value!r}")
+
+    @property
+    def listen_host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        try:
+            return host.strip("[]") or "127.0.0.1", int(port)
+        except ValueError:
+            raise ConfigError(f"listen must be HOST:PORT, not {self.listen!r}") from None
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings as plain values for logs, with every secret masked."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return "********"
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kind = _FIELDS[name].type
+    try:
+        if name == "messaging_services":
+            return _services(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            return str(raw).strip().lower() in ("1", "true", "yes", "on")
+        if kind == "Secret | None":
+            return Secret(str(raw)) if str(raw) else None
+        if kind == "DefaultConsent":
+            return DefaultConsent(str(raw))
+        if kind == "FooterMode":
+            return FooterMode(str(raw))
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"bad value for {name}: {raw!r} ({exc})") from None
+
+
+def _services(raw: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("messaging_services must be a table of SID = [numbers]")
+    services: dict[str, tuple[str, ...]] = {}
+    for sid, numbers in raw.items():
+        try:
+            service_key = canonical_key(str(sid), Role.BUSINESS)
+            keys = tuple(canonical_key(str(n), Role.BUSINESS) for n in numbers)
+        except InvalidAddress as exc:
+            raise ConfigError(f"messaging_services: {exc}") from None
+        services[service_key] = keys
+    return services
+
+
+def load_settings(
+    *,
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from file, environment and command-line ``overrides`` (non-None)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = config_file or env.get("STOPGATE_CONFIG")
+    if path:
+        try:
+            document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        for key, raw in document.items():
+            if key not in _FIELDS:
+                raise ConfigError(f"unknown setting {key!r} in {path}")
+            values[key] = _coerce(key, raw)
+    for name in _FIELDS:
+        env_name = f"STOPGATE_{name.upper()}"
+        if env_name in env and name != "messaging_services":
+            values[name] = _coerce(name, env[env_name])
+    for name, raw in (overrides or {}).items():
+        if raw is not None:
+            values[name] = _coerce(name, raw)
+    return dataclasses.replace(Settings(), **values)

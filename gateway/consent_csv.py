@@ -1,0 +1,159 @@
+"""Consent CSV in and out: the RingCentral export layouts, streamed row by row.
+
+Import reads either layout by its header:
+
+* ``FROM,TO,STATUS,SOURCE`` (RingCentral's API export; Stopgate's export adds
+  ``LAST_MODIFIED_TIME,NOTE`` after these, and reads them back);
+* the admin portal layout: ``Internal Party Number, External Party Number, Consent Status,
+  Source, Coverage, Campaign Type, Notes, Last Modified Time`` - ``from`` is the internal
+  number, ``to`` the external one, and a Coverage of ``Company`` or ``Account`` means ``*``.
+
+A row without a time takes the import time but, like every import, never replaces a newer record.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from gateway.store.base import ConsentChange
+from policy.consent import ConsentRecord, OptStatus, Source, format_time, parse_time
+from policy.numbers import InvalidAddress, business_key, customer_key, display_key
+
+EXPORT_HEADER = ("FROM", "TO", "STATUS", "SOURCE", "LAST_MODIFIED_TIME", "NOTE")
+
+_COLUMNS = {
+    "from": "from",
+    "internalpartynumber": "from",
+    "to": "to",
+    "externalpartynumber": "to",
+    "status": "status",
+    "optstatus": "status",
+    "consentstatus": "status",
+    "source": "source",
+    "coverage": "coverage",
+    "notes": "note",
+    "note": "note",
+    "lastmodifiedtime": "time",
+    "lastmodified": "time",
+}
+_STATUSES = {
+    "optin": OptStatus.OPT_IN,
+    "optedin": OptStatus.OPT_IN,
+    "in": OptStatus.OPT_IN,
+    "optout": OptStatus.OPT_OUT,
+    "optedout": OptStatus.OPT_OUT,
+    "out": OptStatus.OPT_OUT,
+}
+_SOURCES = {s.value.lower(): s for s in Source}
+_WHOLE_ACCOUNT = {"company", "account", "all"}
+
+
+def _fold(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    line: int
+    reason: str
+
+
+def parse_rows(
+    lines: Iterable[str], *, region: str, actor: str, now_us: int | None = None
+) -> Iterator[ConsentChange | RejectedRow]:
+    """Yield a change or a rejection for every data row, in order, holding one row at a time."""
+    import_us = now_us if now_us is not None else time.time_ns() // 1000
+    reader = csv.reader(lines)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        yield RejectedRow(1, f"unreadable header: {exc}")
+        return
+    columns = [_COLUMNS.get(_fold(name)) for name in header]
+    missing = {"from", "to", "status"} - set(columns)
+    if missing:
+        yield RejectedRow(1, f"header lacks {', '.join(sorted(missing))}")
+        return
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield RejectedRow(reader.line_num, f"malformed CSV: {exc}")
+            continue
+        if not any(cell.strip() for cell in row):
+            continue
+        fields = {col: cell.strip() for col, cell in zip(columns, row, strict=False) if col}
+        yield _row_change(fields, reader.line_num, region, actor, import_us)
+
+
+def _row_change(
+    fields: dict[str, str], line: int, region: str, actor: str, import_us: int
+) -> ConsentChange | RejectedRow:
+    status = _STATUSES.get(_fold(fields.get("status", "")))
+    if status is None:
+        return RejectedRow(line, f"unknown status {fields.get('status', '')!r}")
+    source_text = fields.get("source", "")
+    source = _SOURCES.get(source_text.lower(), Source.API) if source_text else Source.API
+    whole_account = _fold(fields.get("coverage", "")) in _WHOLE_ACCOUNT
+    try:
+        from_key = (
+            "*"
+            if whole_account
+            else business_key(fields.get("from", ""), region, allow_wildcard=True)
+        )
+        to_key = customer_key(fields.get("to", ""), region)
+    except InvalidAddress as exc:
+        return RejectedRow(line, str(exc))
+    modified_us = import_us
+    if fields.get("time"):
+        try:
+            modified_us = parse_time(fields["time"])
+        except ValueError:
+            return RejectedRow(line, f"unreadable time {fields['time']!r}")
+    return ConsentChange(
+        from_key,
+        to_key,
+        status,
+        source,
+        actor=actor,
+        note=fields.get("note") or None,
+        modified_us=modified_us,
+    )
+
+
+def export_lines(records: Iterable[ConsentRecord]) -> Iterator[str]:
+    """CSV text, one line at a time, header first. Cells that a spreadsheet would run as a
+    formula (starting ``= + - @``) are neutralised - except numbers in E.164, which are data."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def line(cells: Iterable[str]) -> str:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(cells)
+        return buffer.getvalue()
+
+    yield line(EXPORT_HEADER)
+    for record in records:
+        yield line(
+            (
+                display_key(record.from_key),
+                display_key(record.to_key),
+                record.status.value,
+                record.source.value,
+                format_time(record.modified_us),
+                _neutralise(record.note or ""),
+            )
+        )
+
+
+def _neutralise(cell: str) -> str:
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell

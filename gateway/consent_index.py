@@ -1,0 +1,76 @@
+"""The consent index: a bounded in-process cache in front of the store.
+
+Entries are keyed by ``(from_key, to_key)`` and hold the record or ``None`` (known to have no
+record). Every write through :meth:`ConsentIndex.apply` drops the affected entries. A generation
+counter stops a lookup that raced a write from caching the value it read before the write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from cachetools import LRUCache
+
+from gateway.store.base import AppliedChange, ConsentChange, ConsentStore
+from policy.consent import ConsentRecord
+
+PairKey = tuple[str, str]
+
+
+class ConsentIndex:
+    def __init__(self, store: ConsentStore, size: int) -> None:
+        self.store = store
+        self._entries: LRUCache[PairKey, ConsentRecord | None] = LRUCache(maxsize=max(size, 1))
+        self._generation = 0
+        self.hits = 0
+        self.misses = 0
+        self.services: dict[str, str] = {}
+        """Business number key -> Messaging Service key (configured and learned)."""
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def records(self, to_key: str, from_keys: Sequence[str]) -> list[ConsentRecord | None]:
+        """The records of ``(f, to_key)`` for each ``f``, in order (``None``: no record)."""
+        entries = self._entries
+        found: dict[str, ConsentRecord | None] = {}
+        missing: list[str] = []
+        for from_key in from_keys:
+            key = (from_key, to_key)
+            if key in entries:
+                found[from_key] = entries[key]
+            else:
+                missing.append(from_key)
+        if missing:
+            self.misses += 1
+            generation = self._generation
+            fetched = await self.store.get_records(to_key, missing)
+            current = generation == self._generation
+            for from_key in missing:
+                record = fetched.get(from_key)
+                found[from_key] = record
+                if current:
+                    entries[(from_key, to_key)] = record
+        else:
+            self.hits += 1
+        return [found[from_key] for from_key in from_keys]
+
+    async def apply(self, changes: Sequence[ConsentChange]) -> list[AppliedChange]:
+        """Write through to the store and drop what the write made stale."""
+        try:
+            return await self.store.apply(changes)
+        finally:
+            # Also on failure: a write whose outcome is unknown may have committed.
+            self.invalidate((c.from_key, c.to_key) for c in changes)
+
+    def invalidate(self, keys: Iterable[PairKey]) -> None:
+        self._generation += 1
+        for key in keys:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+
+    def service_of(self, number_key: str | None) -> str | None:
+        return None if number_key is None else self.services.get(number_key)

@@ -1,0 +1,153 @@
+"""What every carrier dialect provides: wire format to plain values, and back.
+
+A dialect never touches the store, the cache or the network. It parses a send request into a
+:class:`ParsedSend`, re-encodes a body when Stopgate changed the text or dropped recipients, and
+renders refusals in its carrier's own error shape. Adding a carrier is one module implementing
+:class:`Dialect` plus its registration in :mod:`gateway.dialects`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any, Protocol
+
+from policy.footer import LengthCap
+
+
+class SendKind(enum.Enum):
+    MESSAGE = "message"
+    """One text to one or more recipients; any blocked recipient refuses the whole send."""
+    BATCH = "batch"
+    """Independent messages (RingCentral A2P batch); blocked recipients are dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One message of a batch: its recipients and its own text (None: the batch text)."""
+
+    index: int
+    recipients: tuple[str, ...]
+    text: str | None
+
+
+@dataclass(slots=True)
+class ParsedSend:
+    """A send request as plain values. ``recipients`` lists raw addresses as the caller wrote
+    them; the shell canonicalises them. ``document`` is the dialect's own decoded body, kept so it
+    can re-encode with changes and otherwise forward the original bytes untouched."""
+
+    kind: SendKind
+    business: str | None
+    service: str | None
+    recipients: tuple[str, ...]
+    text: str | None
+    items: tuple[BatchItem, ...] = ()
+    document: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """A recipient Stopgate refuses, with the original batch index when there is one."""
+
+    recipient: str
+    reason: str
+    index: int | None = None
+
+
+class ErrorKind(enum.Enum):
+    BLOCKED = "blocked"
+    BAD_REQUEST = "bad-request"
+    UNAUTHORIZED = "unauthorized"
+    TOO_LARGE = "too-large"
+    UNSUPPORTED_MEDIA = "unsupported-media-type"
+    CONSENT_UNAVAILABLE = "consent-unavailable"
+    UPSTREAM_UNREACHABLE = "upstream-unreachable"
+    UPSTREAM_TIMEOUT = "upstream-timeout"
+
+
+ERROR_STATUS: Mapping[ErrorKind, int] = {
+    ErrorKind.BLOCKED: 400,
+    ErrorKind.BAD_REQUEST: 400,
+    ErrorKind.UNAUTHORIZED: 401,
+    ErrorKind.TOO_LARGE: 413,
+    ErrorKind.UNSUPPORTED_MEDIA: 415,
+    ErrorKind.CONSENT_UNAVAILABLE: 503,
+    ErrorKind.UPSTREAM_UNREACHABLE: 502,
+    ErrorKind.UPSTREAM_TIMEOUT: 504,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DialectError:
+    """A refusal to render: ``reason`` is Stopgate's machine-readable reason."""
+
+    kind: ErrorKind
+    reason: str
+    message: str
+    parameter: str | None = None
+    blocked: tuple[Blocked, ...] = field(default=())
+
+    @property
+    def status(self) -> int:
+        return ERROR_STATUS[self.kind]
+
+
+@dataclass(frozen=True, slots=True)
+class SendRoute:
+    """A path pattern that is a consent-checked send when POSTed."""
+
+    pattern: re.Pattern[str]
+    kind: SendKind
+
+
+class Dialect(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def prefix(self) -> str:
+        """The path prefix this dialect owns; everything under it goes to its upstream."""
+
+    @property
+    def length_cap(self) -> LengthCap: ...
+
+    @property
+    def send_routes(self) -> Sequence[SendRoute]: ...
+
+    @property
+    def send_markers(self) -> Sequence[str]:
+        """Last path segments only send paths end in; a POST ending in one that matches no send
+        route is refused rather than forwarded unchecked."""
+
+    def parse_send(self, kind: SendKind, content_type_header: str, body: bytes) -> ParsedSend:
+        """Decode a send body; raise :class:`gateway.errors.BadRequest` for malformed input."""
+
+    def encode_send(self, parsed: ParsedSend) -> tuple[bytes, str]:
+        """Re-encode ``parsed`` after Stopgate changed its text or items: (body, content type)."""
+
+    def set_text(self, parsed: ParsedSend, text: str) -> None:
+        """Replace the message text (single message sends)."""
+
+    def set_batch(self, parsed: ParsedSend, items: Sequence[BatchItem]) -> None:
+        """Keep only ``items`` in a batch, with their (possibly changed) texts."""
+
+    def merge_batch_reply(
+        self, reply: Any, kept: Sequence[BatchItem], dropped: Sequence[Blocked]
+    ) -> Any:
+        """Splice Stopgate's dropped recipients into the carrier's batch reply, mapping the
+        carrier's indexes (into the forwarded list) back to the caller's original indexes."""
+
+    def error_body(self, error: DialectError) -> dict[str, Any]:
+        """The carrier-shaped JSON body of a refusal."""
+
+
+def media_type(content_type_header: str) -> tuple[str, str | None]:
+    """``'multipart/form-data; boundary=x'`` -> ``('multipart/form-data', 'x')``."""
+    message = Message()
+    message["content-type"] = content_type_header or "application/octet-stream"
+    boundary = message.get_param("boundary")
+    return message.get_content_type(), boundary if isinstance(boundary, str) else None

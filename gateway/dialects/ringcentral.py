@@ -1,0 +1,259 @@
+"""RingCentral REST API v1.0: SMS/MMS sends (JSON or multipart) and A2P batches."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.dialects.base import (
+    BatchItem,
+    Blocked,
+    DialectError,
+    ErrorKind,
+    ParsedSend,
+    SendKind,
+    SendRoute,
+    media_type,
+)
+from gateway.errors import BadRequest
+from policy.footer import RINGCENTRAL_CAP
+
+JSON = "application/json"
+MULTIPART = ("multipart/form-data", "multipart/mixed")
+
+_STOPGATE_CODES = {
+    ErrorKind.UNAUTHORIZED: "AGW-401",
+    ErrorKind.TOO_LARGE: "STOPGATE-413",
+    ErrorKind.UNSUPPORTED_MEDIA: "STOPGATE-415",
+    ErrorKind.CONSENT_UNAVAILABLE: "STOPGATE-503",
+    ErrorKind.UPSTREAM_UNREACHABLE: "STOPGATE-502",
+    ErrorKind.UPSTREAM_TIMEOUT: "STOPGATE-504",
+}
+
+
+@dataclass(slots=True)
+class _Multipart:
+    """A multipart body split into raw parts, so all but the JSON part are forwarded byte-exact."""
+
+    content_type: str
+    boundary: bytes
+    parts: list[bytes]
+    json_index: int
+    headers: bytes
+    document: dict[str, Any]
+
+
+class RingCentralDialect:
+    name = "ringcentral"
+    prefix = "/restapi/"
+    length_cap = RINGCENTRAL_CAP
+    send_routes = (
+        SendRoute(
+            re.compile(r"/restapi/v1\.0/account/[^/]+/extension/[^/]+/(?:sms|mms)"),
+            SendKind.MESSAGE,
+        ),
+        SendRoute(re.compile(r"/restapi/v1\.0/account/[^/]+/a2p-sms/batch(?:es)?"), SendKind.BATCH),
+    )
+    send_markers = ("sms", "mms", "a2p-sms")
+
+    def parse_send(self, kind: SendKind, content_type_header: str, body: bytes) -> ParsedSend:
+        content_type, boundary = media_type(content_type_header)
+        if content_type == JSON:
+            document = _load_json(body)
+            carrier: Any = None
+        elif content_type in MULTIPART:
+            if kind is SendKind.BATCH:
+                raise BadRequest(
+                    "unsupported-content-type", "A2P batches are sent as JSON", status=415
+                )
+            carrier = _split_multipart(content_type, boundary, body)
+            document = carrier.document
+        else:
+            raise BadRequest(
+                "unsupported-content-type",
+                f"Messages are sent as {JSON} or multipart, not {content_type or 'nothing'}",
+                status=415,
+            )
+        parsed = _parse_batch(document) if kind is SendKind.BATCH else _parse_message(document)
+        parsed.document = (document, carrier)
+        return parsed
+
+    def set_text(self, parsed: ParsedSend, text: str) -> None:
+        document, _ = parsed.document
+        document["text"] = text
+        parsed.text = text
+
+    def set_batch(self, parsed: ParsedSend, items: Sequence[BatchItem]) -> None:
+        document, _ = parsed.document
+        messages = document["messages"]
+        rebuilt: list[dict[str, Any]] = []
+        for item in items:
+            message = dict(messages[item.index])
+            message["to"] = list(item.recipients)
+            if item.text is not None:
+                message["text"] = item.text
+            rebuilt.append(message)
+        document["messages"] = rebuilt
+        parsed.items = tuple(items)
+
+    def encode_send(self, parsed: ParsedSend) -> tuple[bytes, str]:
+        document, carrier = parsed.document
+        encoded = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        if carrier is None:
+            return encoded, JSON
+        multipart: _Multipart = carrier
+        parts = list(multipart.parts)
+        parts[multipart.json_index] = multipart.headers + b"\r\n\r\n" + encoded + b"\r\n"
+        delimiter = b"--" + multipart.boundary
+        body = delimiter + delimiter.join(parts) + delimiter + b"--\r\n"
+        return body, multipart.content_type
+
+    def merge_batch_reply(
+        self, reply: Any, kept: Sequence[BatchItem], dropped: Sequence[Blocked]
+    ) -> Any:
+        if not isinstance(reply, dict):
+            return reply
+        rejected: list[dict[str, Any]] = []
+        for entry in reply.get("rejected") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("index"), int):
+                position = entry["index"]
+                if 0 <= position < len(kept):
+                    entry = {**entry, "index": kept[position].index}
+            rejected.append(entry)
+        for block in dropped:
+            rejected.append(
+                {
+                    "index": block.index,
+                    "to": [block.recipient],
+                    "errorCode": "SMS-RC-413",
+                    "description": f"The destination subscriber opted out ({block.reason})",
+                }
+            )
+        rejected.sort(key=lambda e: e.get("index", 0) if isinstance(e, dict) else 0)
+        merged = dict(reply)
+        merged["rejected"] = rejected
+        if isinstance(merged.get("batchSize"), int):
+            merged["batchSize"] = merged["batchSize"] + len(dropped)
+        return merged
+
+    def error_body(self, error: DialectError) -> dict[str, Any]:
+        if error.kind is ErrorKind.BLOCKED:
+            names = ", ".join(b.recipient for b in error.blocked)
+            message = "The destination subscriber opted out"
+            return {
+                "errorCode": "SMS-RC-413",
+                "message": message,
+                "errors": [
+                    {
+                        "errorCode": "SMS-RC-413",
+                        "message": f"{message}: {names}" if names else message,
+                        "parameterName": "to",
+                    }
+                ],
+            }
+        code = _STOPGATE_CODES.get(error.kind, "CMN-101")
+        detail: dict[str, Any] = {"errorCode": code, "message": error.message}
+        if error.parameter:
+            detail["parameterName"] = error.parameter
+        return {
+            "errorCode": code,
+            "message": error.message,
+            "errors": [detail],
+            "reason": error.reason,
+        }
+
+
+def _load_json(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("malformed-body", "The JSON body cannot be decoded") from None
+    if not isinstance(document, dict):
+        raise BadRequest("malformed-body", "The JSON body must be an object")
+    return document
+
+
+def _phone(value: Any, parameter: str) -> str:
+    """A RingCentral caller-info object ``{"phoneNumber": …}`` (or, leniently, a string)."""
+    number = value.get("phoneNumber") if isinstance(value, dict) else value
+    if not isinstance(number, str) or not number.strip():
+        raise BadRequest(
+            f"missing-{parameter}",
+            f"Parameter [{parameter}] needs a phoneNumber",
+            parameter=parameter,
+        )
+    return number
+
+
+def _text(document: dict[str, Any], parameter: str = "text") -> str | None:
+    text = document.get(parameter)
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise BadRequest("malformed-text", "Parameter [text] must be a string", parameter="text")
+    return text
+
+
+def _parse_message(document: dict[str, Any]) -> ParsedSend:
+    if "from" not in document:
+        raise BadRequest("missing-from", "Parameter [from] is required", parameter="from")
+    business = _phone(document["from"], "from")
+    to = document.get("to")
+    if not isinstance(to, list) or not to:
+        raise BadRequest("missing-to", "Parameter [to] must list recipients", parameter="to")
+    recipients = tuple(_phone(entry, "to") for entry in to)
+    return ParsedSend(SendKind.MESSAGE, business, None, recipients, _text(document))
+
+
+def _parse_batch(document: dict[str, Any]) -> ParsedSend:
+    if "from" not in document:
+        raise BadRequest("missing-from", "Parameter [from] is required", parameter="from")
+    business = _phone(document["from"], "from")
+    messages = document.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest(
+            "missing-messages", "Parameter [messages] must list messages", parameter="messages"
+        )
+    items: list[BatchItem] = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise BadRequest("malformed-body", f"messages[{index}] must be an object")
+        to = message.get("to")
+        if isinstance(to, str):
+            to = [to]
+        if not isinstance(to, list) or not to:
+            raise BadRequest(
+                "missing-to", f"messages[{index}].to must list recipients", parameter="to"
+            )
+        items.append(BatchItem(index, tuple(_phone(entry, "to") for entry in to), _text(message)))
+    recipients = tuple(r for item in items for r in item.recipients)
+    return ParsedSend(SendKind.BATCH, business, None, recipients, _text(document), tuple(items))
+
+
+def _split_multipart(kind: str, declared: str | None, body: bytes) -> _Multipart:
+    """Split ``body`` on its boundary and find the JSON part carrying from/to/text."""
+    if not declared:
+        raise BadRequest("malformed-body", "The multipart Content-Type has no boundary")
+    boundary = declared.encode("latin-1")
+    # Parse exactly as the carrier will: a body whose first delimiter is not the declared
+    # boundary could hide parts from one parser and show them to another.
+    if not body.startswith(b"--" + boundary + b"\r\n"):
+        raise BadRequest("malformed-body", "The multipart body does not start with its boundary")
+    delimiter = b"--" + boundary
+    chunks = body.split(delimiter)
+    # chunks[0] is the preamble (empty), the last is the closing "--" epilogue.
+    if len(chunks) < 3 or not chunks[-1].startswith(b"--"):
+        raise BadRequest("malformed-body", "The multipart body is not terminated")
+    parts = chunks[1:-1]
+    for index, part in enumerate(parts):
+        head, separator, payload = part.partition(b"\r\n\r\n")
+        if not separator:
+            raise BadRequest("malformed-body", "A multipart part has no header block")
+        if b"application/json" in head.lower():
+            document = _load_json(payload.removesuffix(b"\r\n"))
+            full_type = f'{kind}; boundary="{declared}"'
+            return _Multipart(full_type, boundary, parts, index, head, document)
+    raise BadRequest("malformed-body", "The multipart body has no JSON part with from/to/text")

@@ -1,0 +1,139 @@
+"""Twilio Programmable Messaging (API version 2010-04-01), form-encoded sends."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from gateway.dialects.base import (
+    BatchItem,
+    Blocked,
+    DialectError,
+    ErrorKind,
+    ParsedSend,
+    SendKind,
+    SendRoute,
+    media_type,
+)
+from gateway.errors import BadRequest
+from policy.footer import TWILIO_CAP
+
+FORM = "application/x-www-form-urlencoded"
+
+_ERROR_CODES = {
+    ErrorKind.BAD_REQUEST: 21600,
+    ErrorKind.UNAUTHORIZED: 20003,
+    ErrorKind.TOO_LARGE: 21617,
+    ErrorKind.UNSUPPORTED_MEDIA: 21600,
+    ErrorKind.CONSENT_UNAVAILABLE: 20503,
+    ErrorKind.UPSTREAM_UNREACHABLE: 20500,
+    ErrorKind.UPSTREAM_TIMEOUT: 20500,
+}
+# Twilio's own codes for the parameter problems its API reports, so SDK users see familiar ones.
+_PARAMETER_CODES = {"To": 21211, "From": 21212, "MessagingServiceSid": 21701}
+_MISSING_CODES = {"To": 21604, "From": 21603}
+
+
+class TwilioDialect:
+    name = "twilio"
+    prefix = "/2010-04-01/"
+    length_cap = TWILIO_CAP
+    # Messages.json is the documented form; Twilio also answers the extension-less and .xml
+    # forms and the legacy SMS/Messages resource, so every one of them is a checked send.
+    send_routes = (
+        SendRoute(
+            re.compile(r"/2010-04-01/accounts/[^/]+/(?:sms/)?messages(?:\.json|\.xml)?"),
+            SendKind.MESSAGE,
+        ),
+    )
+    send_markers = ("messages", "messages.json", "messages.xml")
+
+    def parse_send(self, kind: SendKind, content_type_header: str, body: bytes) -> ParsedSend:
+        content_type, _ = media_type(content_type_header)
+        if content_type != FORM:
+            raise BadRequest(
+                "unsupported-content-type",
+                f"Messages are sent as {FORM}, not {content_type or 'no content type'}",
+                status=415,
+            )
+        try:
+            pairs = parse_qsl(
+                body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body)
+            )
+        except (UnicodeDecodeError, ValueError):
+            raise BadRequest("malformed-body", "The form body cannot be decoded") from None
+        fields: dict[str, list[str]] = {}
+        for name, value in pairs:
+            fields.setdefault(name, []).append(value)
+        for name in ("To", "From", "MessagingServiceSid", "Body"):
+            if len(fields.get(name, ())) > 1:
+                # The carrier would pick one of them; Stopgate cannot know which, so neither.
+                raise BadRequest(
+                    "ambiguous-parameter", f"{name} is given more than once", parameter=name
+                )
+        to = _single(fields, "To")
+        business = _single(fields, "From")
+        service = _single(fields, "MessagingServiceSid")
+        if not to:
+            raise BadRequest("missing-to", "A 'To' phone number is required.", parameter="To")
+        if not business and not service:
+            raise BadRequest(
+                "missing-from",
+                "A 'From' phone number or a 'MessagingServiceSid' is required.",
+                parameter="From",
+            )
+        return ParsedSend(
+            kind=SendKind.MESSAGE,
+            business=business,
+            service=service,
+            recipients=(to,),
+            text=_single(fields, "Body"),
+            document=pairs,
+        )
+
+    def set_text(self, parsed: ParsedSend, text: str) -> None:
+        pairs: list[tuple[str, str]] = parsed.document
+        parsed.document = [(k, text if k == "Body" else v) for k, v in pairs]
+        parsed.text = text
+
+    def set_batch(self, parsed: ParsedSend, items: Sequence[BatchItem]) -> None:
+        raise NotImplementedError("Twilio has no batch send")
+
+    def encode_send(self, parsed: ParsedSend) -> tuple[bytes, str]:
+        return urlencode(parsed.document).encode("utf-8"), FORM
+
+    def merge_batch_reply(
+        self, reply: Any, kept: Sequence[BatchItem], dropped: Sequence[Blocked]
+    ) -> Any:
+        raise NotImplementedError("Twilio has no batch send")
+
+    def error_body(self, error: DialectError) -> dict[str, Any]:
+        if error.kind is ErrorKind.BLOCKED:
+            return {
+                "code": 21610,
+                "message": "Attempt to send to unsubscribed recipient",
+                "more_info": "https://www.twilio.com/docs/errors/21610",
+                "status": 400,
+            }
+        code = _ERROR_CODES[error.kind]
+        if error.kind is ErrorKind.BAD_REQUEST and error.parameter:
+            if error.reason.startswith("missing"):
+                code = _MISSING_CODES.get(error.parameter, code)
+            else:
+                code = _PARAMETER_CODES.get(error.parameter, code)
+        return {
+            "code": code,
+            "message": error.message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": error.status,
+            "reason": error.reason,
+        }
+
+
+def _single(fields: dict[str, list[str]], name: str) -> str | None:
+    values = fields.get(name)
+    if not values:
+        return None
+    return values[0] or None

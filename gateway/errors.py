@@ -1,0 +1,69 @@
+"""Every exception Stopgate raises on purpose, in one place.
+
+I/O boundaries translate driver and network errors into these; the HTTP layer translates these
+into responses (the send path in the carrier's own error shape, other routes in Stopgate's JSON
+error shape ``{"error": {"reason": ..., "message": ...}}``). Nothing else should escape as a 500.
+
+    StopgateError
+    ├── BadRequest              4xx with a machine-readable ``reason``
+    │   └── InvalidPageToken
+    ├── StoreError
+    │   └── StoreUnavailable    consent cannot be determined -> fail closed (503)
+    ├── UpstreamError
+    │   ├── UpstreamUnreachable -> 502
+    │   └── UpstreamTimeout     -> 504
+    └── ConfigError             bad configuration at start-up
+"""
+
+from __future__ import annotations
+
+
+class StopgateError(Exception):
+    """Base of every deliberate Stopgate error."""
+
+
+class BadRequest(StopgateError):
+    """The caller sent something Stopgate refuses; ``reason`` is machine-readable."""
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        status: int = 400,
+        parameter: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+        self.parameter = parameter
+
+
+class InvalidPageToken(BadRequest):
+    def __init__(self) -> None:
+        super().__init__("invalid-page-token", "pageToken is malformed or was tampered with")
+
+
+class StoreError(StopgateError):
+    """The consent store failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or cannot answer; consent is undeterminable."""
+
+
+class UpstreamError(StopgateError):
+    """The carrier API could not be used."""
+
+
+class UpstreamUnreachable(UpstreamError):
+    pass
+
+
+class UpstreamTimeout(UpstreamError):
+    pass
+
+
+class ConfigError(StopgateError):
+    """The configuration is unusable; raised at start-up, never while serving."""

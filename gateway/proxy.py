@@ -1,0 +1,86 @@
+"""Everything under a carrier's prefix that is not a send: forwarded unchanged, streamed both
+ways, hop-by-hop headers dropped, ``Authorization`` passed through, redirects relayed."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from aiohttp import hdrs, web
+
+from gateway import upstream
+from gateway.dialects.base import Dialect
+from gateway.errors import BadRequest, UpstreamTimeout, UpstreamUnreachable
+from gateway.keys import CLIENT, DIALECTS, METRICS, SETTINGS
+from gateway.refusals import refuse_bad_request, refuse_upstream_failure
+from gateway.routing import classify
+from gateway.sending import handle_send
+
+log = logging.getLogger("stopgate.proxy")
+
+_CHUNK = 64 * 1024
+
+
+def upstream_base(request: web.Request, dialect: Dialect) -> str:
+    settings = request.app[SETTINGS]
+    return settings.twilio_upstream if dialect.name == "twilio" else settings.ringcentral_upstream
+
+
+async def carrier_route(request: web.Request) -> web.StreamResponse:
+    """The catch-all: carrier paths are checked or forwarded; anything else is a 404."""
+    dialects = request.app[DIALECTS]
+    try:
+        match = classify(request.method, request.raw_path.split("?", 1)[0], dialects)
+    except BadRequest as exc:
+        # Only a path under a dialect's prefix can raise; render in that dialect's shape.
+        owner = next(
+            d for d in dialects if request.path.lower().lstrip("/").startswith(d.prefix.strip("/"))
+        )
+        return refuse_bad_request(owner, exc, request.headers.get("X-Request-Id", ""))
+    if match is None:
+        raise web.HTTPNotFound(
+            text='{"error": {"reason": "not-found", "message": "No such route"}}',
+            content_type="application/json",
+        )
+    if match.send is not None:
+        return await handle_send(request, match.dialect, match.send)
+    return await forward_unchanged(request, match.dialect)
+
+
+async def forward_unchanged(request: web.Request, dialect: Dialect) -> web.StreamResponse:
+    headers = upstream.end_to_end_headers(request.headers)
+    data: aiohttp.StreamReader | None = None
+    if request.body_exists:
+        data = request.content
+        if request.content_length is not None:
+            headers[hdrs.CONTENT_LENGTH] = str(request.content_length)
+    url = upstream.upstream_url(upstream_base(request, dialect), request.raw_path)
+    try:
+        response = await upstream.request(
+            request.app[CLIENT], request.method, url, headers=headers, data=data
+        )
+    except (UpstreamUnreachable, UpstreamTimeout) as exc:
+        return refuse_upstream_failure(
+            request, dialect, exc, request.headers.get("X-Request-Id", "")
+        )
+    async with response:
+        out = web.StreamResponse(
+            status=response.status,
+            reason=response.reason,
+            headers=upstream.end_to_end_headers(response.headers),
+        )
+        if response.content_length is not None:
+            out.content_length = response.content_length
+        await out.prepare(request)
+        try:
+            async for chunk in response.content.iter_chunked(_CHUNK):
+                await out.write(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Headers are gone already; cutting the connection is the only honest signal left.
+            request.app[METRICS].upstream_errors.labels(dialect.name, "body-cut").inc()
+            log.warning("upstream body cut short on %s: %s", request.raw_path, exc)
+            if request.transport is not None:
+                request.transport.close()
+            return out
+        await out.write_eof()
+    return out

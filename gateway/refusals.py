@@ -1,0 +1,52 @@
+"""Refusals in the carrier's own error shape, with Stopgate's decision header."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from gateway.dialects.base import Dialect, DialectError, ErrorKind
+from gateway.errors import BadRequest, UpstreamTimeout, UpstreamUnreachable
+from gateway.keys import METRICS
+
+log = logging.getLogger("stopgate.send")
+
+DECISION_HEADER = "X-Stopgate-Decision"
+
+
+def refuse(
+    dialect: Dialect, error: DialectError, request_id: str, decision: str = "refused"
+) -> web.Response:
+    response = web.json_response(dialect.error_body(error), status=error.status)
+    response.headers[DECISION_HEADER] = f"{decision}; reason={error.reason}"
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def refuse_bad_request(dialect: Dialect, exc: BadRequest, request_id: str) -> web.Response:
+    kind = {
+        401: ErrorKind.UNAUTHORIZED,
+        413: ErrorKind.TOO_LARGE,
+        415: ErrorKind.UNSUPPORTED_MEDIA,
+    }.get(exc.status, ErrorKind.BAD_REQUEST)
+    return refuse(dialect, DialectError(kind, exc.reason, exc.message, exc.parameter), request_id)
+
+
+def refuse_upstream_failure(
+    request: web.Request,
+    dialect: Dialect,
+    exc: UpstreamUnreachable | UpstreamTimeout,
+    request_id: str,
+) -> web.Response:
+    timeout = isinstance(exc, UpstreamTimeout)
+    kind = ErrorKind.UPSTREAM_TIMEOUT if timeout else ErrorKind.UPSTREAM_UNREACHABLE
+    request.app[METRICS].upstream_errors.labels(dialect.name, kind.value).inc()
+    request.app[METRICS].sends.labels(dialect.name, "refused", kind.value).inc()
+    log.warning("upstream failure on %s: %s", request_id, exc)
+    message = (
+        "The carrier did not answer in time; the send may or may not have been accepted"
+        if timeout
+        else "The carrier could not be reached"
+    )
+    return refuse(dialect, DialectError(kind, kind.value, message), request_id)

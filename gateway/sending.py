@@ -1,0 +1,399 @@
+"""The send path: route -> dialect.parse -> canonicalise -> consent index -> decision ->
+refuse in the carrier's shape, or forward (footer applied) and relay the carrier's answer.
+
+Nothing reaches the carrier unless every recipient was decided allowed (or dropped from a batch),
+and any failure to decide refuses the send (fail closed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aiohttp import hdrs, web
+
+from gateway import upstream
+from gateway.consent_index import ConsentIndex
+from gateway.dialects.base import (
+    BatchItem,
+    Blocked,
+    Dialect,
+    DialectError,
+    ErrorKind,
+    ParsedSend,
+    SendKind,
+)
+from gateway.errors import BadRequest, StoreUnavailable, UpstreamTimeout, UpstreamUnreachable
+from gateway.keys import CLIENT, CREDENTIALS, INDEX, METRICS, SETTINGS
+from gateway.refusals import (
+    DECISION_HEADER,
+    refuse,
+    refuse_bad_request,
+    refuse_upstream_failure,
+)
+from gateway.store.base import BlockedSend
+from policy.consent import applicable_from_keys, decide
+from policy.footer import FooterDecision, FooterMode, decide_footer
+from policy.numbers import InvalidAddress, business_key, customer_key, is_service_sid
+
+log = logging.getLogger("stopgate.send")
+
+SEGMENTS_HEADER = "X-Stopgate-Segments"
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The outcome of checking every recipient of a send."""
+
+    sender_key: str
+    """The key blocked-log entries and footer state are kept under (number, or service)."""
+    allowed: list[str] = field(default_factory=list)
+    blocked: list[Blocked] = field(default_factory=list)
+    kept_items: list[BatchItem] = field(default_factory=list)
+
+
+def _keys(
+    parsed: ParsedSend, region: str, index: ConsentIndex
+) -> tuple[str | None, tuple[str, ...]]:
+    """The sender's key and the ``from`` keys whose records govern this send."""
+    try:
+        business = business_key(parsed.business, region) if parsed.business else None
+    except InvalidAddress as exc:
+        raise BadRequest(exc.problem.value, str(exc), parameter="from") from None
+    service: str | None = None
+    if parsed.service:
+        try:
+            service = business_key(parsed.service, region)
+        except InvalidAddress as exc:
+            raise BadRequest(exc.problem.value, str(exc), parameter="MessagingServiceSid") from None
+        if not is_service_sid(service):
+            raise BadRequest(
+                "invalid-service-sid",
+                "MessagingServiceSid must be MG followed by 32 hex digits",
+                parameter="MessagingServiceSid",
+            )
+    from_keys = applicable_from_keys(business, service)
+    # A number that belongs to a Messaging Service is bound by the service's opt-outs too.
+    member_of = index.service_of(business)
+    if member_of is not None and member_of not in from_keys:
+        from_keys = (member_of, *from_keys)
+    return business or service, from_keys
+
+
+async def _check(parsed: ParsedSend, index: ConsentIndex, region: str, default: object) -> Verdict:
+    sender, from_keys = _keys(parsed, region, index)
+    assert sender is not None  # dialects refuse a send with neither from nor service
+    verdict = Verdict(sender)
+    decisions: dict[str, str | None] = {}
+
+    async def reason_for(raw: str) -> str | None:
+        try:
+            to_key = customer_key(raw, region)
+        except InvalidAddress as exc:
+            raise BadRequest(exc.problem.value, str(exc), parameter="to") from None
+        if to_key not in decisions:
+            records = await index.records(to_key, from_keys)
+            decision = decide(records, default)  # type: ignore[arg-type]
+            decisions[to_key] = None if decision.allowed else str(decision.reason)
+        return decisions[to_key]
+
+    if parsed.kind is SendKind.BATCH:
+        for item in parsed.items:
+            kept: list[str] = []
+            for raw in item.recipients:
+                reason = await reason_for(raw)
+                if reason is None:
+                    kept.append(raw)
+                    verdict.allowed.append(raw)
+                else:
+                    verdict.blocked.append(Blocked(raw, reason, item.index))
+            if kept:
+                verdict.kept_items.append(BatchItem(item.index, tuple(kept), item.text))
+    else:
+        for raw in parsed.recipients:
+            reason = await reason_for(raw)
+            if reason is None:
+                verdict.allowed.append(raw)
+            else:
+                verdict.blocked.append(Blocked(raw, reason))
+    return verdict
+
+
+async def _log_blocked(
+    request: web.Request,
+    dialect: Dialect,
+    parsed: ParsedSend,
+    verdict: Verdict,
+    request_id: str,
+    prefix: str,
+) -> None:
+    settings = request.app[SETTINGS]
+    index = request.app[INDEX]
+    metrics = request.app[METRICS]
+    texts = {item.index: item.text for item in parsed.items}
+    now_us = time.time_ns() // 1000
+    for block in verdict.blocked:
+        text = texts.get(block.index) if block.index is not None else None
+        text = text if text is not None else parsed.text or ""
+        metrics.blocked_recipients.labels(dialect.name, prefix + block.reason).inc()
+        entry = BlockedSend(
+            at_us=now_us,
+            dialect=dialect.name,
+            from_key=verdict.sender_key,
+            to_key=customer_key(block.recipient, settings.default_region),
+            reason=prefix + block.reason,
+            request_id=request_id,
+            text_length=len(text),
+            text_sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+            text=text if settings.blocked_log_text else None,
+        )
+        try:
+            await index.store.log_blocked(entry)
+        except StoreUnavailable:
+            # The refusal stands either way; the log line keeps the evidence meanwhile.
+            log.error("blocked-send log unavailable; request %s not recorded", request_id)
+        log.info(
+            "blocked send",
+            extra={
+                "request_id": request_id,
+                "dialect": dialect.name,
+                "from": entry.from_key,
+                "to": entry.to_key,
+                "reason": entry.reason,
+            },
+        )
+
+
+async def _apply_footer(
+    request: web.Request, dialect: Dialect, parsed: ParsedSend, verdict: Verdict
+) -> tuple[list[FooterDecision], list[str]]:
+    """Add the footer by policy; return the decisions and the recipients now served with
+    opt-out instructions (remembered per pair in ``first`` mode once the carrier accepts)."""
+    settings = request.app[SETTINGS]
+    if settings.footer is FooterMode.OFF:
+        return [], []
+    store = request.app[INDEX].store
+    region = settings.default_region
+
+    async def already_sent(recipients: Sequence[str]) -> bool:
+        if settings.footer is not FooterMode.FIRST:
+            return False
+        for raw in recipients:
+            if not await store.footer_sent(verdict.sender_key, customer_key(raw, region)):
+                return False
+        return True
+
+    decisions: list[FooterDecision] = []
+    footed: list[str] = []
+    if parsed.kind is SendKind.BATCH:
+        items: list[BatchItem] = []
+        for item in verdict.kept_items:
+            decision = decide_footer(
+                item.text if item.text is not None else parsed.text,
+                mode=settings.footer,
+                footer=settings.footer_text,
+                already_sent_to_pair=await already_sent(item.recipients),
+                cap=dialect.length_cap,
+            )
+            decisions.append(decision)
+            if decision.pair_served:
+                footed.extend(item.recipients)
+            if decision.added:
+                item = BatchItem(item.index, item.recipients, decision.text)
+            items.append(item)
+        verdict.kept_items = items
+    else:
+        decision = decide_footer(
+            parsed.text,
+            mode=settings.footer,
+            footer=settings.footer_text,
+            already_sent_to_pair=await already_sent(verdict.allowed),
+            cap=dialect.length_cap,
+        )
+        decisions.append(decision)
+        if decision.pair_served:
+            footed.extend(verdict.allowed)
+        if decision.added:
+            dialect.set_text(parsed, decision.text)
+    metrics = request.app[METRICS]
+    for decision in decisions:
+        if decision.added:
+            metrics.footer_segments_added.labels(dialect.name).inc(decision.segments_added)
+        elif decision.skipped is not None:
+            metrics.footer_skipped.labels(dialect.name, decision.skipped.value).inc()
+    return decisions, footed
+
+
+def _segments_header(decisions: Sequence[FooterDecision]) -> str | None:
+    if not decisions:
+        return None
+    if len(decisions) == 1:
+        return decisions[0].header_value()
+    before = sum(d.before.segments for d in decisions)
+    after = sum(d.after.segments for d in decisions)
+    return f"{before}->{after}"
+
+
+async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) -> web.Response:
+    started = time.perf_counter()
+    settings = request.app[SETTINGS]
+    metrics = request.app[METRICS]
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    shadow = settings.mode == "shadow"
+    try:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise BadRequest(
+                "body-too-large",
+                f"The body is over the limit of {settings.max_body_bytes} bytes",
+                status=413,
+            ) from None
+        refusal = await _check_credentials(request, dialect)
+        if refusal is not None:
+            metrics.sends.labels(dialect.name, "refused", "carrier-credentials").inc()
+            return refusal
+        parsed = dialect.parse_send(kind, request.headers.get(hdrs.CONTENT_TYPE, ""), body)
+        verdict = await _check(
+            parsed, request.app[INDEX], settings.default_region, settings.consent_default
+        )
+    except BadRequest as exc:
+        metrics.sends.labels(dialect.name, "refused", "bad-request").inc()
+        return refuse_bad_request(dialect, exc, request_id)
+    except StoreUnavailable as exc:
+        log.error("consent undeterminable, send %s refused: %s", request_id, exc)
+        metrics.sends.labels(dialect.name, "refused", "consent-unavailable").inc()
+        return refuse(
+            dialect,
+            DialectError(
+                ErrorKind.CONSENT_UNAVAILABLE,
+                "consent-unavailable",
+                "Consent cannot be determined right now; the send was not forwarded",
+            ),
+            request_id,
+        )
+    except (UpstreamUnreachable, UpstreamTimeout) as exc:
+        return refuse_upstream_failure(request, dialect, exc, request_id)
+
+    decision_header = "allowed"
+    if verdict.blocked:
+        first = verdict.blocked[0].reason
+        if shadow:
+            await _log_blocked(request, dialect, parsed, verdict, request_id, "would-block:")
+            metrics.sends.labels(dialect.name, "would-block", first).inc()
+            decision_header = f"would-block; reason={first}"
+        else:
+            await _log_blocked(request, dialect, parsed, verdict, request_id, "")
+            if parsed.kind is SendKind.MESSAGE or not verdict.kept_items:
+                metrics.sends.labels(dialect.name, "blocked", first).inc()
+                names = ", ".join(b.recipient for b in verdict.blocked)
+                return refuse(
+                    dialect,
+                    DialectError(
+                        ErrorKind.BLOCKED,
+                        first,
+                        f"The recipient opted out: {names}",
+                        "to",
+                        tuple(verdict.blocked),
+                    ),
+                    request_id,
+                    "blocked",
+                )
+            decision_header = f"partial; reason={first}; dropped={len(verdict.blocked)}"
+            metrics.sends.labels(dialect.name, "partial", first).inc()
+    else:
+        metrics.sends.labels(dialect.name, "allowed", "").inc()
+
+    changed = False
+    if parsed.kind is SendKind.BATCH and verdict.blocked and not shadow:
+        dialect.set_batch(parsed, verdict.kept_items)
+        changed = True
+    try:
+        decisions, footed = await _apply_footer(request, dialect, parsed, verdict)
+    except StoreUnavailable:
+        decisions, footed = [], []
+    if any(d.added for d in decisions):
+        if parsed.kind is SendKind.BATCH:
+            dialect.set_batch(parsed, verdict.kept_items)
+        changed = True
+
+    headers = upstream.end_to_end_headers(request.headers, drop=("Accept-Encoding",))
+    if changed:
+        body, content_type = dialect.encode_send(parsed)
+        headers[hdrs.CONTENT_TYPE] = content_type
+    base = settings.twilio_upstream if dialect.name == "twilio" else settings.ringcentral_upstream
+    metrics.gateway_latency.labels(dialect.name).observe(time.perf_counter() - started)
+    upstream_started = time.perf_counter()
+    try:
+        response = await upstream.request(
+            request.app[CLIENT],
+            request.method,
+            upstream.upstream_url(base, request.raw_path),
+            headers=headers,
+            data=body,
+        )
+        async with response:
+            reply = await upstream.read_body(response)
+    except (UpstreamUnreachable, UpstreamTimeout) as exc:
+        return refuse_upstream_failure(request, dialect, exc, request_id)
+    metrics.upstream_latency.labels(dialect.name).observe(time.perf_counter() - upstream_started)
+
+    out_headers = upstream.end_to_end_headers(response.headers)
+    ok = 200 <= response.status < 300
+    if ok and parsed.kind is SendKind.BATCH and verdict.blocked and not shadow:
+        reply = _merge_batch_reply(dialect, reply, verdict)
+    if ok and footed and settings.footer is FooterMode.FIRST:
+        await _remember_footer(request, verdict.sender_key, footed)
+    out_headers[DECISION_HEADER] = decision_header
+    out_headers["X-Request-Id"] = request_id
+    segments = _segments_header(decisions)
+    if segments is not None:
+        out_headers[SEGMENTS_HEADER] = segments
+    return web.Response(status=response.status, body=reply, headers=out_headers)
+
+
+def _merge_batch_reply(dialect: Dialect, reply: bytes, verdict: Verdict) -> bytes:
+    try:
+        document = json.loads(reply)
+    except ValueError:
+        return reply
+    merged = dialect.merge_batch_reply(document, verdict.kept_items, verdict.blocked)
+    return json.dumps(merged, ensure_ascii=False).encode()
+
+
+async def _remember_footer(request: web.Request, sender_key: str, recipients: list[str]) -> None:
+    store = request.app[INDEX].store
+    region = request.app[SETTINGS].default_region
+    try:
+        for raw in recipients:
+            await store.mark_footer_sent(sender_key, customer_key(raw, region))
+    except StoreUnavailable:
+        log.warning("footer state not recorded; the next send may carry the footer again")
+
+
+async def _check_credentials(request: web.Request, dialect: Dialect) -> web.Response | None:
+    checker = request.app[CREDENTIALS]
+    authorization = request.headers.get(hdrs.AUTHORIZATION, "")
+    if dialect.name == "twilio":
+        account_sid = request.match_info.get("account") or _twilio_account(request.path)
+        refusal = await checker.check_twilio(authorization, account_sid)
+    else:
+        refusal = await checker.check_ringcentral(authorization)
+    if refusal is None:
+        return None
+    return web.Response(
+        status=refusal.status,
+        body=refusal.body,
+        headers={hdrs.CONTENT_TYPE: refusal.content_type},
+    )
+
+
+def _twilio_account(path: str) -> str:
+    parts = [p for p in path.split("/") if p]
+    # /2010-04-01/Accounts/{sid}/Messages.json
+    return parts[2] if len(parts) > 2 else ""

@@ -1,0 +1,127 @@
+"""The domain-level store contract every backend implements (SQLite, PostgreSQL).
+
+Stores know consent records, their append-only history, the blocked-send log, footer state and
+Messaging Service membership. They know nothing of carriers or HTTP. Every method raises
+:class:`gateway.errors.StoreUnavailable` when the backend cannot answer, never a driver error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from policy.consent import ConsentRecord, OptStatus, Source
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """A requested write. ``modified_us=None`` means a live write: the store stamps it with a time
+    strictly greater than every time it has stamped before. Imported records carry their own."""
+
+    from_key: str
+    to_key: str
+    status: OptStatus
+    source: Source
+    actor: str
+    note: str | None = None
+    modified_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedChange:
+    """What a write did: ``applied`` is False when a newer record already governed the pair."""
+
+    record: ConsentRecord
+    previous: OptStatus | None
+    applied: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    id: int
+    from_key: str
+    to_key: str
+    old_status: OptStatus | None
+    new_status: OptStatus
+    source: Source
+    actor: str
+    modified_us: int
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedSend:
+    at_us: int
+    dialect: str
+    from_key: str
+    to_key: str
+    reason: str
+    request_id: str
+    text_length: int
+    text_sha256: str
+    text: str | None = None
+    """Full text only when configured (``blocked_log_text = true``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordQuery:
+    """Filters for listing consent records; empty tuples mean "any"."""
+
+    from_keys: tuple[str, ...] = ()
+    to_key: str | None = None
+    statuses: tuple[OptStatus, ...] = ()
+    modified_from_us: int | None = None
+    modified_to_us: int | None = None
+
+
+PairCursor = tuple[str, str]
+"""Position in the (to_key, from_key) key order; paging is keyset-based, never by offset."""
+
+
+class ConsentStore(Protocol):
+    """Durable consent state. One instance is shared by the whole app; methods are safe to call
+    concurrently."""
+
+    url_scheme: str
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless a trivial read succeeds now."""
+
+    async def get_records(self, to_key: str, from_keys: Sequence[str]) -> dict[str, ConsentRecord]:
+        """The records of ``(f, to_key)`` for each ``f`` in ``from_keys`` that has one."""
+
+    async def apply(self, changes: Sequence[ConsentChange]) -> list[AppliedChange]:
+        """Apply changes in one transaction, each only where it supersedes the current record
+        (newest wins, exact tie to OptOut), appending history for each that applied. An OptIn
+        that applies clears the pair's footer state. Durable when it returns."""
+
+    async def list_records(
+        self, query: RecordQuery, *, after: PairCursor | None, limit: int
+    ) -> list[ConsentRecord]:
+        """Records matching ``query`` in (to_key, from_key) order, strictly after ``after``."""
+
+    async def history(
+        self, *, to_key: str | None, from_key: str | None, after_id: int | None, limit: int
+    ) -> list[HistoryEntry]: ...
+
+    async def log_blocked(self, entry: BlockedSend) -> None: ...
+
+    async def blocked_sends(
+        self, *, before_id: int | None, limit: int
+    ) -> list[tuple[int, BlockedSend]]:
+        """Newest first."""
+
+    async def footer_sent(self, from_key: str, to_key: str) -> bool: ...
+
+    async def mark_footer_sent(self, from_key: str, to_key: str) -> None: ...
+
+    async def set_service_numbers(self, service_key: str, number_keys: Sequence[str]) -> None:
+        """Record that each number belongs to the Messaging Service (additive)."""
+
+    async def service_of(self, number_key: str) -> str | None: ...

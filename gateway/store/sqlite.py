@@ -1,0 +1,416 @@
+"""The embedded store: SQLite in WAL mode, with every commit fsync'd.
+
+Each unit of work is one synchronous function run on a dedicated thread that owns its
+connection, so a transaction is never interleaved with another coroutine's statements and costs
+one thread hop, not one per statement. Writes go through one writer connection; reads use their
+own connection so they never queue behind a commit's fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.errors import StoreUnavailable
+from gateway.store.base import (
+    AppliedChange,
+    BlockedSend,
+    ConsentChange,
+    HistoryEntry,
+    PairCursor,
+    RecordQuery,
+)
+from policy.consent import ConsentRecord, OptStatus, Source, supersedes
+
+T = TypeVar("T")
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE consent (
+        to_key TEXT NOT NULL,
+        from_key TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('OptIn', 'OptOut')),
+        source TEXT NOT NULL,
+        modified_us INTEGER NOT NULL,
+        note TEXT,
+        PRIMARY KEY (to_key, from_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE consent_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        from_key TEXT NOT NULL,
+        to_key TEXT NOT NULL,
+        old_status TEXT,
+        new_status TEXT NOT NULL,
+        source TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        modified_us INTEGER NOT NULL,
+        note TEXT
+    );
+    CREATE INDEX consent_history_to ON consent_history (to_key, id);
+    CREATE TABLE blocked_send (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_us INTEGER NOT NULL,
+        dialect TEXT NOT NULL,
+        from_key TEXT NOT NULL,
+        to_key TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        text_length INTEGER NOT NULL,
+        text_sha256 TEXT NOT NULL,
+        text TEXT
+    );
+    CREATE INDEX blocked_send_at ON blocked_send (at_us);
+    CREATE TABLE footer_sent (
+        to_key TEXT NOT NULL,
+        from_key TEXT NOT NULL,
+        PRIMARY KEY (to_key, from_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE service_number (
+        number_key TEXT PRIMARY KEY,
+        service_key TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE clock (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        last_us INTEGER NOT NULL
+    );
+    INSERT INTO clock (id, last_us) VALUES (1, 0);
+    """,
+)
+
+_RECORD_COLUMNS = "from_key, to_key, status, source, modified_us, note"
+
+
+def _record(row: Sequence[Any]) -> ConsentRecord:
+    return ConsentRecord(row[0], row[1], OptStatus(row[2]), Source(row[3]), row[4], row[5])
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves so a unit of work is one transaction.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: every commit is fsync'd, so an acknowledged write survives a crash or power loss.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class _ConnectionThread:
+    """One sqlite3 connection used only from its own single thread."""
+
+    def __init__(self, path: str, name: str) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._conn: sqlite3.Connection | None = None
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._call, work)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite: {exc}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"sqlite file: {exc}") from exc
+
+    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            self._conn = _connect(self._path)
+        try:
+            return work(self._conn)
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.rollback()
+            raise
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, _close)
+        self._executor.shutdown(wait=True)
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///./stopgate.db`` -> ``./stopgate.db``; ``sqlite:////abs/x.db`` -> ``/abs/x.db``;
+    ``sqlite:///:memory:`` is refused (two connections would see two databases)."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not a sqlite URL: {url!r} (expected sqlite:///PATH)")
+    path = url[len("sqlite:///") :]
+    if not path or path == ":memory:":
+        raise ValueError("the SQLite store needs a file path")
+    return path
+
+
+class SQLiteStore:
+    """:class:`gateway.store.base.ConsentStore` on an SQLite file."""
+
+    url_scheme = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        self.path = path_from_url(url)
+        self._writer = _ConnectionThread(self.path, "sqlite-writer")
+        self._reader = _ConnectionThread(self.path, "sqlite-reader")
+
+    async def open(self) -> None:
+        parent = Path(self.path).parent
+        if not parent.exists():
+            raise StoreUnavailable(f"directory {parent} does not exist")
+        await self._writer.run(self._migrate)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+
+    async def close(self) -> None:
+        await self._writer.close()
+        await self._reader.close()
+
+    async def ping(self) -> None:
+        await self._reader.run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def get_records(self, to_key: str, from_keys: Sequence[str]) -> dict[str, ConsentRecord]:
+        if not from_keys:
+            return {}
+        marks = ",".join("?" * len(from_keys))
+        sql = f"SELECT {_RECORD_COLUMNS} FROM consent WHERE to_key = ? AND from_key IN ({marks})"
+        params = (to_key, *from_keys)
+
+        def work(conn: sqlite3.Connection) -> dict[str, ConsentRecord]:
+            return {row[0]: _record(row) for row in conn.execute(sql, params)}
+
+        return await self._reader.run(work)
+
+    async def apply(self, changes: Sequence[ConsentChange]) -> list[AppliedChange]:
+        return await self._writer.run(lambda conn: self._apply(conn, changes))
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, changes: Sequence[ConsentChange]) -> list[AppliedChange]:
+        conn.execute("BEGIN IMMEDIATE")
+        last_us: int = conn.execute("SELECT last_us FROM clock WHERE id = 1").fetchone()[0]
+        stamped_any = False
+        results: list[AppliedChange] = []
+        for change in changes:
+            if change.modified_us is None:
+                # Strictly increasing across writers sharing the file: the clock row is read and
+                # advanced inside the same IMMEDIATE transaction.
+                last_us = max(time.time_ns() // 1000, last_us + 1)
+                stamped_any = True
+                modified_us = last_us
+            else:
+                modified_us = change.modified_us
+            record = ConsentRecord(
+                change.from_key,
+                change.to_key,
+                change.status,
+                change.source,
+                modified_us,
+                change.note,
+            )
+            row = conn.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM consent WHERE to_key = ? AND from_key = ?",
+                (change.to_key, change.from_key),
+            ).fetchone()
+            current = _record(row) if row else None
+            if not supersedes(record, current):
+                results.append(AppliedChange(current or record, None, applied=False))
+                continue
+            conn.execute(
+                "INSERT INTO consent (to_key, from_key, status, source, modified_us, note)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (to_key, from_key) DO UPDATE SET status = excluded.status,"
+                " source = excluded.source, modified_us = excluded.modified_us,"
+                " note = excluded.note",
+                (
+                    record.to_key,
+                    record.from_key,
+                    record.status.value,
+                    record.source.value,
+                    record.modified_us,
+                    record.note,
+                ),
+            )
+            previous = current.status if current else None
+            conn.execute(
+                "INSERT INTO consent_history (from_key, to_key, old_status, new_status, source,"
+                " actor, modified_us, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.from_key,
+                    record.to_key,
+                    previous.value if previous else None,
+                    record.status.value,
+                    record.source.value,
+                    change.actor,
+                    record.modified_us,
+                    record.note,
+                ),
+            )
+            if record.status is OptStatus.OPT_IN:
+                conn.execute(
+                    "DELETE FROM footer_sent WHERE to_key = ? AND from_key = ?",
+                    (record.to_key, record.from_key),
+                )
+            results.append(AppliedChange(record, previous, applied=True))
+        if stamped_any:
+            conn.execute("UPDATE clock SET last_us = ? WHERE id = 1", (last_us,))
+        conn.execute("COMMIT")
+        return results
+
+    async def list_records(
+        self, query: RecordQuery, *, after: PairCursor | None, limit: int
+    ) -> list[ConsentRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if after is not None:
+            where.append("(to_key, from_key) > (?, ?)")
+            params.extend(after)
+        if query.to_key is not None:
+            where.append("to_key = ?")
+            params.append(query.to_key)
+        if query.from_keys:
+            where.append(f"from_key IN ({','.join('?' * len(query.from_keys))})")
+            params.extend(query.from_keys)
+        if query.statuses:
+            where.append(f"status IN ({','.join('?' * len(query.statuses))})")
+            params.extend(status.value for status in query.statuses)
+        if query.modified_from_us is not None:
+            where.append("modified_us >= ?")
+            params.append(query.modified_from_us)
+        if query.modified_to_us is not None:
+            where.append("modified_us < ?")
+            params.append(query.modified_to_us)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT {_RECORD_COLUMNS} FROM consent {clause} ORDER BY to_key, from_key LIMIT ?"
+        params.append(limit)
+
+        def work(conn: sqlite3.Connection) -> list[ConsentRecord]:
+            return [_record(row) for row in conn.execute(sql, params)]
+
+        return await self._reader.run(work)
+
+    async def history(
+        self, *, to_key: str | None, from_key: str | None, after_id: int | None, limit: int
+    ) -> list[HistoryEntry]:
+        where: list[str] = []
+        params: list[Any] = []
+        if to_key is not None:
+            where.append("to_key = ?")
+            params.append(to_key)
+        if from_key is not None:
+            where.append("from_key = ?")
+            params.append(from_key)
+        if after_id is not None:
+            where.append("id > ?")
+            params.append(after_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = (
+            "SELECT id, from_key, to_key, old_status, new_status, source, actor, modified_us,"
+            f" note FROM consent_history {clause} ORDER BY id LIMIT ?"
+        )
+        params.append(limit)
+
+        def work(conn: sqlite3.Connection) -> list[HistoryEntry]:
+            return [
+                HistoryEntry(
+                    row[0],
+                    row[1],
+                    row[2],
+                    OptStatus(row[3]) if row[3] else None,
+                    OptStatus(row[4]),
+                    Source(row[5]),
+                    row[6],
+                    row[7],
+                    row[8],
+                )
+                for row in conn.execute(sql, params)
+            ]
+
+        return await self._reader.run(work)
+
+    async def log_blocked(self, entry: BlockedSend) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO blocked_send (at_us, dialect, from_key, to_key, reason, request_id,"
+                " text_length, text_sha256, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.at_us,
+                    entry.dialect,
+                    entry.from_key,
+                    entry.to_key,
+                    entry.reason,
+                    entry.request_id,
+                    entry.text_length,
+                    entry.text_sha256,
+                    entry.text,
+                ),
+            )
+
+        await self._writer.run(work)
+
+    async def blocked_sends(
+        self, *, before_id: int | None, limit: int
+    ) -> list[tuple[int, BlockedSend]]:
+        clause = "WHERE id < ?" if before_id is not None else ""
+        params: list[Any] = [before_id] if before_id is not None else []
+        sql = (
+            "SELECT id, at_us, dialect, from_key, to_key, reason, request_id, text_length,"
+            f" text_sha256, text FROM blocked_send {clause} ORDER BY id DESC LIMIT ?"
+        )
+        params.append(limit)
+
+        def work(conn: sqlite3.Connection) -> list[tuple[int, BlockedSend]]:
+            return [(row[0], BlockedSend(*row[1:])) for row in conn.execute(sql, params)]
+
+        return await self._reader.run(work)
+
+    async def footer_sent(self, from_key: str, to_key: str) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM footer_sent WHERE to_key = ? AND from_key = ?", (to_key, from_key)
+            ).fetchone()
+            return row is not None
+
+        return await self._reader.run(work)
+
+    async def mark_footer_sent(self, from_key: str, to_key: str) -> None:
+        await self._writer.run(
+            lambda conn: conn.execute(
+                "INSERT OR IGNORE INTO footer_sent (to_key, from_key) VALUES (?, ?)",
+                (to_key, from_key),
+            )
+        )
+
+    async def set_service_numbers(self, service_key: str, number_keys: Sequence[str]) -> None:
+        rows = [(number, service_key) for number in number_keys]
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO service_number (number_key, service_key) VALUES (?, ?)"
+                " ON CONFLICT (number_key) DO UPDATE SET service_key = excluded.service_key",
+                rows,
+            )
+            conn.execute("COMMIT")
+
+        await self._writer.run(work)
+
+    async def service_of(self, number_key: str) -> str | None:
+        def work(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT service_key FROM service_number WHERE number_key = ?", (number_key,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._reader.run(work)

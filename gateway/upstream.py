@@ -1,0 +1,99 @@
+"""The one HTTP client Stopgate uses to reach the carriers, and the header rules of a proxy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from gateway.config import Settings
+from gateway.errors import UpstreamTimeout, UpstreamUnreachable
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "expect",
+    }
+)
+
+
+def end_to_end_headers(
+    headers: Mapping[str, str] | CIMultiDictProxy[str], drop: Iterable[str] = ()
+) -> CIMultiDict[str]:
+    """The headers a proxy passes on: hop-by-hop ones (and those ``Connection`` names) dropped."""
+    dropped = set(HOP_BY_HOP)
+    dropped.update(d.lower() for d in drop)
+    connection = headers.get("Connection")
+    if connection:
+        dropped.update(token.strip().lower() for token in connection.split(","))
+    out: CIMultiDict[str] = CIMultiDict()
+    items = headers.items()
+    for name, value in items:
+        if name.lower() not in dropped:
+            out.add(name, value)
+    return out
+
+
+def make_client_session(settings: Settings) -> aiohttp.ClientSession:
+    """One shared session: explicit timeouts, no cookies, bodies relayed as they come."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=settings.upstream_connections, ttl_dns_cache=300, enable_cleanup_closed=True
+        ),
+        timeout=aiohttp.ClientTimeout(
+            total=settings.upstream_timeout, sock_connect=settings.upstream_connect_timeout
+        ),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        # Pass the caller's headers as they are; add none of our own.
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+    )
+
+
+def upstream_url(base: str, raw_path_qs: str) -> URL:
+    """``base`` + the request's path and query, byte-exact (no re-encoding)."""
+    return URL(base.rstrip("/") + raw_path_qs, encoded=True)
+
+
+async def request(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: URL,
+    *,
+    headers: CIMultiDict[str],
+    data: Any = None,
+) -> aiohttp.ClientResponse:
+    """Start an upstream request; translate connection failures into Stopgate's errors.
+
+    Never follows redirects: a redirect is the carrier's answer, relayed to the caller.
+    """
+    try:
+        return await session.request(method, url, headers=headers, data=data, allow_redirects=False)
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"{url.host}: no answer in time") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamUnreachable(f"{url.host}: {type(exc).__name__}") from exc
+
+
+async def read_body(response: aiohttp.ClientResponse) -> bytes:
+    """Read a whole upstream body; a connection cut mid-body is the upstream's failure."""
+    try:
+        return await response.read()
+    except TimeoutError as exc:
+        raise UpstreamTimeout("upstream body did not arrive in time") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamUnreachable(f"upstream body cut short: {type(exc).__name__}") from exc

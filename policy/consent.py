@@ -1,0 +1,149 @@
+"""Consent records and how the effective status of a (business, customer) pair is resolved.
+
+A send from business key ``F`` (optionally through Messaging Service ``S``) to customer key ``T``
+is decided by the records that apply to it: ``(F, T)``, ``(S, T)`` when a service is involved, and
+the wildcard ``(*, T)``. The newest record (by ``modified_us``) wins; an exact tie goes to
+``OptOut``. With no record the configured default applies.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from policy.numbers import WILDCARD, is_service_sid
+
+
+class OptStatus(enum.StrEnum):
+    OPT_IN = "OptIn"
+    OPT_OUT = "OptOut"
+
+
+class Source(enum.StrEnum):
+    """Who caused a consent change (RingCentral's consent API vocabulary, plus ``Carrier``)."""
+
+    RECIPIENT = "Recipient"
+    API = "Api"
+    UPSTREAM = "Upstream"
+    CARRIER = "Carrier"
+
+
+class DefaultConsent(enum.StrEnum):
+    """What applies to a pair with no record: implied consent, or marketing mode."""
+
+    ALLOW = "allow"
+    REQUIRE_OPT_IN = "require-opt-in"
+
+
+class BlockReason(enum.StrEnum):
+    """Why a send is refused; the value appears in ``X-Stopgate-Decision`` and the blocked log."""
+
+    OPT_OUT = "opt-out"
+    OPT_OUT_ALL = "opt-out-all"
+    OPT_OUT_SERVICE = "opt-out-service"
+    NO_OPT_IN = "no-opt-in"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    """The current consent of one key pair. ``modified_us`` is UTC microseconds since the epoch."""
+
+    from_key: str
+    to_key: str
+    status: OptStatus
+    source: Source
+    modified_us: int
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason: BlockReason | None
+    deciding: ConsentRecord | None
+    """The record that decided, or ``None`` when the default applied."""
+
+
+def newest(records: Iterable[ConsentRecord | None]) -> ConsentRecord | None:
+    """The record that governs: the newest, with an exact tie going to ``OptOut``."""
+    best: ConsentRecord | None = None
+    for record in records:
+        if record is None:
+            continue
+        if (
+            best is None
+            or record.modified_us > best.modified_us
+            or (
+                record.modified_us == best.modified_us
+                and record.status is OptStatus.OPT_OUT
+                and best.status is OptStatus.OPT_IN
+            )
+        ):
+            best = record
+    return best
+
+
+def supersedes(incoming: ConsentRecord, current: ConsentRecord | None) -> bool:
+    """Whether ``incoming`` replaces ``current`` as the record of its key pair."""
+    return newest((current, incoming)) is incoming
+
+
+def _block_reason(record: ConsentRecord) -> BlockReason:
+    if record.from_key == WILDCARD:
+        return BlockReason.OPT_OUT_ALL
+    if is_service_sid(record.from_key):
+        return BlockReason.OPT_OUT_SERVICE
+    return BlockReason.OPT_OUT
+
+
+def decide(records: Iterable[ConsentRecord | None], default: DefaultConsent) -> Decision:
+    """Decide a send from the records that apply to it (pair, service, wildcard)."""
+    governing = newest(records)
+    if governing is None:
+        if default is DefaultConsent.ALLOW:
+            return Decision(True, None, None)
+        return Decision(False, BlockReason.NO_OPT_IN, None)
+    if governing.status is OptStatus.OPT_IN:
+        return Decision(True, None, governing)
+    return Decision(False, _block_reason(governing), governing)
+
+
+def applicable_from_keys(business: str | None, service: str | None) -> tuple[str, ...]:
+    """The ``from`` keys whose records govern a send from ``business`` and/or ``service``."""
+    keys = [key for key in (business, service) if key is not None]
+    keys.append(WILDCARD)
+    return tuple(dict.fromkeys(keys))
+
+
+def explain(decision: Decision, default: DefaultConsent) -> str:
+    """One human sentence on why a pair is allowed or blocked (``stopgate consents check``)."""
+    record = decision.deciding
+    verdict = "allowed" if decision.allowed else f"blocked ({decision.reason})"
+    if record is None:
+        return f"{verdict}: no consent record applies; the default is {default.value!r}"
+    scope = "every business number (*)" if record.from_key == WILDCARD else record.from_key
+    return (
+        f"{verdict}: the newest applicable record is {record.status.value} for {scope} -> "
+        f"{record.to_key}, source {record.source.value}, at {format_time(record.modified_us)}"
+    )
+
+
+def format_time(modified_us: int) -> str:
+    """ISO 8601 UTC with microseconds, as the consent API shows ``lastModifiedTime``."""
+    seconds, micros = divmod(modified_us, 1_000_000)
+    stamp = _dt.datetime.fromtimestamp(seconds, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{micros:06d}Z"
+
+
+def parse_time(text: str) -> int:
+    """Parse an ISO 8601 time (``Z`` or an offset; naive means UTC) into UTC microseconds."""
+    value = _dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_dt.UTC)
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)

@@ -1,0 +1,169 @@
+"""Canonical consent keys for the addresses that appear in sends, webhooks and consent records.
+
+The same canonicaliser runs on every write and every lookup, so no way of writing a number can
+slip past a block. The contract:
+
+* A customer (``to``) address becomes E.164 (``+16505550111``). ``tel:``, ``sms:``, ``rcs:`` and
+  ``mms:`` prefixes share the SMS key of their number; ``whatsapp:`` and ``messenger:`` keep their
+  channel prefix (consent there is separate), e.g. ``whatsapp:+16505550111``.
+* A business (``from``) address may also be a short code (``sc:12345`` - a short code is not a +1
+  number), an alphanumeric sender ID (``alpha:ACME``; case-insensitive) or a Twilio Messaging
+  Service SID (``MG`` + 32 lower-case hex). ``*`` is the wildcard "every business number", valid
+  only where a consent record is written or read.
+* Numbers that are *possible* are accepted even when the metadata calls them invalid (metadata
+  lags new ranges); impossible ones raise :class:`InvalidAddress` with a machine-readable reason.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+import phonenumbers
+
+WILDCARD = "*"
+
+_CHANNEL_SHARING_SMS_KEY = ("tel:", "sms:", "smsto:", "rcs:", "mms:")
+_CHANNEL_WITH_OWN_KEY = ("whatsapp:", "messenger:")
+_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
+_SHORT_CODE = re.compile(r"[0-9]{3,6}")
+_ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 .&_-]{1,11}")
+_PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
+
+
+class Role(enum.Enum):
+    """Which side of a message an address stands on."""
+
+    BUSINESS = "from"
+    CUSTOMER = "to"
+
+
+class AddressProblem(enum.StrEnum):
+    """Machine-readable reasons an address is refused."""
+
+    EMPTY = "empty"
+    UNPARSEABLE = "unparseable"
+    INVALID_COUNTRY_CODE = "invalid-country-code"
+    TOO_SHORT = "too-short"
+    TOO_LONG = "too-long"
+    IMPOSSIBLE = "impossible-number"
+    NOT_A_CUSTOMER_ADDRESS = "not-a-customer-address"
+    WILDCARD_NOT_ALLOWED = "wildcard-not-allowed"
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidAddress(ValueError):
+    """An address that cannot be turned into a consent key."""
+
+    problem: AddressProblem
+    raw: str
+    role: Role
+
+    def __str__(self) -> str:
+        return f"{self.role.value} address {self.raw!r} refused: {self.problem.value}"
+
+
+_PARSE_ERRORS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: AddressProblem.INVALID_COUNTRY_CODE,
+    phonenumbers.NumberParseException.NOT_A_NUMBER: AddressProblem.UNPARSEABLE,
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: AddressProblem.TOO_SHORT,
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: AddressProblem.TOO_SHORT,
+    phonenumbers.NumberParseException.TOO_LONG: AddressProblem.TOO_LONG,
+}
+_POSSIBILITY_ERRORS = {
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: AddressProblem.INVALID_COUNTRY_CODE,
+    phonenumbers.ValidationResult.TOO_SHORT: AddressProblem.TOO_SHORT,
+    phonenumbers.ValidationResult.TOO_LONG: AddressProblem.TOO_LONG,
+    phonenumbers.ValidationResult.INVALID_LENGTH: AddressProblem.IMPOSSIBLE,
+}
+
+
+def _phone_key(text: str, raw: str, role: Role, region: str) -> str:
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidAddress(
+            _PARSE_ERRORS.get(exc.error_type, AddressProblem.UNPARSEABLE), raw, role
+        ) from None
+    possibility = phonenumbers.is_possible_number_with_reason(parsed)
+    if possibility not in (
+        phonenumbers.ValidationResult.IS_POSSIBLE,
+        phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
+    ):
+        raise InvalidAddress(
+            _POSSIBILITY_ERRORS.get(possibility, AddressProblem.IMPOSSIBLE), raw, role
+        )
+    if possibility == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
+        # A local-only number (no area code) cannot be addressed from outside its area.
+        raise InvalidAddress(AddressProblem.TOO_SHORT, raw, role)
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+@lru_cache(maxsize=65536)
+def canonical_key(raw: str, role: Role, region: str = "US", *, allow_wildcard: bool = False) -> str:
+    """Return the consent key of ``raw`` or raise :class:`InvalidAddress`.
+
+    Memoised: parsing costs tens of microseconds and the same numbers recur on every send.
+    """
+    text = unicodedata.normalize("NFKC", raw).strip()
+    if not text:
+        raise InvalidAddress(AddressProblem.EMPTY, raw, role)
+    if text == WILDCARD:
+        if role is Role.BUSINESS and allow_wildcard:
+            return WILDCARD
+        raise InvalidAddress(AddressProblem.WILDCARD_NOT_ALLOWED, raw, role)
+    lowered = text.lower()
+    for prefix in _CHANNEL_WITH_OWN_KEY:
+        if lowered.startswith(prefix):
+            rest = text[len(prefix) :].strip()
+            if prefix == "messenger:":
+                if not rest:
+                    raise InvalidAddress(AddressProblem.EMPTY, raw, role)
+                return prefix + rest
+            return prefix + _phone_key(rest, raw, role, region)
+    for prefix in _CHANNEL_SHARING_SMS_KEY:
+        if lowered.startswith(prefix):
+            text = text[len(prefix) :].strip()
+            # tel: URIs may carry parameters (";phone-context=…"); the number is before them.
+            text = text.split(";", 1)[0]
+            break
+    if role is Role.BUSINESS:
+        compact = _PHONE_PUNCTUATION.sub("", text)
+        if _SERVICE_SID.fullmatch(compact):
+            return "MG" + compact[2:].lower()
+        if _SHORT_CODE.fullmatch(compact):
+            return "sc:" + compact
+        if (
+            _ALPHANUMERIC_SENDER.fullmatch(text)
+            and any(c.isalpha() for c in text)
+            and not text.lower().startswith(("+", "00"))
+            and sum(c.isdigit() for c in text) < 7
+        ):
+            return "alpha:" + text.upper()
+    return _phone_key(text, raw, role, region)
+
+
+def customer_key(raw: str, region: str = "US") -> str:
+    """Canonical key of a customer (recipient) address."""
+    return canonical_key(raw, Role.CUSTOMER, region)
+
+
+def business_key(raw: str, region: str = "US", *, allow_wildcard: bool = False) -> str:
+    """Canonical key of a business (sender) address; ``*`` only when ``allow_wildcard``."""
+    return canonical_key(raw, Role.BUSINESS, region, allow_wildcard=allow_wildcard)
+
+
+def is_service_sid(key: str) -> bool:
+    """Whether a canonical business key names a Twilio Messaging Service."""
+    return key.startswith("MG") and len(key) == 34
+
+
+def display_key(key: str) -> str:
+    """A key as people and the consent API write it (``sc:12345`` -> ``12345``)."""
+    for prefix in ("sc:", "alpha:"):
+        if key.startswith(prefix):
+            return key[len(prefix) :]
+    return key
