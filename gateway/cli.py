@@ -38,6 +38,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo() -> int:
+    from gateway.demo import run_demo
+
+    return run_demo()
+
+
 def _carrier_sim(args: argparse.Namespace) -> int:
     from gateway.carriersim.app import run_carrier_sim
 
@@ -188,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8090)")
     sim.add_argument("--gateway", help="gateway URL inbound webhooks are delivered to")
     sim.set_defaults(run=_carrier_sim)
+
+    demo = commands.add_parser(
+        "demo", help="run the gateway in front of the carrier simulator (SQLite store)"
+    )
+    demo.set_defaults(run=lambda args: _demo())
 
     consents = commands.add_parser("consents", help="bulk consent operations")
     actions = consents.add_subparsers(dest="action", required=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -11,6 +12,8 @@ from yarl import URL
 
 from gateway.config import Settings
 from gateway.errors import UpstreamTimeout, UpstreamUnreachable
+
+_INLINE_BODY_LIMIT = 512 * 1024
 
 HOP_BY_HOP = frozenset(
     {
@@ -81,6 +84,9 @@ async def request(
 
     Never follows redirects: a redirect is the carrier's answer, relayed to the caller.
     """
+    if isinstance(data, bytes) and len(data) > _INLINE_BODY_LIMIT:
+        # aiohttp sends a large bytes body from the loop in one go; a stream writes in chunks.
+        data = io.BytesIO(data)
     try:
         return await session.request(method, url, headers=headers, data=data, allow_redirects=False)
     except TimeoutError as exc:

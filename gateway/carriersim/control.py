@@ -8,7 +8,8 @@
   message id, A2P batch id, Twilio SID), ``from`` (for a Twilio send through a Messaging
   Service without ``From``: the ``MG…`` SID), ``to``, ``text``, ``media`` (attachment file
   names or ``MediaUrl``s), ``messaging_service_sid``, ``received_at`` (ISO 8601 UTC).
-  Optional query filters: ``provider``, ``to``.
+  Optional query filters: ``provider``, ``to`` (exact; an unencoded leading ``+`` that
+  arrived as a space is put back).
 - ``DELETE /sim/messages`` → ``{"deleted": n}``.
 - ``GET /sim/faults`` → the current plan ``{mode, delay_seconds, count, status}`` where
   ``count`` is how many requests are still to be hit (null: until replaced).
@@ -38,6 +39,9 @@ async def health(request: web.Request) -> web.Response:
 async def list_messages(request: web.Request) -> web.Response:
     provider = request.query.get("provider")
     to = request.query.get("to")
+    if to is not None and to.startswith(" "):
+        # "?to=+1650…" typed without encoding: the "+" arrived as a space.
+        to = "+" + to.lstrip()
     entries = [
         entry.to_json()
         for entry in request.app[SIM_STATE].delivered

@@ -23,7 +23,6 @@ Contracts worth knowing:
 
 from __future__ import annotations
 
-import binascii
 import hmac
 import json
 import re
@@ -31,7 +30,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import BasicAuth, BodyPartReader, web
+from aiohttp import BodyPartReader, web
 from multidict import MultiDict
 
 from gateway.carriersim.state import (
@@ -45,6 +44,7 @@ from gateway.carriersim.state import (
     utcnow,
 )
 from gateway.carriersim.wire import (
+    basic_credentials,
     json_reply,
     plausible_number,
     rc_error,
@@ -90,17 +90,16 @@ def _client_of(
     request: web.Request, form: MultiDict[str], creds: SimCredentials
 ) -> str | web.Response:
     """The authenticated client id, or the OAuth error to answer."""
-    header = request.headers.get("Authorization", "")
+    header = request.headers.get("Authorization")
     client_id: str | None
     secret: str | None
     if header:
-        try:
-            basic = BasicAuth.decode(header)
-        except (ValueError, binascii.Error):
+        basic = basic_credentials(header)
+        if basic is None:
             return rc_oauth_error(
                 401, "invalid_client", "OAU-123", "Client authentication is required"
             )
-        client_id, secret = basic.login, basic.password
+        client_id, secret = basic
     else:
         client_id, secret = form.get("client_id"), form.get("client_secret")
     if not client_id:

@@ -21,11 +21,17 @@ import hmac
 import uuid
 from typing import Any
 
-from aiohttp import BasicAuth, web
+from aiohttp import web
 from multidict import MultiDict
 
 from gateway.carriersim.state import SIM_STATE, SimCredentials
-from gateway.carriersim.wire import json_reply, plausible_number, rfc2822_now, twilio_error
+from gateway.carriersim.wire import (
+    basic_credentials,
+    json_reply,
+    plausible_number,
+    rfc2822_now,
+    twilio_error,
+)
 
 API_VERSION = "2010-04-01"
 BODY_MAX_CHARS = 1600
@@ -59,26 +65,23 @@ def count_segments(text: str) -> int:
 
 
 def _authenticated(request: web.Request, creds: SimCredentials) -> bool:
-    try:
-        auth = BasicAuth.decode(request.headers.get("Authorization", ""))
-    except ValueError:
+    basic = basic_credentials(request.headers.get("Authorization"))
+    if basic is None:
         return False
-    if auth.login == creds.twilio_account_sid:
+    user, password = basic
+    if user == creds.twilio_account_sid:
         secret = creds.twilio_auth_token
-    elif creds.twilio_api_key_sid and auth.login == creds.twilio_api_key_sid:
+    elif creds.twilio_api_key_sid and user == creds.twilio_api_key_sid:
         secret = creds.twilio_api_key_secret
     else:
         return False
-    password_ok = hmac.compare_digest(auth.password.encode(), secret.encode())
+    password_ok = hmac.compare_digest(password.encode(), secret.encode())
     return password_ok and request.match_info["account_sid"] == creds.twilio_account_sid
 
 
 def _uses_auth_token(request: web.Request, creds: SimCredentials) -> bool:
-    try:
-        login: str = BasicAuth.decode(request.headers.get("Authorization", "")).login
-    except ValueError:
-        return False
-    return login == creds.twilio_account_sid
+    basic = basic_credentials(request.headers.get("Authorization"))
+    return basic is not None and basic[0] == creds.twilio_account_sid
 
 
 def _unauthenticated() -> web.Response:

@@ -7,6 +7,8 @@ cannot hide in both.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
 from email.utils import format_datetime
@@ -38,6 +40,22 @@ def plausible_number(value: str) -> bool:
         return False
     digits = sum(ch.isdigit() for ch in value)
     return 3 <= digits <= 15
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """``(user, password)`` of an ``Authorization: Basic …`` header, or None if it is not one.
+
+    Our own decoder: aiohttp's ``BasicAuth`` is deprecated (3.14) and goes away in 4.0.
+    """
+    scheme, _, encoded = (header or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    user, colon, password = decoded.partition(":")
+    return (user, password) if colon else None
 
 
 def utf16_units(text: str) -> int:

@@ -32,8 +32,8 @@ _ERROR_CODES = {
     ErrorKind.UPSTREAM_TIMEOUT: 20500,
 }
 # Twilio's own codes for the parameter problems its API reports, so SDK users see familiar ones.
-_PARAMETER_CODES = {"To": 21211, "From": 21212, "MessagingServiceSid": 21701}
-_MISSING_CODES = {"To": 21604, "From": 21603}
+_PARAMETER_CODES = {"to": 21211, "from": 21212, "messagingservicesid": 21701}
+_MISSING_CODES = {"to": 21604, "from": 21603}
 
 
 class TwilioDialect:
@@ -119,10 +119,11 @@ class TwilioDialect:
             }
         code = _ERROR_CODES[error.kind]
         if error.kind is ErrorKind.BAD_REQUEST and error.parameter:
+            parameter = error.parameter.lower()
             if error.reason.startswith("missing"):
-                code = _MISSING_CODES.get(error.parameter, code)
+                code = _MISSING_CODES.get(parameter, code)
             else:
-                code = _PARAMETER_CODES.get(error.parameter, code)
+                code = _PARAMETER_CODES.get(parameter, code)
         return {
             "code": code,
             "message": error.message,

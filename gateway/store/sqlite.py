@@ -106,6 +106,7 @@ class _ConnectionThread:
         self._path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._conn: sqlite3.Connection | None = None
+        self._closed = False
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -115,6 +116,9 @@ class _ConnectionThread:
             raise StoreUnavailable(f"sqlite: {exc}") from exc
         except OSError as exc:
             raise StoreUnavailable(f"sqlite file: {exc}") from exc
+        except RuntimeError as exc:
+            # The executor is shut down: the store was closed under us.
+            raise StoreUnavailable("the store is closed") from exc
 
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
@@ -127,6 +131,10 @@ class _ConnectionThread:
             raise
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
         def _close() -> None:
             if self._conn is not None:
                 self._conn.close()

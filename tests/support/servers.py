@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import socket
 import threading
@@ -112,10 +113,8 @@ class ServerThread:
             return
         if loop is not None and stop_event is not None and not loop.is_closed():
             # The loop may close between the check and the call if the thread died.
-            try:
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(stop_event.set)
-            except RuntimeError:
-                pass
         thread.join(self._shutdown_timeout + 10.0)
         if thread.is_alive():
             raise TimeoutError("the server thread did not stop")
@@ -214,7 +213,7 @@ def wait_for_http(url: str, timeout: float = 10.0, *, interval: float = 0.05) ->
     last_error: BaseException | None = None
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=max(interval, 1.0)) as response:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=max(interval, 1.0)) as response:
                 status: int = response.status
                 return status
         except urllib.error.HTTPError as exc:

@@ -1,0 +1,25 @@
+# The two commands of the README: `make run` and `make test`. Both install what they need
+# into .venv from this project's own files first.
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,fast]'
+	touch $(STAMP)
+
+.PHONY: install run test lint
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/stopgate demo
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
