@@ -1,9 +1,10 @@
 """The RingCentral-compatible consent API that Stopgate serves itself.
 
 Served at ``/restapi/v2/accounts/{a}/sms/consents``. Records look as in RingCentral's consent
-API, ``{from, to, optStatus, source, lastModifiedTime}``; ``from`` may be ``*`` (every business number). Errors come in RingCentral's error shape with a
-machine-readable ``reason``. Paging is keyset-based: a ``pageToken`` names the position after
-which the page starts, so pages stay stable under concurrent writes.
+API, ``{from, to, optStatus, source, lastModifiedTime}``; ``from`` may be ``*`` (every
+business number). Errors come in RingCentral's error shape with a machine-readable
+``reason``. Paging is keyset-based: a ``pageToken`` names the position after which the page
+starts, so pages stay stable under concurrent writes.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ simulator, its store ``sqlite:///./stopgate.db`` unless ``STOPGATE_STORE`` says 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 
@@ -81,8 +82,6 @@ async def _run(settings: Settings) -> None:
 
 def run_demo() -> int:
     settings = demo_settings()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run(settings))
-    except KeyboardInterrupt:
-        pass
     return 0
