@@ -67,27 +67,28 @@ class Decision:
 
 
 def newest(records: Iterable[ConsentRecord | None]) -> ConsentRecord | None:
-    """The record that governs: the newest, with an exact tie going to ``OptOut``."""
+    """The record that governs: the newest, with an exact tie going to ``OptOut``.
+
+    Among records equal in both time and status the first one given is kept.
+    """
     best: ConsentRecord | None = None
     for record in records:
-        if record is None:
-            continue
-        if (
-            best is None
-            or record.modified_us > best.modified_us
-            or (
-                record.modified_us == best.modified_us
-                and record.status is OptStatus.OPT_OUT
-                and best.status is OptStatus.OPT_IN
-            )
-        ):
+        if record is not None and supersedes(record, best):
             best = record
     return best
 
 
 def supersedes(incoming: ConsentRecord, current: ConsentRecord | None) -> bool:
-    """Whether ``incoming`` replaces ``current`` as the record of its key pair."""
-    return newest((current, incoming)) is incoming
+    """Whether ``incoming`` replaces ``current`` as the record of its key pair.
+
+    A strict order: newer wins, an exact tie goes to ``OptOut``, and a record never supersedes
+    itself or one equal to it in time and status.
+    """
+    if current is None:
+        return True
+    if incoming.modified_us != current.modified_us:
+        return incoming.modified_us > current.modified_us
+    return incoming.status is OptStatus.OPT_OUT and current.status is OptStatus.OPT_IN
 
 
 def _block_reason(record: ConsentRecord) -> BlockReason:

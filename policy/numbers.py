@@ -32,6 +32,7 @@ _SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 _SHORT_CODE = re.compile(r"[0-9]{3,6}")
 _ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 .&_-]{1,11}")
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
+_PHONE_CONTEXT = re.compile(r";\s*phone-context\s*=", re.IGNORECASE)
 
 
 class Role(enum.Enum):
@@ -54,13 +55,22 @@ class AddressProblem(enum.StrEnum):
     WILDCARD_NOT_ALLOWED = "wildcard-not-allowed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(eq=False)
 class InvalidAddress(ValueError):
-    """An address that cannot be turned into a consent key."""
+    """An address that cannot be turned into a consent key.
+
+    Deliberately neither frozen nor slotted: Python itself assigns attributes on exceptions in
+    flight (``__traceback__`` in ``contextlib``, ``__notes__`` in ``add_note``), which a frozen
+    dataclass refuses - and a slotted one breaks zero-argument ``super()`` in the generated
+    ``__setattr__`` - so the refusal would surface as a ``TypeError`` instead.
+    """
 
     problem: AddressProblem
     raw: str
     role: Role
+
+    def __post_init__(self) -> None:
+        super().__init__(self.problem, self.raw, self.role)
 
     def __str__(self) -> str:
         return f"{self.role.value} address {self.raw!r} refused: {self.problem.value}"
@@ -124,26 +134,49 @@ def canonical_key(raw: str, role: Role, region: str = "US", *, allow_wildcard: b
                     raise InvalidAddress(AddressProblem.EMPTY, raw, role)
                 return prefix + rest
             return prefix + _phone_key(rest, raw, role, region)
+    phone_text: str | None = None
     for prefix in _CHANNEL_SHARING_SMS_KEY:
         if lowered.startswith(prefix):
-            text = text[len(prefix) :].strip()
+            uri = text[len(prefix) :].strip()
             # tel: URIs may carry parameters (";phone-context=…"); the number is before them.
-            text = text.split(";", 1)[0]
+            text = uri.split(";", 1)[0].strip()
+            if (
+                prefix == "tel:"
+                and not text.startswith("+")
+                and _PHONE_CONTEXT.search(uri) is not None
+            ):
+                # RFC 3966: a local number is dialled within its phone-context
+                # ("tel:2079460018;phone-context=+44" is a London number, not a US one);
+                # phonenumbers resolves that from the full URI.
+                phone_text = "tel:" + uri
             break
-    if role is Role.BUSINESS:
-        compact = _PHONE_PUNCTUATION.sub("", text)
-        if _SERVICE_SID.fullmatch(compact):
-            return "MG" + compact[2:].lower()
-        if _SHORT_CODE.fullmatch(compact):
-            return "sc:" + compact
-        if (
-            _ALPHANUMERIC_SENDER.fullmatch(text)
-            and any(c.isalpha() for c in text)
-            and not text.lower().startswith(("+", "00"))
-            and sum(c.isdigit() for c in text) < 7
-        ):
-            return "alpha:" + text.upper()
-    return _phone_key(text, raw, role, region)
+    business_only = _business_only_key(text)
+    if role is Role.BUSINESS and business_only is not None:
+        return business_only
+    try:
+        return _phone_key(text if phone_text is None else phone_text, raw, role, region)
+    except InvalidAddress:
+        if business_only is not None:
+            # A short code, sender ID or service SID can send but never receive.
+            raise InvalidAddress(AddressProblem.NOT_A_CUSTOMER_ADDRESS, raw, role) from None
+        raise
+
+
+def _business_only_key(text: str) -> str | None:
+    """The key of a short code, alphanumeric sender ID or service SID, or ``None``."""
+    compact = _PHONE_PUNCTUATION.sub("", text)
+    if _SERVICE_SID.fullmatch(compact):
+        return "MG" + compact[2:].lower()
+    if _SHORT_CODE.fullmatch(compact):
+        return "sc:" + compact
+    if (
+        _ALPHANUMERIC_SENDER.fullmatch(text)
+        and any(c.isalpha() for c in text)
+        and not text.lower().startswith(("+", "00"))
+        and sum(c.isdigit() for c in text) < 7
+    ):
+        return "alpha:" + text.upper()
+    return None
 
 
 def customer_key(raw: str, region: str = "US") -> str:

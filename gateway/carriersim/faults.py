@@ -9,7 +9,8 @@ What each mode does to one request:
 - ``timeout``: never answers and does not process; the connection is dropped after
   ``delay_seconds`` (default one hour), when the client goes away, or at shutdown.
 - ``reset``: the connection is aborted with a TCP reset before anything is answered; not
-  processed.
+  processed. Note that aiohttp's client resends an idempotent request (GET, PUT, DELETE…)
+  once after a reset, so a GET through aiohttp only fails with ``count`` of 2 or more.
 - ``half-body``: the request *is* processed; the answer is sent with its full
   ``Content-Length`` but only the first half of the body, then the connection is closed.
 """

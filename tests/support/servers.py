@@ -131,7 +131,13 @@ class ServerThread:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        try:
+            self.stop()
+        except Exception as stop_error:
+            if exc is None:
+                raise
+            # The test's own failure is the one to show; the server's rides along as a note.
+            exc.add_note(f"ServerThread.stop() also failed: {stop_error!r}")
 
     # -- thread side ---------------------------------------------------------------------
 

@@ -1,0 +1,297 @@
+"""Closed-loop HTTP/1.1 load generator for the send-path bench.
+
+N connections, each keep-alive, each with one request in flight at a time (closed loop): send
+pre-built request bytes, read the response (status line, headers, ``Content-Length`` or
+``chunked`` body), record the latency, send the next. The requests rotate over the list in the
+spec, so a few thousand distinct recipients cost nothing to generate. Raw asyncio streams (uvloop
+when installed): no HTTP client library, so the generator stays cheap next to what it measures.
+
+Phases: *prime* (every distinct request once, spread over the connections: fills the gateway's
+consent cache), *warm-up* (unmeasured, ``warmup`` seconds), *measure* (``duration`` seconds: a
+request counts when it starts and ends inside the window). Every read is bounded by a timeout
+and the whole run by ``warmup + duration + grace``, so it always ends.
+
+Input: a JSON spec file (see :class:`Spec`). Output: one JSON document on stdout.
+
+    python bench/loadgen.py SPEC.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+READ_TIMEOUT = 10.0
+"""Seconds one response may take before it counts as an error and the connection is dropped."""
+GRACE = 12.0
+"""Seconds after the window closes that in-flight requests may still finish."""
+MAX_HEAD = 64 * 1024
+ERROR_SAMPLES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    host: str
+    port: int
+    connections: int
+    duration: float
+    warmup: float
+    requests: tuple[bytes, ...]
+    expect_status: int
+    expect_body: bytes | None = None
+    """A byte string every response body must contain (e.g. ``21610``)."""
+    prime: bool = True
+    watch: dict[str, int] = field(default_factory=dict)
+    """Processes (name -> pid) whose CPU use over the measure window is reported."""
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Spec:
+        expect_body = document.get("expect_body")
+        return cls(
+            host=str(document["host"]),
+            port=int(document["port"]),
+            connections=int(document["connections"]),
+            duration=float(document["duration"]),
+            warmup=float(document["warmup"]),
+            requests=tuple(base64.b64decode(r) for r in document["requests"]),
+            expect_status=int(document["expect_status"]),
+            expect_body=expect_body.encode() if expect_body else None,
+            prime=bool(document.get("prime", True)),
+            watch={str(k): int(v) for k, v in document.get("watch", {}).items()},
+        )
+
+
+class BadResponse(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class Run:
+    spec: Spec
+    window_start: float = 0.0
+    window_end: float = 0.0
+    next_request: int = 0
+    latencies_ns: list[int] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    error_samples: list[str] = field(default_factory=list)
+    unexpected: int = 0
+    stop: bool = False
+
+    def take(self) -> bytes:
+        requests = self.spec.requests
+        request = requests[self.next_request]
+        self.next_request = (self.next_request + 1) % len(requests)
+        return request
+
+    def error(self, kind: str, detail: str, measured: bool) -> None:
+        if measured:
+            self.errors[kind] += 1
+        if len(self.error_samples) < ERROR_SAMPLES:
+            self.error_samples.append(f"{kind}: {detail}"[:300])
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """Status, body and whether the server keeps the connection open."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    if len(head) > MAX_HEAD:
+        raise BadResponse("response head too large")
+    line_end = head.find(b"\r\n")
+    parts = head[:line_end].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+        raise BadResponse(f"bad status line {head[:line_end][:80]!r}")
+    status = int(parts[1])
+    lower = head.lower()
+    keep_alive = b"\r\nconnection: close" not in lower and parts[0] == b"HTTP/1.1"
+    if b"\r\ntransfer-encoding: chunked" in lower:
+        chunks: list[bytes] = []
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                while await reader.readuntil(b"\r\n") != b"\r\n":
+                    pass
+                break
+            chunk = await reader.readexactly(size + 2)
+            chunks.append(chunk[:-2])
+        return status, b"".join(chunks), keep_alive
+    marker = lower.find(b"\r\ncontent-length:")
+    if marker >= 0:
+        value_end = lower.find(b"\r\n", marker + 2)
+        length = int(lower[marker + 17 : value_end])
+        return status, await reader.readexactly(length), keep_alive
+    if status in (204, 304) or 100 <= status < 200:
+        return status, b"", keep_alive
+    # No length: the body runs to the end of the connection.
+    return status, await reader.read(), False
+
+
+async def connection_worker(run: Run, prime: list[bytes]) -> None:
+    spec = run.spec
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+    perf = time.perf_counter_ns
+    try:
+        while not run.stop:
+            now = time.perf_counter()
+            if now >= run.window_end:
+                return
+            if writer is None or reader is None:
+                try:
+                    reader, writer = await asyncio.wait_for(
+                        asyncio.open_connection(spec.host, spec.port), READ_TIMEOUT
+                    )
+                except (OSError, TimeoutError) as exc:
+                    run.error("connect", repr(exc), now >= run.window_start)
+                    await asyncio.sleep(0.05)
+                    continue
+            request = prime.pop() if prime else run.take()
+            started = perf()
+            measured = started >= run.window_start * 1e9
+            try:
+                writer.write(request)
+                status, body, keep_alive = await asyncio.wait_for(
+                    read_response(reader), READ_TIMEOUT
+                )
+            except (
+                OSError,
+                TimeoutError,
+                BadResponse,
+                ValueError,
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+            ) as exc:
+                run.error(type(exc).__name__, repr(exc), measured)
+                writer.close()
+                reader = writer = None
+                await asyncio.sleep(0.01)
+                continue
+            ended = perf()
+            if measured and ended <= run.window_end * 1e9:
+                run.latencies_ns.append(ended - started)
+                run.statuses[status] += 1
+                if status != spec.expect_status or (
+                    spec.expect_body is not None and spec.expect_body not in body
+                ):
+                    run.unexpected += 1
+                    if len(run.error_samples) < ERROR_SAMPLES:
+                        run.error_samples.append(f"unexpected {status}: {body[:200]!r}")
+            if not keep_alive:
+                writer.close()
+                reader = writer = None
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def percentile(sorted_ns: list[int], fraction: float) -> float | None:
+    """Nearest-rank percentile, in milliseconds."""
+    if not sorted_ns:
+        return None
+    rank = max(1, min(len(sorted_ns), round(fraction * len(sorted_ns) + 0.5)))
+    return sorted_ns[rank - 1] / 1e6
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a whole process (every thread), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # Fields after "(comm)": state is index 0, utime 11, stime 12.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def drive(spec: Spec) -> dict[str, Any]:
+    prime = list(reversed(spec.requests)) if spec.prime else []
+    primed = len(prime)
+    run = Run(spec)
+    # Generous window until priming is done; fixed once the warm-up starts.
+    run.window_start = run.window_end = time.perf_counter() + 3600.0
+    prime_started = time.perf_counter()
+    workers = [
+        asyncio.create_task(connection_worker(run, prime)) for _ in range(spec.connections)
+    ]
+    # Priming is bounded too: a gateway that cannot answer fails the run instead of hanging it.
+    prime_deadline = prime_started + READ_TIMEOUT + 0.01 * primed
+    while prime and time.perf_counter() < prime_deadline:
+        if all(w.done() for w in workers):
+            break
+        await asyncio.sleep(0.005)
+    prime_seconds = time.perf_counter() - prime_started
+    run.window_start = time.perf_counter() + spec.warmup
+    run.window_end = run.window_start + spec.duration
+    await asyncio.sleep(max(0.0, run.window_start - time.perf_counter()))
+    watch_start = {name: cpu_seconds(pid) for name, pid in spec.watch.items()}
+    own_start = time.process_time()
+    await asyncio.sleep(max(0.0, run.window_end - time.perf_counter()))
+    watch_end = {name: cpu_seconds(pid) for name, pid in spec.watch.items()}
+    own_end = time.process_time()
+    window = run.window_end - run.window_start
+    _, pending = await asyncio.wait(workers, timeout=GRACE)
+    run.stop = True
+    for task in pending:
+        task.cancel()
+        run.errors["timeout"] += 1
+    await asyncio.gather(*workers, return_exceptions=True)
+    for task in workers:
+        if not task.cancelled() and task.exception() is not None:
+            run.errors["crash"] += 1
+            run.error_samples.append(repr(task.exception()))
+
+    latencies = sorted(run.latencies_ns)
+    cpu: dict[str, float | None] = {"loadgen": 100.0 * (own_end - own_start) / window}
+    for name in spec.watch:
+        begin, end = watch_start[name], watch_end[name]
+        cpu[name] = None if begin is None or end is None else 100.0 * (end - begin) / window
+    return {
+        "requests": len(latencies),
+        "window_s": window,
+        "rps": len(latencies) / window,
+        "p50_ms": percentile(latencies, 0.50),
+        "p90_ms": percentile(latencies, 0.90),
+        "p99_ms": percentile(latencies, 0.99),
+        "max_ms": latencies[-1] / 1e6 if latencies else None,
+        "mean_ms": sum(latencies) / len(latencies) / 1e6 if latencies else None,
+        "statuses": {str(k): v for k, v in sorted(run.statuses.items())},
+        "unexpected": run.unexpected,
+        "errors": dict(run.errors),
+        "error_count": sum(run.errors.values()) + run.unexpected,
+        "error_samples": run.error_samples,
+        "primed": primed - len(prime),
+        "prime_s": prime_seconds,
+        "cpu_percent": cpu,
+        "connections": spec.connections,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: loadgen.py SPEC.json", file=sys.stderr)
+        return 2
+    with open(args[0], encoding="utf-8") as handle:
+        spec = Spec.from_json(json.load(handle))
+    try:
+        import uvloop
+    except ImportError:
+        result = asyncio.run(drive(spec))
+        result["event_loop"] = "asyncio"
+    else:
+        result = uvloop.run(drive(spec))
+        result["event_loop"] = "uvloop"
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
