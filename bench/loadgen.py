@@ -217,9 +217,7 @@ async def drive(spec: Spec) -> dict[str, Any]:
     # Generous window until priming is done; fixed once the warm-up starts.
     run.window_start = run.window_end = time.perf_counter() + 3600.0
     prime_started = time.perf_counter()
-    workers = [
-        asyncio.create_task(connection_worker(run, prime)) for _ in range(spec.connections)
-    ]
+    workers = [asyncio.create_task(connection_worker(run, prime)) for _ in range(spec.connections)]
     # Priming is bounded too: a gateway that cannot answer fails the run instead of hanging it.
     prime_deadline = prime_started + READ_TIMEOUT + 0.01 * primed
     while prime and time.perf_counter() < prime_deadline:

@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import aiohttp
 from cachetools import TTLCache
@@ -70,7 +71,9 @@ class CredentialChecker:
                 and hmac.compare_digest(password.encode(), token.reveal().encode())
             ):
                 return None
-        path = f"/2010-04-01/Accounts/{account_sid}.json"
+        # A read of one message is allowed to every key that may send (standard API keys cannot
+        # read the account resource itself), and costs the carrier next to nothing.
+        path = f"/2010-04-01/Accounts/{quote(account_sid, safe='')}/Messages.json?PageSize=1"
         return await self._ask_carrier(
             self._settings.twilio_upstream, path, authorization, account_sid
         )

@@ -219,8 +219,34 @@ async def get_account(request: web.Request) -> web.Response:
     return json_reply(body, provider="twilio")
 
 
+async def list_messages(request: web.Request) -> web.Response:
+    """The first page of the account's messages, newest first (``PageSize`` honoured)."""
+    state = request.app[SIM_STATE]
+    if not _authenticated(request, state.credentials):
+        return _unauthenticated()
+    try:
+        size = max(1, min(1000, int(request.query.get("PageSize", "50"))))
+    except ValueError:
+        return twilio_error(400, 20001, "PageSize must be an integer")
+    messages = list(reversed(state.twilio_messages.values()))[:size]
+    uri = f"/{API_VERSION}/Accounts/{state.credentials.twilio_account_sid}/Messages.json"
+    body = {
+        "messages": messages,
+        "page": 0,
+        "page_size": size,
+        "first_page_uri": f"{uri}?PageSize={size}&Page=0",
+        "next_page_uri": None,
+        "previous_page_uri": None,
+        "start": 0,
+        "end": max(0, len(messages) - 1),
+        "uri": f"{uri}?PageSize={size}&Page=0",
+    }
+    return json_reply(body, provider="twilio")
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     account = f"/{API_VERSION}/Accounts/{{account_sid}}"
     router.add_get(account + ".json", get_account)
+    router.add_get(account + "/Messages.json", list_messages)
     router.add_post(account + "/Messages.json", create_message)
     router.add_get(account + "/Messages/{message_sid}.json", get_message)

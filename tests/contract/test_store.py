@@ -113,7 +113,9 @@ async def test_history_lists_every_change_in_order(store: ConsentStore) -> None:
 
 async def test_list_records_pages_in_key_order_with_filters(store: ConsentStore) -> None:
     numbers = [f"+1650555{n:04d}" for n in range(25)]
-    await store.apply([change(to_key=n, status=OUT if i % 2 else IN) for i, n in enumerate(numbers)])
+    await store.apply(
+        [change(to_key=n, status=OUT if i % 2 else IN) for i, n in enumerate(numbers)]
+    )
     seen: list[str] = []
     after = None
     while True:

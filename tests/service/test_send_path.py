@@ -275,7 +275,8 @@ BAD_TWILIO = [
     ("missing-to", {"From": BUSINESS, "Body": "x"}, 400, 21604),
     ("missing-from", {"To": CUSTOMER, "Body": "x"}, 400, 21603),
     ("too-short", {"To": "+1555", "From": BUSINESS, "Body": "x"}, 400, 21211),
-    ("unparseable", {"To": "call me", "From": BUSINESS, "Body": "x"}, 400, 21211),
+    ("not-a-customer-address", {"To": "call me", "From": BUSINESS, "Body": "x"}, 400, 21211),
+    ("unparseable", {"To": "+1 call me now please", "From": BUSINESS, "Body": "x"}, 400, 21211),
     ("invalid-service-sid", {"To": CUSTOMER, "MessagingServiceSid": "MG1"}, 400, 21701),
 ]
 
