@@ -22,7 +22,7 @@ import asyncio
 import json
 import signal
 import sys
-from typing import Any
+from typing import Any, cast
 
 MESSAGE_RESOURCE: dict[str, Any] = {
     "account_sid": "AC5709a7e55709a7e55709a7e55709a7e5",
@@ -104,8 +104,8 @@ class UpstreamProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but have the same methods.
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer

@@ -135,23 +135,23 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
 
 async def connection_worker(run: Run, prime: list[bytes]) -> None:
     spec = run.spec
-    reader: asyncio.StreamReader | None = None
-    writer: asyncio.StreamWriter | None = None
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     perf = time.perf_counter_ns
     try:
         while not run.stop:
             now = time.perf_counter()
             if now >= run.window_end:
                 return
-            if writer is None or reader is None:
+            if connection is None:
                 try:
-                    reader, writer = await asyncio.wait_for(
+                    connection = await asyncio.wait_for(
                         asyncio.open_connection(spec.host, spec.port), READ_TIMEOUT
                     )
                 except (OSError, TimeoutError) as exc:
                     run.error("connect", repr(exc), now >= run.window_start)
                     await asyncio.sleep(0.05)
                     continue
+            reader, writer = connection
             request = prime.pop() if prime else run.take()
             started = perf()
             measured = started >= run.window_start * 1e9
@@ -170,7 +170,7 @@ async def connection_worker(run: Run, prime: list[bytes]) -> None:
             ) as exc:
                 run.error(type(exc).__name__, repr(exc), measured)
                 writer.close()
-                reader = writer = None
+                connection = None
                 await asyncio.sleep(0.01)
                 continue
             ended = perf()
@@ -185,10 +185,10 @@ async def connection_worker(run: Run, prime: list[bytes]) -> None:
                         run.error_samples.append(f"unexpected {status}: {body[:200]!r}")
             if not keep_alive:
                 writer.close()
-                reader = writer = None
+                connection = None
     finally:
-        if writer is not None:
-            writer.close()
+        if connection is not None:
+            connection[1].close()
 
 
 def percentile(sorted_ns: list[int], fraction: float) -> float | None:
