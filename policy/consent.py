@@ -132,19 +132,35 @@ def explain(decision: Decision, default: DefaultConsent) -> str:
 
 
 def format_time(modified_us: int) -> str:
-    """ISO 8601 UTC with microseconds, as the consent API shows ``lastModifiedTime``."""
-    seconds, micros = divmod(modified_us, 1_000_000)
-    stamp = _dt.datetime.fromtimestamp(seconds, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{micros:06d}Z"
+    """ISO 8601 UTC with microseconds, as the consent API shows ``lastModifiedTime``.
+
+    Raises ``ValueError`` for a time outside the years 1-9999 (see :func:`parse_time`).
+    """
+    if not _MIN_US <= modified_us <= _MAX_US:
+        raise ValueError(f"time {modified_us} us is outside the years 1-9999")
+    # Not strftime("%Y"): glibc does not zero-pad years before 1000, which parse_time refuses.
+    moment = _EPOCH_NAIVE + _dt.timedelta(microseconds=modified_us)
+    return moment.isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> int:
-    """Parse an ISO 8601 time (``Z`` or an offset; naive means UTC) into UTC microseconds."""
+    """Parse an ISO 8601 time (``Z`` or an offset; naive means UTC) into UTC microseconds.
+
+    Digits past the microsecond (RingCentral sends nanoseconds) are truncated. Raises
+    ``ValueError`` for text that is not such a time, and for a time whose UTC instant lies outside
+    the years 1-9999 (``0001-01-01T00:00:00+01:00``), which :func:`format_time` could not show.
+    """
     value = _dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=_dt.UTC)
     delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    result = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if not _MIN_US <= result <= _MAX_US:
+        raise ValueError(f"{text!r} lies outside the years 1-9999 in UTC")
+    return result
 
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+_EPOCH_NAIVE = _dt.datetime(1970, 1, 1)
+_MIN_US = (_dt.datetime.min - _EPOCH_NAIVE) // _dt.timedelta(microseconds=1)
+_MAX_US = (_dt.datetime.max - _EPOCH_NAIVE) // _dt.timedelta(microseconds=1)
