@@ -49,14 +49,16 @@ store {settings.store}; admin token {DEMO_ADMIN_TOKEN!r}. Try, in another shell:
 
   # 1. a send goes through (Twilio dialect)
   curl -s -u {basic} {gw}/2010-04-01/Accounts/{account}/Messages.json \\
-       --data-urlencode To='(650) 555-0111' --data-urlencode From=+16505550100 -d Body='Your order shipped'
+       --data-urlencode To='(650) 555-0111' --data-urlencode From=+16505550100 \\
+       -d Body='Your order shipped'
   # 2. the customer opts out, through the consents API
   curl -s -X PATCH -H 'Authorization: Bearer {DEMO_ADMIN_TOKEN}' \\
        -H 'Content-Type: application/json' {gw}/restapi/v2/accounts/~/sms/consents \\
        -d '{{"records": [{{"from": "+16505550100", "to": "+16505550111", "optStatus": "OptOut"}}]}}'
   # 3. the next send, however the number is written, is refused with Twilio's 21610
   curl -s -i -u {basic} {gw}/2010-04-01/Accounts/{account}/Messages.json \\
-       --data-urlencode To='tel:+1-650-555-0111' --data-urlencode From=+16505550100 -d Body='Sale today'
+       --data-urlencode To='tel:+1-650-555-0111' --data-urlencode From=+16505550100 \\
+       -d Body='Sale today'
   # what the carrier received
   curl -s http://{SIM_LISTEN[0]}:{SIM_LISTEN[1]}/sim/messages
 
