@@ -148,7 +148,7 @@ def canonical_key(raw: str, role: Role, region: str = "US", *, allow_wildcard: b
                 # RFC 3966: a local number is dialled within its phone-context
                 # ("tel:2079460018;phone-context=+44" is a London number, not a US one);
                 # phonenumbers resolves that from the full URI.
-                phone_text = "tel:" + uri
+                phone_text = "tel:" + _PHONE_CONTEXT.sub(";phone-context=", uri)
             break
     business_only = _business_only_key(text)
     if role is Role.BUSINESS and business_only is not None:

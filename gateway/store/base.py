@@ -75,6 +75,36 @@ class RecordQuery:
     modified_to_us: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """Work to do after a commit (a confirmation to send, an event to forward), kept durably
+    until done. ``deadline_us``: give up after this time (None: never)."""
+
+    kind: str
+    payload: str
+    not_before_us: int
+    deadline_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    id: int
+    kind: str
+    payload: str
+    created_us: int
+    not_before_us: int
+    deadline_us: int | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboundOutcome:
+    """``duplicate``: this (provider, message id) was recorded before; nothing was done again."""
+
+    duplicate: bool
+    applied: list[AppliedChange]
+
+
 PairCursor = tuple[str, str]
 """Position in the (to_key, from_key) key order; paging is keyset-based, never by offset."""
 
@@ -125,3 +155,29 @@ class ConsentStore(Protocol):
         """Record that each number belongs to the Messaging Service (additive)."""
 
     async def service_of(self, number_key: str) -> str | None: ...
+
+    async def service_numbers(self) -> dict[str, str]:
+        """Every known number -> its Messaging Service."""
+
+    async def record_inbound(
+        self,
+        provider: str,
+        message_id: str,
+        received_us: int,
+        changes: Sequence[ConsentChange],
+        outbox: Sequence[OutboxItem],
+    ) -> InboundOutcome:
+        """In one transaction: remember the inbound message, apply its consent changes and queue
+        its follow-up work - unless the message was recorded before (then do nothing)."""
+
+    async def due_outbox(self, now_us: int, limit: int) -> list[OutboxEntry]:
+        """Pending entries whose time has come, oldest first."""
+
+    async def outbox_done(self, entry_id: int) -> None: ...
+
+    async def outbox_retry(self, entry_id: int, not_before_us: int, error: str) -> None: ...
+
+    async def outbox_give_up(self, entry_id: int, error: str) -> None: ...
+
+    async def outbox_stats(self, now_us: int) -> tuple[int, int | None]:
+        """(pending entries, age in microseconds of the oldest pending one)."""

@@ -22,6 +22,9 @@ from gateway.store.base import (
     BlockedSend,
     ConsentChange,
     HistoryEntry,
+    InboundOutcome,
+    OutboxEntry,
+    OutboxItem,
     PairCursor,
     RecordQuery,
 )
@@ -79,6 +82,26 @@ MIGRATIONS: tuple[str, ...] = (
         last_us INTEGER NOT NULL
     );
     INSERT INTO clock (id, last_us) VALUES (1, 0);
+    """,
+    """
+    CREATE TABLE inbound_message (
+        provider TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        received_us INTEGER NOT NULL,
+        PRIMARY KEY (provider, message_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_us INTEGER NOT NULL,
+        not_before_us INTEGER NOT NULL,
+        deadline_us INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'given-up')),
+        last_error TEXT
+    );
+    CREATE INDEX outbox_due ON outbox (state, not_before_us);
     """,
 )
 
@@ -207,6 +230,14 @@ class SQLiteStore:
     @staticmethod
     def _apply(conn: sqlite3.Connection, changes: Sequence[ConsentChange]) -> list[AppliedChange]:
         conn.execute("BEGIN IMMEDIATE")
+        results = SQLiteStore._apply_in_transaction(conn, changes)
+        conn.execute("COMMIT")
+        return results
+
+    @staticmethod
+    def _apply_in_transaction(
+        conn: sqlite3.Connection, changes: Sequence[ConsentChange]
+    ) -> list[AppliedChange]:
         last_us: int = conn.execute("SELECT last_us FROM clock WHERE id = 1").fetchone()[0]
         stamped_any = False
         results: list[AppliedChange] = []
@@ -273,7 +304,6 @@ class SQLiteStore:
             results.append(AppliedChange(record, previous, applied=True))
         if stamped_any:
             conn.execute("UPDATE clock SET last_us = ? WHERE id = 1", (last_us,))
-        conn.execute("COMMIT")
         return results
 
     async def list_records(
@@ -420,5 +450,87 @@ class SQLiteStore:
                 "SELECT service_key FROM service_number WHERE number_key = ?", (number_key,)
             ).fetchone()
             return None if row is None else str(row[0])
+
+        return await self._reader.run(work)
+
+    async def service_numbers(self) -> dict[str, str]:
+        def work(conn: sqlite3.Connection) -> dict[str, str]:
+            rows = conn.execute("SELECT number_key, service_key FROM service_number")
+            return {str(number): str(service) for number, service in rows}
+
+        return await self._reader.run(work)
+
+    async def record_inbound(
+        self,
+        provider: str,
+        message_id: str,
+        received_us: int,
+        changes: Sequence[ConsentChange],
+        outbox: Sequence[OutboxItem],
+    ) -> InboundOutcome:
+        def work(conn: sqlite3.Connection) -> InboundOutcome:
+            conn.execute("BEGIN IMMEDIATE")
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO inbound_message (provider, message_id, received_us)"
+                " VALUES (?, ?, ?)",
+                (provider, message_id, received_us),
+            ).rowcount
+            if not inserted:
+                conn.execute("ROLLBACK")
+                return InboundOutcome(duplicate=True, applied=[])
+            applied = self._apply_in_transaction(conn, changes)
+            conn.executemany(
+                "INSERT INTO outbox (kind, payload, created_us, not_before_us, deadline_us)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (item.kind, item.payload, received_us, item.not_before_us, item.deadline_us)
+                    for item in outbox
+                ],
+            )
+            conn.execute("COMMIT")
+            return InboundOutcome(duplicate=False, applied=applied)
+
+        return await self._writer.run(work)
+
+    async def due_outbox(self, now_us: int, limit: int) -> list[OutboxEntry]:
+        def work(conn: sqlite3.Connection) -> list[OutboxEntry]:
+            rows = conn.execute(
+                "SELECT id, kind, payload, created_us, not_before_us, deadline_us, attempts"
+                " FROM outbox WHERE state = 'pending' AND not_before_us <= ? ORDER BY id LIMIT ?",
+                (now_us, limit),
+            )
+            return [OutboxEntry(*row) for row in rows]
+
+        return await self._reader.run(work)
+
+    async def _finish(self, entry_id: int, state: str, error: str | None) -> None:
+        await self._writer.run(
+            lambda conn: conn.execute(
+                "UPDATE outbox SET state = ?, last_error = ?, attempts = attempts + 1 WHERE id = ?",
+                (state, error, entry_id),
+            )
+        )
+
+    async def outbox_done(self, entry_id: int) -> None:
+        await self._finish(entry_id, "done", None)
+
+    async def outbox_give_up(self, entry_id: int, error: str) -> None:
+        await self._finish(entry_id, "given-up", error)
+
+    async def outbox_retry(self, entry_id: int, not_before_us: int, error: str) -> None:
+        await self._writer.run(
+            lambda conn: conn.execute(
+                "UPDATE outbox SET not_before_us = ?, last_error = ?, attempts = attempts + 1"
+                " WHERE id = ?",
+                (not_before_us, error, entry_id),
+            )
+        )
+
+    async def outbox_stats(self, now_us: int) -> tuple[int, int | None]:
+        def work(conn: sqlite3.Connection) -> tuple[int, int | None]:
+            count, oldest = conn.execute(
+                "SELECT count(*), min(created_us) FROM outbox WHERE state = 'pending'"
+            ).fetchone()
+            return int(count), None if oldest is None else now_us - int(oldest)
 
         return await self._reader.run(work)

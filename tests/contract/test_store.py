@@ -15,7 +15,13 @@ import pytest
 
 from gateway.errors import StoreUnavailable
 from gateway.store import store_from_url
-from gateway.store.base import BlockedSend, ConsentChange, ConsentStore, RecordQuery
+from gateway.store.base import (
+    BlockedSend,
+    ConsentChange,
+    ConsentStore,
+    OutboxItem,
+    RecordQuery,
+)
 from policy.consent import OptStatus, Source
 
 IN, OUT = OptStatus.OPT_IN, OptStatus.OPT_OUT
@@ -251,3 +257,34 @@ def test_acknowledged_writes_survive_kill_9(store_url: Callable[[], str]) -> Non
         return {r.to_key for r in rows}
 
     assert set(acknowledged) <= asyncio.run(check())
+
+
+async def test_inbound_message_is_recorded_once_with_its_changes_and_work(
+    store: ConsentStore,
+) -> None:
+    work = [OutboxItem("confirmation", '{"n": 1}', not_before_us=0, deadline_us=10**18)]
+    first = await store.record_inbound("twilio", "SM1", 5, [change()], work)
+    again = await store.record_inbound("twilio", "SM1", 6, [change(status=IN)], work)
+    assert not first.duplicate and [a.applied for a in first.applied] == [True]
+    assert again.duplicate and again.applied == []
+    assert (await store.get_records(T1, [F1]))[F1].status is OUT
+    history = await store.history(to_key=T1, from_key=None, after_id=None, limit=10)
+    assert len(history) == 1
+    due = await store.due_outbox(now_us=10, limit=10)
+    assert [(e.kind, e.payload) for e in due] == [("confirmation", '{"n": 1}')]
+    other = await store.record_inbound("ringcentral", "SM1", 7, [], [])
+    assert not other.duplicate
+
+
+async def test_outbox_retry_done_and_give_up(store: ConsentStore) -> None:
+    items = [OutboxItem(kind, "{}", not_before_us=0) for kind in ("a", "b", "c")]
+    await store.record_inbound("twilio", "SM2", 100, [], items)
+    a, b, c = await store.due_outbox(now_us=1, limit=10)
+    assert await store.outbox_stats(now_us=150) == (3, 50)
+    await store.outbox_done(a.id)
+    await store.outbox_retry(b.id, not_before_us=500, error="timeout")
+    await store.outbox_give_up(c.id, "window passed")
+    assert await store.due_outbox(now_us=499, limit=10) == []
+    [retried] = await store.due_outbox(now_us=500, limit=10)
+    assert (retried.id, retried.attempts) == (b.id, 1)
+    assert (await store.outbox_stats(now_us=600))[0] == 1
