@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway import consents_api, upstream
+from gateway import consents_api, inbound, upstream
 from gateway.config import Settings
 from gateway.consent_index import ConsentIndex
 from gateway.credentials import CredentialChecker
@@ -18,15 +19,21 @@ from gateway.keys import (
     CLIENT,
     CREDENTIALS,
     INDEX,
+    KEYWORDS,
     METRICS,
+    OUTBOX_WAKE,
+    RC_LOGIN,
     SETTINGS,
+    SPOOL,
     STORE,
 )
-from gateway.keys import (
-    DIALECTS as DIALECTS_KEY,
-)
+from gateway.keys import DIALECTS as DIALECTS_KEY
+from gateway.keyword_policy import KeywordPolicy
 from gateway.metrics import Metrics
+from gateway.outbox import outbox_ctx
 from gateway.proxy import carrier_route
+from gateway.ringcentral_login import RingCentralLogin
+from gateway.spool import Spool
 from gateway.store import store_from_url
 
 log = logging.getLogger("stopgate")
@@ -41,7 +48,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     index = ConsentIndex(store, settings.cache_size)
     for service, numbers in settings.messaging_services.items():
         await store.set_service_numbers(service, numbers)
-        index.services.update(dict.fromkeys(numbers, service))
+    index.services.update(await store.service_numbers())
     app[STORE] = store
     app[INDEX] = index
     yield
@@ -52,8 +59,17 @@ async def client_ctx(app: web.Application) -> AsyncIterator[None]:
     session = upstream.make_client_session(app[SETTINGS])
     app[CLIENT] = session
     app[CREDENTIALS] = CredentialChecker(app[SETTINGS], session)
+    app[RC_LOGIN] = RingCentralLogin(app[SETTINGS], session)
     yield
     await session.close()
+
+
+async def spool_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Changes spooled before a crash are honoured from the first request on."""
+    spool = app[SPOOL]
+    for event in await asyncio.to_thread(spool.load):
+        app[INDEX].add_pending(event.records())
+    yield
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -83,11 +99,17 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
     metrics.build.info({"version": __version__, "mode": settings.mode})
     app[METRICS] = metrics
     app[DIALECTS_KEY] = DIALECTS
+    app[KEYWORDS] = KeywordPolicy(settings.keywords, settings.keyword_mode, settings.default_region)
+    app[SPOOL] = Spool(settings.spool_path)
+    app[OUTBOX_WAKE] = asyncio.Event()
     app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(spool_ctx)
     app.cleanup_ctx.append(client_ctx)
+    app.cleanup_ctx.append(outbox_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_route)
     consents_api.add_routes(app)
+    inbound.add_routes(app)
     app.router.add_route("*", "/{tail:.*}", carrier_route)
     return app

@@ -82,6 +82,25 @@ class Settings:
     """Keep the full text of blocked sends in the log (off: length and SHA-256 only)."""
     messaging_services: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Twilio Messaging Service SID -> its numbers (canonical keys)."""
+    replies: str = "stopgate"
+    """``stopgate`` sends keyword confirmations; ``carrier`` when the carrier account confirms."""
+    brand_name: str = "Our team"
+    support_contact: str = "our support team"
+    reply_templates: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Overrides of the confirmation texts: class -> language -> template."""
+    opt_out_scope: str = "pair"
+    """``pair``: a STOP blocks the number it was sent to; ``all``: every business number."""
+    keyword_mode: str = "whole"
+    """``whole`` (the message is the keyword, as the carriers match) or ``first-word``."""
+    keywords: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Keyword lists by scope (``default``, a carrier name, or a business number)."""
+    spool_path: str = "./stopgate-spool.jsonl"
+    app_reply_deadline: float = 5.0
+    """How long a Twilio webhook waits for the app's TwiML answer before answering empty."""
+    confirmation_window: float = 300.0
+    """Confirmations not delivered within this many seconds of the keyword are given up."""
+    forward_window: float = 86_400.0
+    ringcentral_webhook_expires_in: int = 604_800
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -90,6 +109,12 @@ class Settings:
             raise ConfigError("workers must be at least 1")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
+        if self.replies not in ("stopgate", "carrier"):
+            raise ConfigError(f"replies must be 'stopgate' or 'carrier', not {self.replies!r}")
+        if self.opt_out_scope not in ("pair", "all"):
+            raise ConfigError(f"opt_out_scope must be 'pair' or 'all', not {self.opt_out_scope!r}")
+        if self.keyword_mode not in ("whole", "first-word"):
+            raise ConfigError(f"keyword_mode must be whole or first-word: {self.keyword_mode!r}")
         for name in ("ringcentral_upstream", "twilio_upstream"):
             value = getattr(self, name)
             if not value.startswith(("http://", "https://")):
@@ -126,6 +151,10 @@ def _coerce(name: str, raw: Any) -> Any:
     try:
         if name == "messaging_services":
             return _services(raw)
+        if kind.startswith("Mapping"):
+            if not isinstance(raw, Mapping):
+                raise ConfigError(f"{name} must be a table")
+            return dict(raw)
         if kind == "int":
             return int(raw)
         if kind == "float":
@@ -180,7 +209,7 @@ def load_settings(
             values[key] = _coerce(key, raw)
     for name in _FIELDS:
         env_name = f"STOPGATE_{name.upper()}"
-        if env_name in env and name != "messaging_services":
+        if env_name in env and not _FIELDS[name].type.startswith("Mapping"):
             values[name] = _coerce(name, env[env_name])
     for name, raw in (overrides or {}).items():
         if raw is not None:

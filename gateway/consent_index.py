@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from cachetools import LRUCache
 
 from gateway.store.base import AppliedChange, ConsentChange, ConsentStore
-from policy.consent import ConsentRecord
+from policy.consent import ConsentRecord, newest
 
 PairKey = tuple[str, str]
 
@@ -26,6 +26,8 @@ class ConsentIndex:
         self.misses = 0
         self.services: dict[str, str] = {}
         """Business number key -> Messaging Service key (configured and learned)."""
+        self._pending: dict[PairKey, ConsentRecord] = {}
+        """Changes acknowledged but not yet in the store (spooled while it was down)."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -53,7 +55,22 @@ class ConsentIndex:
                     entries[(from_key, to_key)] = record
         else:
             self.hits += 1
+        if self._pending:
+            for from_key in from_keys:
+                spooled = self._pending.get((from_key, to_key))
+                if spooled is not None:
+                    found[from_key] = newest((found[from_key], spooled))
         return [found[from_key] for from_key in from_keys]
+
+    def add_pending(self, records: Iterable[ConsentRecord]) -> None:
+        """Honour changes that are durable in the spool but not yet in the store."""
+        for record in records:
+            key = (record.from_key, record.to_key)
+            self._pending[key] = newest((self._pending.get(key), record)) or record
+
+    def clear_pending(self) -> None:
+        self._pending.clear()
+        self.clear()
 
     async def apply(self, changes: Sequence[ConsentChange]) -> list[AppliedChange]:
         """Write through to the store and drop what the write made stale."""

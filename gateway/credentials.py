@@ -78,6 +78,14 @@ class CredentialChecker:
             self._settings.twilio_upstream, path, authorization, account_sid
         )
 
+    def forget(self, authorization: str, scope: str = "") -> None:
+        """Stop trusting a credential the carrier has just refused."""
+        self._accepted.pop(_fingerprint(f"{scope}\n{authorization}"), None)
+
+    def forget_all(self) -> None:
+        """Trust nothing cached: a token was revoked or replaced through Stopgate."""
+        self._accepted.clear()
+
     async def check_ringcentral(self, authorization: str) -> CarrierRefusal | None:
         """None when the carrier accepts this bearer token."""
         return await self._ask_carrier(

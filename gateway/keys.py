@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 from aiohttp import web
 
@@ -9,7 +11,10 @@ from gateway.config import Settings
 from gateway.consent_index import ConsentIndex
 from gateway.credentials import CredentialChecker
 from gateway.dialects.base import Dialect
+from gateway.keyword_policy import KeywordPolicy
 from gateway.metrics import Metrics
+from gateway.ringcentral_login import RingCentralLogin
+from gateway.spool import Spool
 from gateway.store.base import ConsentStore
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -19,3 +24,7 @@ STORE = web.AppKey("store", ConsentStore)
 INDEX = web.AppKey("consent_index", ConsentIndex)
 CLIENT = web.AppKey("client_session", aiohttp.ClientSession)
 CREDENTIALS = web.AppKey("credentials", CredentialChecker)
+SPOOL = web.AppKey("spool", Spool)
+RC_LOGIN = web.AppKey("ringcentral_login", RingCentralLogin)
+OUTBOX_WAKE = web.AppKey("outbox_wake", asyncio.Event)
+KEYWORDS = web.AppKey("keywords", KeywordPolicy)

@@ -66,6 +66,34 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.inbound_keywords = Counter(
+            "stopgate_inbound_keywords",
+            "Inbound messages by keyword class and language",
+            ("klass", "language"),
+            registry=r,
+        )
+        self.inbound_duplicates = Counter(
+            "stopgate_inbound_duplicates",
+            "Inbound messages delivered again (no second effect)",
+            registry=r,
+        )
+        self.inbound_spooled = Counter(
+            "stopgate_inbound_spooled",
+            "Inbound events spooled locally while the store was down",
+            registry=r,
+        )
+        self.webhook_rejected = Counter(
+            "stopgate_webhook_rejected",
+            "Webhooks refused for a bad signature or token",
+            ("provider",),
+            registry=r,
+        )
+        self.outbox_delivered = Counter(
+            "stopgate_outbox_delivered", "Outbox entries delivered", ("kind",), registry=r
+        )
+        self.outbox_given_up = Counter(
+            "stopgate_outbox_given_up", "Outbox entries given up", ("kind",), registry=r
+        )
         self.build = InfoMetric("stopgate_build", "Stopgate build information", registry=r)
 
     def exposition(self) -> bytes:

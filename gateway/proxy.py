@@ -11,9 +11,9 @@ from aiohttp import hdrs, web
 from gateway import upstream
 from gateway.dialects.base import Dialect
 from gateway.errors import BadRequest, UpstreamTimeout, UpstreamUnreachable
-from gateway.keys import CLIENT, DIALECTS, METRICS, SETTINGS
+from gateway.keys import CLIENT, CREDENTIALS, DIALECTS, METRICS, SETTINGS
 from gateway.refusals import refuse_bad_request, refuse_upstream_failure
-from gateway.routing import classify
+from gateway.routing import classify, normalise_path
 from gateway.sending import handle_send
 
 log = logging.getLogger("stopgate.proxy")
@@ -47,6 +47,11 @@ async def carrier_route(request: web.Request) -> web.StreamResponse:
     return await forward_unchanged(request, match.dialect)
 
 
+def _ends_token(raw_path: str) -> bool:
+    path = normalise_path(raw_path.split("?", 1)[0])
+    return path in ("/restapi/oauth/revoke", "/restapi/oauth/token")
+
+
 async def forward_unchanged(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     headers = upstream.end_to_end_headers(request.headers)
     data: aiohttp.StreamReader | None = None
@@ -63,6 +68,9 @@ async def forward_unchanged(request: web.Request, dialect: Dialect) -> web.Strea
         return refuse_upstream_failure(
             request, dialect, exc, request.headers.get("X-Request-Id", "")
         )
+    if response.status < 300 and _ends_token(request.raw_path):
+        # A revoked or replaced RingCentral token must stop opening consent answers at once.
+        request.app[CREDENTIALS].forget_all()
     async with response:
         out = web.StreamResponse(
             status=response.status,

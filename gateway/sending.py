@@ -37,7 +37,7 @@ from gateway.refusals import (
     refuse_upstream_failure,
 )
 from gateway.store.base import BlockedSend
-from policy.consent import applicable_from_keys, decide
+from policy.consent import DefaultConsent, applicable_from_keys, decide
 from policy.footer import FooterDecision, FooterMode, decide_footer
 from policy.numbers import InvalidAddress, business_key, customer_key, is_service_sid
 
@@ -55,6 +55,8 @@ class Verdict:
     allowed: list[str] = field(default_factory=list)
     blocked: list[Blocked] = field(default_factory=list)
     kept_items: list[BatchItem] = field(default_factory=list)
+    invalid: list[Blocked] = field(default_factory=list)
+    """Batch recipients whose address cannot be keyed: dropped and reported, never sent."""
 
 
 def _keys(
@@ -85,7 +87,9 @@ def _keys(
     return business or service, from_keys
 
 
-async def _check(parsed: ParsedSend, index: ConsentIndex, region: str, default: object) -> Verdict:
+async def _check(
+    parsed: ParsedSend, index: ConsentIndex, region: str, default: DefaultConsent
+) -> Verdict:
     sender, from_keys = _keys(parsed, region, index)
     assert sender is not None  # dialects refuse a send with neither from nor service
     verdict = Verdict(sender)
@@ -98,7 +102,7 @@ async def _check(parsed: ParsedSend, index: ConsentIndex, region: str, default: 
             raise BadRequest(exc.problem.value, str(exc), parameter="to") from None
         if to_key not in decisions:
             records = await index.records(to_key, from_keys)
-            decision = decide(records, default)  # type: ignore[arg-type]
+            decision = decide(records, default)
             decisions[to_key] = None if decision.allowed else str(decision.reason)
         return decisions[to_key]
 
@@ -106,7 +110,11 @@ async def _check(parsed: ParsedSend, index: ConsentIndex, region: str, default: 
         for item in parsed.items:
             kept: list[str] = []
             for raw in item.recipients:
-                reason = await reason_for(raw)
+                try:
+                    reason = await reason_for(raw)
+                except BadRequest as exc:
+                    verdict.invalid.append(Blocked(raw, exc.reason, item.index))
+                    continue
                 if reason is None:
                     kept.append(raw)
                     verdict.allowed.append(raw)
@@ -281,6 +289,18 @@ async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) ->
         return refuse_upstream_failure(request, dialect, exc, request_id)
 
     decision_header = "allowed"
+    if parsed.kind is SendKind.BATCH and not verdict.kept_items and not verdict.blocked:
+        first_invalid = verdict.invalid[0]
+        metrics.sends.labels(dialect.name, "refused", "bad-request").inc()
+        return refuse_bad_request(
+            dialect,
+            BadRequest(
+                first_invalid.reason,
+                f"no valid recipient: {first_invalid.recipient}",
+                parameter="to",
+            ),
+            request_id,
+        )
     if verdict.blocked:
         first = verdict.blocked[0].reason
         if shadow:
@@ -309,8 +329,12 @@ async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) ->
     else:
         metrics.sends.labels(dialect.name, "allowed", "").inc()
 
+    dropped = verdict.invalid + ([] if shadow else verdict.blocked)
+    if shadow and verdict.blocked and parsed.kind is SendKind.BATCH:
+        # Shadow mode forwards what consent would block, but never an unkeyable address.
+        verdict.kept_items = _with_blocked(parsed, verdict)
     changed = False
-    if parsed.kind is SendKind.BATCH and verdict.blocked and not shadow:
+    if parsed.kind is SendKind.BATCH and dropped:
         dialect.set_batch(parsed, verdict.kept_items)
         changed = True
     try:
@@ -342,11 +366,15 @@ async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) ->
     except (UpstreamUnreachable, UpstreamTimeout) as exc:
         return refuse_upstream_failure(request, dialect, exc, request_id)
     metrics.upstream_latency.labels(dialect.name).observe(time.perf_counter() - upstream_started)
+    if response.status == 401:
+        # The carrier refuses these credentials now: no more consent answers on the old check.
+        scope = _twilio_account(request.path) if dialect.name == "twilio" else ""
+        request.app[CREDENTIALS].forget(request.headers.get(hdrs.AUTHORIZATION, ""), scope)
 
     out_headers = upstream.end_to_end_headers(response.headers)
     ok = 200 <= response.status < 300
-    if ok and parsed.kind is SendKind.BATCH and verdict.blocked and not shadow:
-        reply = _merge_batch_reply(dialect, reply, verdict)
+    if ok and parsed.kind is SendKind.BATCH and dropped:
+        reply = _merge_batch_reply(dialect, reply, verdict.kept_items, dropped)
     if ok and footed and settings.footer is FooterMode.FIRST:
         await _remember_footer(request, verdict.sender_key, footed)
     out_headers[DECISION_HEADER] = decision_header
@@ -357,12 +385,25 @@ async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) ->
     return web.Response(status=response.status, body=reply, headers=out_headers)
 
 
-def _merge_batch_reply(dialect: Dialect, reply: bytes, verdict: Verdict) -> bytes:
+def _with_blocked(parsed: ParsedSend, verdict: Verdict) -> list[BatchItem]:
+    """Shadow mode: the kept items plus the consent-blocked recipients, in original order."""
+    invalid = {(b.index, b.recipient) for b in verdict.invalid}
+    items = []
+    for item in parsed.items:
+        recipients = tuple(r for r in item.recipients if (item.index, r) not in invalid)
+        if recipients:
+            items.append(BatchItem(item.index, recipients, item.text))
+    return items
+
+
+def _merge_batch_reply(
+    dialect: Dialect, reply: bytes, kept: Sequence[BatchItem], dropped: Sequence[Blocked]
+) -> bytes:
     try:
         document = json.loads(reply)
     except ValueError:
         return reply
-    merged = dialect.merge_batch_reply(document, verdict.kept_items, verdict.blocked)
+    merged = dialect.merge_batch_reply(document, kept, sorted(dropped, key=lambda b: b.index or 0))
     return json.dumps(merged, ensure_ascii=False).encode()
 
 

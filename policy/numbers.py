@@ -109,6 +109,20 @@ def _phone_key(text: str, raw: str, role: Role, region: str) -> str:
     if possibility == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
         # A local-only number (no area code) cannot be addressed from outside its area.
         raise InvalidAddress(AddressProblem.TOO_SHORT, raw, role)
+    key = str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+    if _reformat(key) != key:
+        # A key must canonicalise to itself, or a record written under it (and shown, exported,
+        # re-imported as such) would not govern the number it came from. phonenumbers loses a
+        # zero when re-reading all-zero national numbers ("000000" in DE -> +4900000 -> +490000).
+        raise InvalidAddress(AddressProblem.IMPOSSIBLE, raw, role)
+    return key
+
+
+def _reformat(e164: str) -> str | None:
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return None
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
 

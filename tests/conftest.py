@@ -112,6 +112,7 @@ def settings_for(tmp_path: Path, sim_server: TestServer) -> Callable[..., Settin
             twilio_upstream=sim_url(sim_server),
             twilio_auth_token=Secret(SIM.twilio_auth_token),
             admin_token=Secret(ADMIN_TOKEN),
+            spool_path=str(tmp_path / "spool.jsonl"),
         )
         return dataclasses.replace(base, **overrides)
 

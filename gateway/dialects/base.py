@@ -151,3 +151,20 @@ def media_type(content_type_header: str) -> tuple[str, str | None]:
     message["content-type"] = content_type_header or "application/octet-stream"
     boundary = message.get_param("boundary")
     return message.get_content_type(), boundary if isinstance(boundary, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """An inbound SMS as plain values, addresses as the carrier wrote them."""
+
+    provider: str
+    message_id: str
+    sender: str
+    """The customer who wrote."""
+    recipients: tuple[str, ...]
+    """The business number(s) it was sent to."""
+    text: str
+    service: str | None = None
+    """Twilio Messaging Service the number belongs to, when the carrier says so."""
+    carrier_handled: str | None = None
+    """The carrier's own keyword handling (Twilio ``OptOutType``): it already confirmed."""

@@ -13,17 +13,20 @@ from gateway.dialects.base import (
     Blocked,
     DialectError,
     ErrorKind,
+    InboundMessage,
     ParsedSend,
     SendKind,
     SendRoute,
     media_type,
 )
 from gateway.errors import BadRequest
+from policy.consent import BlockReason
 from policy.footer import RINGCENTRAL_CAP
 
 JSON = "application/json"
 MULTIPART = ("multipart/form-data", "multipart/mixed")
 
+_CONSENT_REASONS = frozenset(reason.value for reason in BlockReason)
 _STOPGATE_CODES = {
     ErrorKind.UNAUTHORIZED: "AGW-401",
     ErrorKind.TOO_LARGE: "STOPGATE-413",
@@ -124,12 +127,17 @@ class RingCentralDialect:
                     entry = {**entry, "index": kept[position].index}
             rejected.append(entry)
         for block in dropped:
+            opted_out = block.reason in _CONSENT_REASONS
             rejected.append(
                 {
                     "index": block.index,
                     "to": [block.recipient],
-                    "errorCode": "SMS-RC-413",
-                    "description": f"The destination subscriber opted out ({block.reason})",
+                    "errorCode": "SMS-RC-413" if opted_out else "SMS-RC-410",
+                    "description": (
+                        f"The destination subscriber opted out ({block.reason})"
+                        if opted_out
+                        else f"The destination number is invalid ({block.reason})"
+                    ),
                 }
             )
         rejected.sort(key=lambda e: e.get("index", 0) if isinstance(e, dict) else 0)
@@ -257,3 +265,36 @@ def _split_multipart(kind: str, declared: str | None, body: bytes) -> _Multipart
             full_type = f'{kind}; boundary="{declared}"'
             return _Multipart(full_type, boundary, parts, index, head, document)
     raise BadRequest("malformed-body", "The multipart body has no JSON part with from/to/text")
+
+
+def parse_notification(document: Any) -> list[InboundMessage]:
+    """Inbound SMS of a RingCentral webhook notification; other events yield nothing.
+
+    One message to several of the account's numbers is one :class:`InboundMessage` whose
+    ``recipients`` lists them all.
+    """
+    if not isinstance(document, dict):
+        raise BadRequest("malformed-webhook", "a notification must be a JSON object")
+    body = document.get("body")
+    if not isinstance(body, dict):
+        raise BadRequest("malformed-webhook", "a notification needs a body object")
+    if body.get("direction", "Inbound") != "Inbound" or body.get("type", "SMS") != "SMS":
+        return []
+    message_id = body.get("id")
+    sender = body.get("from")
+    to = body.get("to")
+    if message_id in (None, "") or not isinstance(sender, dict) or not isinstance(to, list):
+        raise BadRequest("malformed-webhook", "an inbound SMS event needs id, from and to")
+    recipients = tuple(_phone(entry, "to") for entry in to if isinstance(entry, dict))
+    if not recipients:
+        raise BadRequest("malformed-webhook", "an inbound SMS event needs a to number")
+    subject = body.get("subject")
+    return [
+        InboundMessage(
+            provider="ringcentral",
+            message_id=str(message_id),
+            sender=_phone(sender, "from"),
+            recipients=recipients,
+            text=subject if isinstance(subject, str) else "",
+        )
+    ]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
+from xml.sax.saxutils import escape as xml_escape
 
 from gateway.dialects.base import (
     BatchItem,
     Blocked,
     DialectError,
     ErrorKind,
+    InboundMessage,
     ParsedSend,
     SendKind,
     SendRoute,
@@ -138,3 +143,84 @@ def _single(fields: dict[str, list[str]], name: str) -> str | None:
     if not values:
         return None
     return values[0] or None
+
+
+def signature(auth_token: str, url: str, params: Sequence[tuple[str, str]]) -> str:
+    """Twilio's request signature: base64 HMAC-SHA1 keyed by the auth token over the URL followed
+    by every parameter sorted by name (values of a repeated name sorted too), name then value."""
+    by_name: dict[str, set[str]] = {}
+    for name, value in params:
+        by_name.setdefault(name, set()).add(value)
+    signed = url + "".join(
+        name + value for name in sorted(by_name) for value in sorted(by_name[name])
+    )
+    digest = hmac.new(auth_token.encode(), signed.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def url_variants(url: str) -> tuple[str, ...]:
+    """The URL as given, without its default port, and with it - as Twilio's validator tries."""
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    variants = [url]
+    if default is not None:
+        bare = urlunsplit(parts._replace(netloc=_netloc(parts, host, None)))
+        ported = urlunsplit(parts._replace(netloc=_netloc(parts, host, default)))
+        if parts.port in (None, default):
+            variants += [bare, ported]
+    return tuple(dict.fromkeys(variants))
+
+
+def _netloc(parts: SplitResult, host: str, port: int | None) -> str:
+    auth = parts.netloc.rpartition("@")[0]
+    netloc = f"{host}:{port}" if port is not None else host
+    return f"{auth}@{netloc}" if auth else netloc
+
+
+def verify_signature(
+    auth_token: str, url: str, params: Sequence[tuple[str, str]], presented: str, body: bytes
+) -> bool:
+    """Check ``X-Twilio-Signature`` for a form body (``params``) or a JSON body signed through
+    the ``bodySHA256`` query parameter (then the URL alone is signed). Constant-time compare."""
+    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    body_hash = query.get("bodySHA256")
+    if body_hash is not None:
+        if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), body_hash.lower()):
+            return False
+        params = ()
+    ok = False
+    for candidate in url_variants(url):
+        expected = signature(auth_token, candidate, params)
+        # No early exit: every variant is compared, so timing says nothing about which matched.
+        ok |= hmac.compare_digest(expected.encode(), presented.encode())
+    return ok
+
+
+def parse_inbound(params: Sequence[tuple[str, str]]) -> InboundMessage:
+    """An inbound SMS webhook (form fields) as plain values."""
+    fields = dict(params)
+    message_id = fields.get("MessageSid") or fields.get("SmsSid") or ""
+    sender = fields.get("From", "")
+    to = fields.get("To", "")
+    if not message_id or not sender or not to:
+        raise BadRequest(
+            "malformed-webhook", "an inbound Twilio webhook needs MessageSid, From and To"
+        )
+    return InboundMessage(
+        provider="twilio",
+        message_id=message_id,
+        sender=sender,
+        recipients=(to,),
+        text=fields.get("Body", ""),
+        service=fields.get("MessagingServiceSid") or None,
+        carrier_handled=fields.get("OptOutType") or None,
+    )
+
+
+def twiml(messages: Sequence[str]) -> str:
+    """A TwiML answer with one ``<Message>`` per text (none: an empty answer)."""
+    body = "".join(f"<Message>{xml_escape(text)}</Message>" for text in messages)
+    return f'<?xml version="1.0" encoding="UTF-8"?><Response>{body}</Response>'

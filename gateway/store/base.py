@@ -8,7 +8,7 @@ Messaging Service membership. They know nothing of carriers or HTTP. Every metho
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from policy.consent import ConsentRecord, OptStatus, Source
@@ -103,6 +103,7 @@ class InboundOutcome:
 
     duplicate: bool
     applied: list[AppliedChange]
+    outbox_ids: list[int] = field(default_factory=list)
 
 
 PairCursor = tuple[str, str]

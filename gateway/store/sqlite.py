@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from gateway.errors import StoreUnavailable
 from gateway.store.base import (
@@ -112,9 +113,11 @@ def _record(row: Sequence[Any]) -> ConsentRecord:
     return ConsentRecord(row[0], row[1], OptStatus(row[2]), Source(row[3]), row[4], row[5])
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves so a unit of work is one transaction.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: every commit is fsync'd, so an acknowledged write survives a crash or power loss.
     conn.execute("PRAGMA synchronous=FULL")
@@ -125,8 +128,9 @@ def _connect(path: str) -> sqlite3.Connection:
 class _ConnectionThread:
     """One sqlite3 connection used only from its own single thread."""
 
-    def __init__(self, path: str, name: str) -> None:
+    def __init__(self, path: str, name: str, busy_timeout: float) -> None:
         self._path = path
+        self._busy_timeout = busy_timeout
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._conn: sqlite3.Connection | None = None
         self._closed = False
@@ -145,7 +149,7 @@ class _ConnectionThread:
 
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
-            self._conn = _connect(self._path)
+            self._conn = _connect(self._path, self._busy_timeout)
         try:
             return work(self._conn)
         except BaseException:
@@ -167,15 +171,24 @@ class _ConnectionThread:
         self._executor.shutdown(wait=True)
 
 
-def path_from_url(url: str) -> str:
-    """``sqlite:///./stopgate.db`` -> ``./stopgate.db``; ``sqlite:////abs/x.db`` -> ``/abs/x.db``;
-    ``sqlite:///:memory:`` is refused (two connections would see two databases)."""
+DEFAULT_BUSY_TIMEOUT = 5.0
+
+
+def parse_url(url: str) -> tuple[str, float]:
+    """``sqlite:///./stopgate.db`` -> ``./stopgate.db``; ``sqlite:////abs/x.db`` -> ``/abs/x.db``.
+    ``?busy_timeout=SECONDS`` bounds how long a write waits for another writer's lock before
+    the store counts as unavailable. ``sqlite:///:memory:`` is refused (two connections would
+    see two databases)."""
     if not url.startswith("sqlite:///"):
         raise ValueError(f"not a sqlite URL: {url!r} (expected sqlite:///PATH)")
-    path = url[len("sqlite:///") :]
+    path, _, query = url[len("sqlite:///") :].partition("?")
     if not path or path == ":memory:":
         raise ValueError("the SQLite store needs a file path")
-    return path
+    options = dict(parse_qsl(query))
+    unknown = set(options) - {"busy_timeout"}
+    if unknown:
+        raise ValueError(f"unknown sqlite URL options: {', '.join(sorted(unknown))}")
+    return path, float(options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT))
 
 
 class SQLiteStore:
@@ -184,9 +197,9 @@ class SQLiteStore:
     url_scheme = "sqlite"
 
     def __init__(self, url: str) -> None:
-        self.path = path_from_url(url)
-        self._writer = _ConnectionThread(self.path, "sqlite-writer")
-        self._reader = _ConnectionThread(self.path, "sqlite-reader")
+        self.path, busy_timeout = parse_url(url)
+        self._writer = _ConnectionThread(self.path, "sqlite-writer", busy_timeout)
+        self._reader = _ConnectionThread(self.path, "sqlite-reader", busy_timeout)
 
     async def open(self) -> None:
         parent = Path(self.path).parent
@@ -479,16 +492,16 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
                 return InboundOutcome(duplicate=True, applied=[])
             applied = self._apply_in_transaction(conn, changes)
-            conn.executemany(
-                "INSERT INTO outbox (kind, payload, created_us, not_before_us, deadline_us)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [
-                    (item.kind, item.payload, received_us, item.not_before_us, item.deadline_us)
-                    for item in outbox
-                ],
-            )
+            ids: list[int] = []
+            for item in outbox:
+                cursor = conn.execute(
+                    "INSERT INTO outbox (kind, payload, created_us, not_before_us, deadline_us)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (item.kind, item.payload, received_us, item.not_before_us, item.deadline_us),
+                )
+                ids.append(int(cursor.lastrowid or 0))
             conn.execute("COMMIT")
-            return InboundOutcome(duplicate=False, applied=applied)
+            return InboundOutcome(duplicate=False, applied=applied, outbox_ids=ids)
 
         return await self._writer.run(work)
 

@@ -26,7 +26,7 @@ from gateway.carriersim.state import SimCredentials
 from tests.support.processes import ServiceProcess
 
 SIM = SimCredentials()
-ADMIN_TOKEN = "e2e-admin-token"  # noqa: S105 (a test value)
+ADMIN_TOKEN = "e2e-admin-token"
 BUSINESS = "+16505550100"
 OTHER_BUSINESS = "+16505550199"
 CONSENTS = "/restapi/v2/accounts/~/sms/consents"
@@ -37,8 +37,32 @@ _RUNNING: list[ServiceProcess] = []
 
 
 def stopgate_command(*args: str) -> list[str]:
-    """``stopgate …`` from the interpreter running the tests (its venv, its gateway)."""
+    """``stopgate …``: the console script of the interpreter running the tests (its venv, its
+    gateway), or ``python -m gateway.cli`` where no script was installed."""
+    script = Path(sys.executable).parent / "stopgate"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script), *args]
     return [sys.executable, "-m", "gateway.cli", *args]
+
+
+def gateway_process(
+    name: str, *, sim_url: str, store: Path, log_dir: Path, **env: str
+) -> ServiceProcess:
+    """``stopgate serve`` in front of the simulator at ``sim_url`` (not started yet)."""
+    return ServiceProcess(
+        name,
+        stopgate_command("serve", "--listen", "{listen}", "--store", f"sqlite:///{store}"),
+        health_path="/healthz",
+        log_dir=log_dir,
+        env=clean_environment(
+            STOPGATE_RINGCENTRAL_UPSTREAM=sim_url,
+            STOPGATE_TWILIO_UPSTREAM=sim_url,
+            STOPGATE_TWILIO_AUTH_TOKEN=SIM.twilio_auth_token,
+            STOPGATE_ADMIN_TOKEN=ADMIN_TOKEN,
+            **env,
+        ),
+        cwd=REPO,
+    )
 
 
 def clean_environment(**extra: str) -> dict[str, str]:
@@ -105,27 +129,38 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     with sim:
         _RUNNING.append(sim)
-        gateway = ServiceProcess(
-            "gateway",
-            stopgate_command(
-                "serve", "--listen", "{listen}", "--store", f"sqlite:///{logs / 'stopgate.db'}"
-            ),
-            health_path="/healthz",
-            log_dir=logs,
-            env=clean_environment(
-                STOPGATE_RINGCENTRAL_UPSTREAM=sim.url,
-                STOPGATE_TWILIO_UPSTREAM=sim.url,
-                STOPGATE_TWILIO_AUTH_TOKEN=SIM.twilio_auth_token,
-                STOPGATE_ADMIN_TOKEN=ADMIN_TOKEN,
-            ),
-            cwd=REPO,
+        gateway = gateway_process(
+            "gateway", sim_url=sim.url, store=logs / "stopgate.db", log_dir=logs
         )
-        with gateway:
-            _RUNNING.append(gateway)
-            try:
+        try:
+            with gateway:
+                _RUNNING.append(gateway)
                 yield Stack(sim, gateway)
-            finally:
-                _RUNNING.clear()
+        finally:
+            _RUNNING.clear()
+    for process in (gateway, sim):
+        # Both must stop on SIGTERM, promptly and cleanly (a deployment's stop signal).
+        assert (process.returncode, process.killed) == (0, False), (
+            f"{process.name} exited with {process.returncode} "
+            f"(killed: {process.killed}) on SIGTERM\n{process.tail()}"
+        )
+
+
+@pytest.fixture
+def start_gateway(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start extra gateways in front of the session's simulator (stopped at teardown)."""
+    started: list[ServiceProcess] = []
+
+    def start(name: str, store: Path, **env: str) -> ServiceProcess:
+        process = gateway_process(name, sim_url=stack.sim_url, store=store, log_dir=tmp_path, **env)
+        started.append(process)
+        _RUNNING.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
+        _RUNNING.remove(process)
 
 
 _numbers = itertools.count(120)

@@ -19,12 +19,20 @@ from tests.support.servers import free_port, wait_for_http
 class ProcessDied(RuntimeError):
     """The process exited before it answered on its health URL."""
 
+    def __init__(self, message: str, *, port_taken: bool) -> None:
+        super().__init__(message)
+        self.port_taken = port_taken
+
+
+_PORT_TAKEN = ("address already in use", "errno 98", "errno 48")
+
 
 class ServiceProcess:
     """One server process listening on ``127.0.0.1:<port>``.
 
     ``command`` is the argument list with ``{listen}`` standing for ``HOST:PORT`` (a free port
-    is picked, and picked again when the process dies before answering: ``free_port`` is racy).
+    is picked, and picked again when the process dies because someone took it meanwhile:
+    ``free_port`` is racy).
     stdout and stderr go to ``<log_dir>/<name>.stdout`` / ``.stderr``; ``tail()`` reads them.
     """
 
@@ -56,6 +64,7 @@ class ServiceProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._files: list[IO[bytes]] = []
         self._port: int | None = None
+        self._stderr_start = 0
         self.returncode: int | None = None
         self.killed = False
 
@@ -85,6 +94,8 @@ class ServiceProcess:
             except ProcessDied as exc:
                 last = exc
                 self._process = None
+                if not exc.port_taken:
+                    break
         assert last is not None
         raise last
 
@@ -138,6 +149,7 @@ class ServiceProcess:
         command = [part.replace("{listen}", listen) for part in self._command]
         stdout = self.stdout_path.open("ab")
         stderr = self.stderr_path.open("ab")
+        self._stderr_start = stderr.tell()
         self._files = [stdout, stderr]
         for handle in self._files:
             handle.write(f"---- {' '.join(command)}\n".encode())
@@ -166,9 +178,13 @@ class ServiceProcess:
             if process.poll() is not None:
                 self.returncode = process.returncode
                 self._close_files()
+                with self.stderr_path.open("rb") as handle:
+                    handle.seek(self._stderr_start)
+                    said = handle.read().decode("utf-8", "replace").lower()
                 raise ProcessDied(
                     f"{self.name} exited with {process.returncode} before answering {url}\n"
-                    + self.tail()
+                    + self.tail(),
+                    port_taken=any(sign in said for sign in _PORT_TAKEN),
                 )
             with contextlib.suppress(TimeoutError):
                 wait_for_http(url, timeout=0.2)

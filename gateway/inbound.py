@@ -1,0 +1,377 @@
+"""The inbound path: carrier webhook -> verify -> parse -> keywords -> durable consent change ->
+acknowledge (with the confirmation, for Twilio) -> replies and forwards from the outbox.
+
+Durable first: a webhook is acknowledged only after its consent change is committed to the
+store, or - while the store is down - appended and fsync'd to the local spool. The same provider
+message delivered again is acknowledged and has no second effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import aiohttp
+from aiohttp import hdrs, web
+
+from gateway.config import Settings
+from gateway.consent_index import ConsentIndex
+from gateway.dialects import ringcentral as rc_dialect
+from gateway.dialects import twilio as twilio_dialect
+from gateway.dialects.base import InboundMessage, media_type
+from gateway.errors import BadRequest, StoreUnavailable
+from gateway.keys import CLIENT, INDEX, KEYWORDS, METRICS, OUTBOX_WAKE, SETTINGS, SPOOL
+from gateway.outbox import FORWARD, RINGCENTRAL_REPLY, forward_request
+from gateway.spool import SpooledEvent
+from gateway.store.base import ConsentChange, OutboxItem
+from policy.consent import OptStatus, Source
+from policy.keywords import Classification, KeywordClass
+from policy.numbers import WILDCARD, InvalidAddress, business_key, customer_key
+from policy.replies import ReplyTemplates
+
+log = logging.getLogger("stopgate.inbound")
+
+KEYWORD_HEADER = "X-Stopgate-Keyword"
+_CONSENT_CLASSES = {
+    KeywordClass.OPT_OUT: OptStatus.OPT_OUT,
+    KeywordClass.OPT_OUT_ALL: OptStatus.OPT_OUT,
+    KeywordClass.OPT_IN: OptStatus.OPT_IN,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    classification: Classification
+    duplicate: bool
+    reply: str | None
+    """The confirmation to give the customer (None: no reply from Stopgate)."""
+    forward_id: int | None
+    """The outbox entry forwarding this event to the app, if any."""
+
+
+def _error(status: int, reason: str, message: str) -> web.Response:
+    return web.json_response({"error": {"reason": reason, "message": message}}, status=status)
+
+
+def _consent_changes(
+    message: InboundMessage,
+    classification: Classification,
+    customer: str,
+    businesses: Sequence[str],
+    index: ConsentIndex,
+    settings: Settings,
+    received_us: int,
+) -> list[ConsentChange]:
+    status = _CONSENT_CLASSES.get(classification.klass)
+    if status is None:
+        return []
+    note = f"keyword {classification.keyword!r} via {message.provider} {message.message_id}"
+    if classification.klass is KeywordClass.OPT_OUT_ALL or (
+        status is OptStatus.OPT_OUT and settings.opt_out_scope == "all"
+    ):
+        scopes = [WILDCARD]
+    else:
+        scopes = list(businesses)
+        for number in businesses:
+            service = index.service_of(number)
+            if service is not None:
+                # Twilio scopes opt-outs (and their reversal) to the whole Messaging Service.
+                scopes.append(service)
+    return [
+        ConsentChange(
+            scope,
+            customer,
+            status,
+            Source.RECIPIENT,
+            actor=f"recipient:{message.provider}",
+            note=note,
+            modified_us=received_us,
+        )
+        for scope in dict.fromkeys(scopes)
+    ]
+
+
+async def handle_inbound(
+    app: web.Application, message: InboundMessage, forward: dict[str, Any] | None
+) -> InboundResult:
+    """Record one inbound message durably and queue its follow-up work."""
+    settings = app[SETTINGS]
+    index = app[INDEX]
+    metrics = app[METRICS]
+    region = settings.default_region
+    received_us = time.time_ns() // 1000
+    try:
+        customer: str | None = customer_key(message.sender, region)
+        businesses = [business_key(r, region) for r in message.recipients]
+    except InvalidAddress as exc:
+        # Not a customer we can key (e.g. a short code writing to us): no consent change, but
+        # the app still gets the message.
+        log.warning("inbound %s: %s", message.message_id, exc)
+        customer, businesses = None, []
+    if message.service and businesses:
+        try:
+            service = business_key(message.service, region)
+            learned = [b for b in businesses if index.services.get(b) != service]
+            if learned:
+                index.services.update(dict.fromkeys(learned, service))
+                await app[INDEX].store.set_service_numbers(service, learned)
+        except (InvalidAddress, StoreUnavailable) as exc:
+            log.warning("messaging service of %s not learned: %s", message.message_id, exc)
+    lists = app[KEYWORDS].for_scope(message.provider, businesses[0] if businesses else None)
+    classification = app[KEYWORDS].classify(message.text, lists)
+    changes = (
+        _consent_changes(
+            message, classification, customer, businesses, index, settings, received_us
+        )
+        if customer is not None
+        else []
+    )
+
+    reply = None
+    if (
+        classification.klass is not KeywordClass.NONE
+        and settings.replies == "stopgate"
+        and not message.carrier_handled
+    ):
+        templates = ReplyTemplates(
+            settings.brand_name, settings.support_contact, settings.reply_templates
+        )
+        reply = templates.text(classification.klass.value, classification.language)
+
+    work: list[OutboxItem] = []
+    if reply is not None and message.provider == "ringcentral" and businesses:
+        work.append(
+            OutboxItem(
+                RINGCENTRAL_REPLY,
+                json.dumps({"from": message.recipients[0], "to": message.sender, "text": reply}),
+                not_before_us=received_us,
+                deadline_us=received_us + int(settings.confirmation_window * 1e6),
+            )
+        )
+    forward_position = None
+    if forward is not None:
+        forward_position = len(work)
+        # A Twilio forward is first tried inline (its TwiML answer is relayed); the outbox
+        # takes over only after that attempt's deadline.
+        delay = settings.app_reply_deadline + 1 if message.provider == "twilio" else 0
+        work.append(
+            OutboxItem(
+                FORWARD,
+                json.dumps({**forward, "keyword": classification.klass.value}),
+                not_before_us=received_us + int(delay * 1e6),
+                deadline_us=received_us + int(settings.forward_window * 1e6),
+            )
+        )
+
+    try:
+        outcome = await index.store.record_inbound(
+            message.provider, message.message_id, received_us, changes, work
+        )
+    except StoreUnavailable:
+        event = SpooledEvent(
+            message.provider, message.message_id, received_us, tuple(changes), tuple(work)
+        )
+        await app[SPOOL].append(event)  # OSError -> the caller answers 503
+        index.add_pending(event.records())
+        metrics.inbound_spooled.inc()
+        log.warning("store down: inbound %s spooled", message.message_id)
+        return InboundResult(classification, False, reply, None)
+    finally:
+        index.invalidate((c.from_key, c.to_key) for c in changes)
+
+    metrics.inbound_keywords.labels(classification.klass.value, classification.language or "").inc()
+    if outcome.duplicate:
+        metrics.inbound_duplicates.inc()
+        return InboundResult(classification, True, None, None)
+    for applied in outcome.applied:
+        if applied.applied:
+            metrics.consent_changes.labels(
+                applied.record.source.value, applied.record.status.value
+            ).inc()
+    app[OUTBOX_WAKE].set()
+    forward_id = outcome.outbox_ids[forward_position] if forward_position is not None else None
+    return InboundResult(classification, False, reply, forward_id)
+
+
+def public_url(request: web.Request, settings: Settings) -> str:
+    """The URL the carrier called: ``STOPGATE_PUBLIC_URL`` + path and query behind a load
+    balancer, else the URL as received (scheme, ``Host``, path, query)."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/") + request.raw_path
+    return f"{request.scheme}://{request.host}{request.raw_path}"
+
+
+async def _read(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BadRequest("body-too-large", "webhook body over the limit", status=413) from None
+
+
+async def twilio_webhook(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    token = settings.twilio_auth_token
+    if token is None:
+        return _error(
+            503, "twilio-webhook-disabled", "STOPGATE_TWILIO_AUTH_TOKEN is not set: cannot verify"
+        )
+    try:
+        body = await _read(request)
+        content_type, _ = media_type(request.headers.get(hdrs.CONTENT_TYPE, ""))
+        if content_type == "application/json":
+            document = json.loads(body)
+            if not isinstance(document, dict):
+                raise BadRequest("malformed-webhook", "JSON webhook must be an object")
+            params = [(str(k), str(v)) for k, v in document.items()]
+            signed: list[tuple[str, str]] = []
+        elif content_type == "application/x-www-form-urlencoded":
+            params = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+            signed = params
+        else:
+            raise BadRequest("unsupported-content-type", f"unexpected {content_type}", status=415)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "malformed-webhook", "the webhook body cannot be decoded")
+    except BadRequest as exc:
+        return _error(exc.status, exc.reason, exc.message)
+    presented = request.headers.get("X-Twilio-Signature", "")
+    url = public_url(request, settings)
+    if not presented or not twilio_dialect.verify_signature(
+        token.reveal(), url, signed, presented, body
+    ):
+        request.app[METRICS].webhook_rejected.labels("twilio").inc()
+        return _error(403, "bad-signature", "X-Twilio-Signature does not match")
+    try:
+        message = twilio_dialect.parse_inbound(params)
+    except BadRequest as exc:
+        return _error(exc.status, exc.reason, exc.message)
+
+    forward = None
+    if settings.twilio_app_webhook:
+        forward = {
+            "provider": "twilio",
+            "url": settings.twilio_app_webhook,
+            "content_type": request.headers.get(hdrs.CONTENT_TYPE, ""),
+            "body": base64.b64encode(body).decode(),
+        }
+    try:
+        result = await handle_inbound(request.app, message, forward)
+    except OSError:
+        return _error(503, "store-and-spool-unavailable", "the change could not be recorded")
+
+    replies = [result.reply] if result.reply else []
+    headers = {KEYWORD_HEADER: result.classification.klass.value}
+    if (
+        not replies
+        and result.forward_id is not None
+        and result.classification.klass is KeywordClass.NONE
+    ):
+        relayed = await _relay_app_twiml(request.app, result.forward_id, forward or {})
+        if relayed is not None:
+            return web.Response(body=relayed, content_type="text/xml", headers=headers)
+    return web.Response(
+        text=twilio_dialect.twiml(replies), content_type="text/xml", headers=headers
+    )
+
+
+async def _relay_app_twiml(
+    app: web.Application, entry_id: int, forward: dict[str, Any]
+) -> bytes | None:
+    """Try the app once, inline, within the deadline; its TwiML answer is Stopgate's answer."""
+    settings = app[SETTINGS]
+    try:
+        status, body = await asyncio.wait_for(
+            forward_request(app[CLIENT], settings, {**forward, "keyword": "none"}),
+            timeout=settings.app_reply_deadline,
+        )
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        log.info("app did not answer in time (%s); the outbox will deliver", type(exc).__name__)
+        return None
+    if 200 <= status < 300:
+        # Delivered: if this cannot be recorded, the outbox delivers once more (at least once).
+        with contextlib.suppress(StoreUnavailable):
+            await app[INDEX].store.outbox_done(entry_id)
+        return body
+    return None
+
+
+async def ringcentral_webhook(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    expected = settings.ringcentral_verification_token
+    validation = request.headers.get("Validation-Token")
+    try:
+        body = await _read(request)
+    except BadRequest as exc:
+        return _error(exc.status, exc.reason, exc.message)
+    if validation is not None and not body.strip():
+        # The subscription handshake: echo the token at once, in a tiny reply (the platform
+        # allows 3 s and 1024 bytes with headers).
+        return web.Response(status=200, headers={"Validation-Token": validation})
+    if expected is None:
+        return _error(
+            503,
+            "ringcentral-webhook-disabled",
+            "STOPGATE_RINGCENTRAL_VERIFICATION_TOKEN is not set: cannot verify",
+        )
+    presented = request.headers.get("Verification-Token") or validation or ""
+    if not presented or not _same(presented, expected.reveal()):
+        request.app[METRICS].webhook_rejected.labels("ringcentral").inc()
+        return _error(403, "bad-verification-token", "verification token does not match")
+    try:
+        messages = rc_dialect.parse_notification(json.loads(body))
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "malformed-webhook", "the notification is not JSON")
+    except BadRequest as exc:
+        return _error(exc.status, exc.reason, exc.message)
+    forward = None
+    if settings.ringcentral_app_webhook:
+        forward = {
+            "provider": "ringcentral",
+            "url": settings.ringcentral_app_webhook,
+            "content_type": "application/json",
+            "body": base64.b64encode(body).decode(),
+            "verification_token": presented,
+        }
+    klass = KeywordClass.NONE.value
+    try:
+        for message in messages:
+            result = await handle_inbound(request.app, message, forward)
+            klass = result.classification.klass.value
+        if not messages and forward is not None:
+            # Not an inbound SMS (another event): the app still gets it, as it came.
+            await request.app[INDEX].store.record_inbound(
+                "ringcentral-event",
+                str(json.loads(body).get("uuid") or time.time_ns()),
+                time.time_ns() // 1000,
+                [],
+                [
+                    OutboxItem(
+                        FORWARD,
+                        json.dumps({**forward, "keyword": klass}),
+                        not_before_us=0,
+                        deadline_us=time.time_ns() // 1000 + int(settings.forward_window * 1e6),
+                    )
+                ],
+            )
+    except OSError:
+        return _error(503, "store-and-spool-unavailable", "the change could not be recorded")
+    except StoreUnavailable:
+        return _error(503, "store-unavailable", "the event could not be recorded")
+    return web.Response(status=200, headers={KEYWORD_HEADER: klass})
+
+
+def _same(presented: str, expected: str) -> bool:
+    return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/webhooks/twilio", twilio_webhook)
+    app.router.add_post("/webhooks/ringcentral", ringcentral_webhook)

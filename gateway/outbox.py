@@ -1,0 +1,186 @@
+"""The outbox worker: delivers what inbound events left to do, durably, with backoff.
+
+Kinds:
+
+* ``ringcentral-reply`` - a keyword confirmation sent through RingCentral with Stopgate's own
+  login. It goes to the carrier directly, so it gets past the block its own STOP created, once.
+  A confirmation not delivered within the confirmation window (5 minutes by default) is given up;
+  one the carrier refuses (the customer is opted out at the carrier) is given up at once; a
+  timeout (the carrier may have sent it) is given up rather than risk a second text.
+* ``forward`` - the inbound event, forwarded to the app's webhook (Twilio requests re-signed for
+  the app's URL). Delivered at least once: retried until the forward window closes.
+
+The same task also drains the local spool into the store once the store is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qsl
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway.config import Settings
+from gateway.dialects import twilio as twilio_dialect
+from gateway.errors import StoreUnavailable, UpstreamTimeout, UpstreamUnreachable
+from gateway.keys import CLIENT, INDEX, METRICS, OUTBOX_WAKE, RC_LOGIN, SETTINGS, SPOOL
+from gateway.ringcentral_login import LoginUnavailable
+from gateway.store.base import OutboxEntry
+
+log = logging.getLogger("stopgate.outbox")
+
+RINGCENTRAL_REPLY = "ringcentral-reply"
+FORWARD = "forward"
+
+_IDLE_SECONDS = 0.5
+_MAX_BACKOFF_SECONDS = 60.0
+_BATCH = 50
+_REPLY_LIMIT = 64 * 1024
+
+
+class _Retry(Exception):
+    pass
+
+
+class _GiveUp(Exception):
+    pass
+
+
+async def forward_request(
+    session: aiohttp.ClientSession, settings: Settings, payload: dict[str, Any]
+) -> tuple[int, bytes]:
+    """POST an inbound event to the app's webhook; (status, at most 64 KiB of its answer)."""
+    body = base64.b64decode(payload["body"])
+    url = str(payload["url"])
+    headers: CIMultiDict[str] = CIMultiDict(
+        {"Content-Type": str(payload["content_type"]), "X-Stopgate-Keyword": payload["keyword"]}
+    )
+    if payload["provider"] == "twilio" and settings.twilio_auth_token is not None:
+        # Re-signed for the app's URL with the same auth token, so the app's own check passes.
+        form = payload["content_type"].startswith("application/x-www-form-urlencoded")
+        params = parse_qsl(body.decode("utf-8"), keep_blank_values=True) if form else []
+        headers["X-Twilio-Signature"] = twilio_dialect.signature(
+            settings.twilio_auth_token.reveal(), url, params
+        )
+    elif payload.get("verification_token"):
+        headers["Verification-Token"] = str(payload["verification_token"])
+    async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+        answer = await response.content.read(_REPLY_LIMIT)
+        return response.status, answer
+
+
+def _backoff(entry: OutboxEntry) -> float:
+    return float(min(_MAX_BACKOFF_SECONDS, 2.0**entry.attempts))
+
+
+async def _deliver_reply(app: web.Application, payload: dict[str, Any]) -> None:
+    try:
+        status, body = await app[RC_LOGIN].call(
+            "POST",
+            "/restapi/v1.0/account/~/extension/~/sms",
+            {
+                "from": {"phoneNumber": payload["from"]},
+                "to": [{"phoneNumber": payload["to"]}],
+                "text": payload["text"],
+            },
+        )
+    except LoginUnavailable as exc:
+        raise _GiveUp(str(exc)) from None
+    except UpstreamUnreachable as exc:
+        raise _Retry(str(exc)) from None
+    except UpstreamTimeout as exc:
+        raise _GiveUp(f"outcome unknown, not resent: {exc}") from None
+    if 200 <= status < 300:
+        return
+    if status == 429 or status >= 500:
+        raise _Retry(f"carrier answered {status}")
+    raise _GiveUp(f"carrier refused the confirmation ({status}): {body[:200]!r}")
+
+
+async def _deliver_forward(app: web.Application, payload: dict[str, Any]) -> None:
+    try:
+        status, _ = await forward_request(app[CLIENT], app[SETTINGS], payload)
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise _Retry(f"app unreachable: {type(exc).__name__}") from None
+    if 200 <= status < 300:
+        return
+    if status in (408, 429) or status >= 500:
+        raise _Retry(f"app answered {status}")
+    raise _GiveUp(f"app refused the event ({status})")
+
+
+async def deliver(app: web.Application, entry: OutboxEntry) -> None:
+    store = app[INDEX].store
+    metrics = app[METRICS]
+    now_us = time.time_ns() // 1000
+    if entry.deadline_us is not None and now_us > entry.deadline_us:
+        await store.outbox_give_up(entry.id, "window passed")
+        metrics.outbox_given_up.labels(entry.kind).inc()
+        log.error("outbox %s %d given up: window passed", entry.kind, entry.id)
+        return
+    payload = json.loads(entry.payload)
+    try:
+        if entry.kind == RINGCENTRAL_REPLY:
+            await _deliver_reply(app, payload)
+        elif entry.kind == FORWARD:
+            await _deliver_forward(app, payload)
+        else:
+            raise _GiveUp(f"unknown outbox kind {entry.kind!r}")
+    except _Retry as exc:
+        await store.outbox_retry(entry.id, now_us + int(_backoff(entry) * 1e6), str(exc))
+        log.warning("outbox %s %d will retry: %s", entry.kind, entry.id, exc)
+        return
+    except _GiveUp as exc:
+        await store.outbox_give_up(entry.id, str(exc))
+        metrics.outbox_given_up.labels(entry.kind).inc()
+        log.error("outbox %s %d given up: %s", entry.kind, entry.id, exc)
+        return
+    await store.outbox_done(entry.id)
+    metrics.outbox_delivered.labels(entry.kind).inc()
+
+
+async def run_once(app: web.Application) -> int:
+    """Drain the spool if needed, then deliver what is due; returns entries handled."""
+    spool = app[SPOOL]
+    index = app[INDEX]
+    if spool.pending():
+        drained = await spool.drain(index.store)
+        index.clear_pending()
+        log.info("spool drained: %d inbound events replayed into the store", drained)
+    entries = await index.store.due_outbox(time.time_ns() // 1000, _BATCH)
+    for entry in entries:
+        await deliver(app, entry)
+    return len(entries)
+
+
+async def _run(app: web.Application) -> None:
+    wake = app[OUTBOX_WAKE]
+    while True:
+        handled = 0
+        try:
+            handled = await run_once(app)
+        except StoreUnavailable:
+            pass
+        except Exception:  # a bug in one delivery must not stop every later one
+            log.exception("outbox worker error")
+        if handled < _BATCH:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), _IDLE_SECONDS)
+            wake.clear()
+
+
+async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_run(app), name="stopgate-outbox")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,142 @@
+"""The local spool: where an inbound consent change goes when the store cannot take it.
+
+Carriers retry webhooks little or not at all, so a 503 can lose a STOP. While the store is down,
+an inbound event is appended to this file and fsync'd *before* the webhook is acknowledged; a
+background task replays the file, in order, once the store is back. Replays are idempotent
+(the store records each provider message id once), so a crash mid-drain only replays again.
+Changes carry their receipt time, so a replay never outranks a later decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.store.base import ConsentChange, ConsentStore, OutboxItem
+from policy.consent import ConsentRecord, OptStatus, Source
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledEvent:
+    provider: str
+    message_id: str
+    received_us: int
+    changes: tuple[ConsentChange, ...]
+    outbox: tuple[OutboxItem, ...]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "provider": self.provider,
+                "message_id": self.message_id,
+                "received_us": self.received_us,
+                "changes": [
+                    [
+                        c.from_key,
+                        c.to_key,
+                        c.status.value,
+                        c.source.value,
+                        c.actor,
+                        c.note,
+                        c.modified_us,
+                    ]
+                    for c in self.changes
+                ],
+                "outbox": [
+                    [o.kind, o.payload, o.not_before_us, o.deadline_us] for o in self.outbox
+                ],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, line: str) -> SpooledEvent:
+        raw: dict[str, Any] = json.loads(line)
+        return cls(
+            provider=raw["provider"],
+            message_id=raw["message_id"],
+            received_us=int(raw["received_us"]),
+            changes=tuple(
+                ConsentChange(f, t, OptStatus(s), Source(src), actor, note, at)
+                for f, t, s, src, actor, note, at in raw["changes"]
+            ),
+            outbox=tuple(OutboxItem(k, p, nb, dl) for k, p, nb, dl in raw["outbox"]),
+        )
+
+    def records(self) -> list[ConsentRecord]:
+        return [
+            ConsentRecord(c.from_key, c.to_key, c.status, c.source, c.modified_us or 0, c.note)
+            for c in self.changes
+        ]
+
+
+class Spool:
+    """An append-only JSON-lines file, each append fsync'd before it returns."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self._lock = asyncio.Lock()
+
+    async def append(self, event: SpooledEvent) -> None:
+        """Durable when it returns; raises OSError when the spool cannot be written either."""
+        line = (event.to_json() + "\n").encode()
+        async with self._lock:
+            await asyncio.to_thread(self._append, line)
+
+    def _append(self, line: bytes) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def load(self) -> list[SpooledEvent]:
+        """Every complete event in order; a torn last line (a crash mid-append, never
+        acknowledged) is ignored."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        events: list[SpooledEvent] = []
+        for line in text.splitlines():
+            try:
+                events.append(SpooledEvent.from_json(line))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return events
+
+    def pending(self) -> bool:
+        try:
+            return self.path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
+    async def drain(self, store: ConsentStore) -> int:
+        """Replay every spooled event into the store, in order; then empty the spool.
+        Raises :class:`gateway.errors.StoreUnavailable` (leaving the spool as it was) when the
+        store is still down."""
+        async with self._lock:
+            events = await asyncio.to_thread(self.load)
+            for event in events:
+                await store.record_inbound(
+                    event.provider,
+                    event.message_id,
+                    event.received_us,
+                    event.changes,
+                    event.outbox,
+                )
+            await asyncio.to_thread(self._truncate)
+            return len(events)
+
+    def _truncate(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(fd, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
