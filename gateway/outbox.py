@@ -45,6 +45,9 @@ _IDLE_SECONDS = 0.5
 _MAX_BACKOFF_SECONDS = 60.0
 _BATCH = 50
 _REPLY_LIMIT = 64 * 1024
+# Longer than any one delivery can take (client timeouts included): a lease outliving its
+# worker (a crash) only delays the entry, it never loses it.
+_LEASE_US = 120 * 1_000_000
 
 
 class _Retry(Exception):
@@ -156,7 +159,7 @@ async def run_once(app: web.Application) -> int:
         drained = await spool.drain(index.store)
         index.clear_pending()
         log.info("spool drained: %d inbound events replayed into the store", drained)
-    entries = await index.store.due_outbox(time.time_ns() // 1000, _BATCH)
+    entries = await index.store.claim_outbox(time.time_ns() // 1000, _BATCH, _LEASE_US)
     for entry in entries:
         await deliver(app, entry)
     return len(entries)

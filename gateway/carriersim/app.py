@@ -4,16 +4,17 @@ It is an independent implementation of the carriers' wire formats (it imports no
 ``gateway.dialects`` or ``policy``) so that Stopgate's tests, and the official SDKs, talk to
 something that behaves like the carriers rather than like Stopgate's idea of them.
 
-Routes: see ``rc_api`` (``/restapi/…``), ``twilio_api`` (``/2010-04-01/…``), ``control``
-(``/sim/…``) and ``faults`` (failure modes for everything outside ``/sim``). Any other path
-answers 404 in the owning carrier's shape (or plain JSON outside both carriers' prefixes).
+Routes: see ``rc_api`` and ``rc_subscriptions`` (``/restapi/…``), ``twilio_api``
+(``/2010-04-01/…``), ``control`` and ``inbound`` (``/sim/…``) and ``faults`` (failure modes
+for everything outside ``/sim``). Any other path answers 404 in the owning carrier's shape (or
+plain JSON outside both carriers' prefixes).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.carriersim import control, rc_api, twilio_api
+from gateway.carriersim import control, rc_api, rc_subscriptions, twilio_api
 from gateway.carriersim.faults import fault_middleware, route_error_middleware
 from gateway.carriersim.state import SIM_STATE, SimCredentials, SimState
 
@@ -32,7 +33,9 @@ def create_sim_app(
 ) -> web.Application:
     """A fresh simulator (its own tokens, deliveries and faults) for ``credentials``.
 
-    ``gateway_url`` is where inbound webhooks will be delivered (``POST /sim/inbound``).
+    ``gateway_url`` is where inbound webhooks will be delivered (``POST /sim/inbound``):
+    ``{gateway_url}/webhooks/twilio``, and ``{gateway_url}/webhooks/ringcentral`` unless a
+    RingCentral subscription names its own address.
     """
     # Faults outermost, so a half-body cut applies to whatever the inner layers answered.
     app = web.Application(
@@ -40,6 +43,7 @@ def create_sim_app(
     )
     app[SIM_STATE] = SimState(credentials=credentials, gateway_url=gateway_url)
     rc_api.add_routes(app.router)
+    rc_subscriptions.add_routes(app.router)
     twilio_api.add_routes(app.router)
     control.add_routes(app.router)
     app.on_shutdown.append(_release_parked)

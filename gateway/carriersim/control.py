@@ -15,7 +15,8 @@
   ``count`` is how many requests are still to be hit (null: until replaced).
 - ``POST /sim/faults`` ``{"mode", "delay_seconds"?, "count"?, "status"?}`` replaces the plan;
   ``{"mode": "none"}`` clears it. See ``gateway.carriersim.faults`` for what each mode does.
-- ``POST /sim/inbound`` → 501 until inbound webhook delivery is built.
+- ``POST /sim/inbound`` → delivers a real, signed inbound-SMS webhook to the gateway and
+  answers what the gateway answered. See ``gateway.carriersim.inbound``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.carriersim.inbound import inbound
 from gateway.carriersim.state import FAULT_MODES, SIM_STATE, FaultMode, FaultPlan
+from gateway.carriersim.wire import sim_error
 
 
 def _bad_request(message: str) -> web.Response:
-    return web.json_response({"error": "invalid_request", "message": message}, status=400)
+    return sim_error(400, "invalid_request", message)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -97,16 +100,6 @@ async def set_faults(request: web.Request) -> web.Response:
         return _bad_request(plan)
     request.app[SIM_STATE].faults = plan
     return web.json_response(plan.to_json())
-
-
-async def inbound(request: web.Request) -> web.Response:
-    body = {
-        "error": "not_implemented",
-        "message": "POST /sim/inbound (delivering a signed inbound webhook to the gateway) "
-        "is not implemented yet",
-        "gateway_url": request.app[SIM_STATE].gateway_url,
-    }
-    return web.json_response(body, status=501)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

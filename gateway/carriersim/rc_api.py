@@ -244,7 +244,7 @@ async def oauth_revoke(request: web.Request) -> web.Response:
 # ---- bearer-protected REST ---------------------------------------------------------------
 
 
-def _bearer(request: web.Request) -> RcSession | web.Response:
+def bearer_session(request: web.Request) -> RcSession | web.Response:
     state = request.app[SIM_STATE]
     header = request.headers.get("Authorization")
     if not header:
@@ -283,12 +283,12 @@ def _account_path(request: web.Request, with_extension: bool) -> web.Response | 
     return None
 
 
-def _origin(request: web.Request) -> str:
+def origin_of(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
 
 def _account_uri(request: web.Request) -> str:
-    return f"{_origin(request)}{_V1}/account/{request.app[SIM_STATE].credentials.rc_account_id}"
+    return f"{origin_of(request)}{_V1}/account/{request.app[SIM_STATE].credentials.rc_account_id}"
 
 
 def _extension_uri(request: web.Request) -> str:
@@ -296,7 +296,7 @@ def _extension_uri(request: web.Request) -> str:
 
 
 def _guarded(request: web.Request, *, with_extension: bool) -> web.Response | None:
-    session = _bearer(request)
+    session = bearer_session(request)
     if isinstance(session, web.Response):
         return session
     return _account_path(request, with_extension)
@@ -368,7 +368,7 @@ async def get_extension(request: web.Request) -> web.Response:
 # ---- sends -------------------------------------------------------------------------------
 
 
-async def _read_json_object(request: web.Request) -> dict[str, Any] | web.Response:
+async def read_json_object(request: web.Request) -> dict[str, Any] | web.Response:
     if request.content_type != "application/json":
         return rc_error(415, "CMN-415", f"Unsupported Content-Type [{request.content_type}]")
     try:
@@ -389,7 +389,7 @@ async def _read_send_body(
     ``json``); every other part is an attachment.
     """
     if not request.content_type.startswith("multipart/"):
-        body = await _read_json_object(request)
+        body = await read_json_object(request)
         return body if isinstance(body, web.Response) else (body, [])
     body_part: dict[str, Any] | None = None
     attachments: list[Attachment] = []
@@ -518,7 +518,7 @@ async def _send(request: web.Request, route: str) -> web.Response:
         "conversationId": conversation,
         "conversation": {
             "id": str(conversation),
-            "uri": f"{_origin(request)}{_V1}/conversation/{conversation}",
+            "uri": f"{origin_of(request)}{_V1}/conversation/{conversation}",
         },
         "lastModifiedTime": stamp,
     }
@@ -568,7 +568,7 @@ async def create_batch(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     state = request.app[SIM_STATE]
-    body = await _read_json_object(request)
+    body = await read_json_object(request)
     if isinstance(body, web.Response):
         return body
     sender = body.get("from")

@@ -45,6 +45,9 @@ class SimCredentials:
     twilio_auth_token: str = "7d3c1b5e9f2a4c6e8b0d1f3a5c7e9b2d"  # noqa: S105 (public simulator value)
     twilio_api_key_sid: str = "SK5709a7e55709a7e55709a7e55709a7e5"
     twilio_api_key_secret: str = "sim-api-key-secret"  # noqa: S105 (public simulator value)
+    # Put on RingCentral notifications (``Verification-Token``) when no subscription says
+    # otherwise, as RingCentral does for a subscription created with a verificationToken.
+    rc_verification_token: str = "sim-verification-token"  # noqa: S105 (public simulator value)
 
 
 @dataclass
@@ -88,6 +91,31 @@ class Delivered:
             "messaging_service_sid": self.messaging_service_sid,
             "received_at": self.received_at,
         }
+
+
+@dataclass
+class RcSubscription:
+    """One RingCentral WebHook subscription (``/restapi/v1.0/subscription``).
+
+    ``expires_in`` is the lifetime asked for (reused by a renewal); ``expires_at`` is
+    wall-clock seconds, compared against ``now_seconds()``.
+    """
+
+    id: str
+    event_filters: list[str]
+    address: str
+    verification_token: str | None
+    expires_in: int
+    created_at: datetime
+    expires_at: float
+
+    def active(self, now: float) -> bool:
+        return self.expires_at > now
+
+    def renew(self, now: float, expires_in: int | None = None) -> None:
+        if expires_in is not None:
+            self.expires_in = expires_in
+        self.expires_at = now + self.expires_in
 
 
 @dataclass
@@ -136,6 +164,10 @@ class SimState:
     rc_batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     rc_conversations: dict[tuple[str, str], int] = field(default_factory=dict)
     twilio_messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # In creation order (dicts keep it): the newest matching subscription is the last.
+    rc_subscriptions: dict[str, RcSubscription] = field(default_factory=dict)
+    # The subscriptionId of notifications sent without a subscription (to gateway_url).
+    rc_default_subscription_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     faults: FaultPlan = field(default_factory=FaultPlan)
     # Set when the app shuts down, so parked "slow"/"timeout" handlers let go at once
     # instead of holding the runner's graceful shutdown for its whole timeout.

@@ -113,6 +113,46 @@ def _message_uri(account_sid: str, sid: str) -> str:
     return f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}.json"
 
 
+def message_resource(
+    account_sid: str,
+    sid: str,
+    *,
+    from_: str | None,
+    to: str,
+    body: str,
+    media: tuple[str, ...],
+    messaging_service_sid: str | None,
+    status: str,
+    direction: str,
+) -> dict[str, Any]:
+    """A Message resource as the REST API answers it (snake_case, strings for counts)."""
+    stamp = rfc2822_now()
+    return {
+        "account_sid": account_sid,
+        "api_version": API_VERSION,
+        "body": body,
+        "date_created": stamp,
+        "date_sent": None,
+        "date_updated": stamp,
+        "direction": direction,
+        "error_code": None,
+        "error_message": None,
+        "from": from_,
+        "messaging_service_sid": messaging_service_sid,
+        "num_media": str(len(media)),
+        "num_segments": str(count_segments(body)),
+        "price": None,
+        "price_unit": "USD",
+        "sid": sid,
+        "status": status,
+        "subresource_uris": {
+            "media": f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}/Media.json"
+        },
+        "to": to,
+        "uri": _message_uri(account_sid, sid),
+    }
+
+
 async def create_message(request: web.Request) -> web.Response:
     state = request.app[SIM_STATE]
     creds = state.credentials
@@ -141,31 +181,17 @@ async def create_message(request: web.Request) -> web.Response:
 
     account_sid = creds.twilio_account_sid
     sid = ("MM" if media else "SM") + uuid.uuid4().hex
-    stamp = rfc2822_now()
-    resource: dict[str, Any] = {
-        "account_sid": account_sid,
-        "api_version": API_VERSION,
-        "body": body,
-        "date_created": stamp,
-        "date_sent": None,
-        "date_updated": stamp,
-        "direction": "outbound-api",
-        "error_code": None,
-        "error_message": None,
-        "from": None if service is not None and sender is None else sender,
-        "messaging_service_sid": service,
-        "num_media": str(len(media)),
-        "num_segments": str(count_segments(body)),
-        "price": None,
-        "price_unit": "USD",
-        "sid": sid,
-        "status": "accepted" if service is not None else "queued",
-        "subresource_uris": {
-            "media": f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}/Media.json"
-        },
-        "to": to,
-        "uri": _message_uri(account_sid, sid),
-    }
+    resource = message_resource(
+        account_sid,
+        sid,
+        from_=None if service is not None and sender is None else sender,
+        to=to,
+        body=body,
+        media=media,
+        messaging_service_sid=service,
+        status="accepted" if service is not None else "queued",
+        direction="outbound-api",
+    )
     state.twilio_messages[sid] = resource
     state.deliver(
         provider="twilio",

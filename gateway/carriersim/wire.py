@@ -88,6 +88,11 @@ def json_reply(
     return web.json_response(body, status=status, headers=all_headers)
 
 
+def sim_error(status: int, error: str, message: str, **extra: Any) -> web.Response:
+    """An error of the simulator's own ``/sim`` routes: ``{"error", "message", …}``."""
+    return web.json_response({"error": error, "message": message, **extra}, status=status)
+
+
 # ---- RingCentral -------------------------------------------------------------------------
 
 

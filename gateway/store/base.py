@@ -174,6 +174,10 @@ class ConsentStore(Protocol):
     async def due_outbox(self, now_us: int, limit: int) -> list[OutboxEntry]:
         """Pending entries whose time has come, oldest first."""
 
+    async def claim_outbox(self, now_us: int, limit: int, lease_us: int) -> list[OutboxEntry]:
+        """Due entries no other worker holds, leased to the caller for ``lease_us`` (so two
+        workers - threads, processes or gateways on one store - never deliver one twice)."""
+
     async def outbox_done(self, entry_id: int) -> None: ...
 
     async def outbox_retry(self, entry_id: int, not_before_us: int, error: str) -> None: ...

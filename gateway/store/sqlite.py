@@ -99,6 +99,7 @@ MIGRATIONS: tuple[str, ...] = (
         not_before_us INTEGER NOT NULL,
         deadline_us INTEGER,
         attempts INTEGER NOT NULL DEFAULT 0,
+        lease_until_us INTEGER NOT NULL DEFAULT 0,
         state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'given-up')),
         last_error TEXT
     );
@@ -515,6 +516,24 @@ class SQLiteStore:
             return [OutboxEntry(*row) for row in rows]
 
         return await self._reader.run(work)
+
+    async def claim_outbox(self, now_us: int, limit: int, lease_us: int) -> list[OutboxEntry]:
+        def work(conn: sqlite3.Connection) -> list[OutboxEntry]:
+            conn.execute("BEGIN IMMEDIATE")
+            rows = conn.execute(
+                "SELECT id, kind, payload, created_us, not_before_us, deadline_us, attempts"
+                " FROM outbox WHERE state = 'pending' AND not_before_us <= ?"
+                " AND lease_until_us <= ? ORDER BY id LIMIT ?",
+                (now_us, now_us, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE outbox SET lease_until_us = ? WHERE id = ?",
+                [(now_us + lease_us, row[0]) for row in rows],
+            )
+            conn.execute("COMMIT")
+            return [OutboxEntry(*row) for row in rows]
+
+        return await self._writer.run(work)
 
     async def _finish(self, entry_id: int, state: str, error: str | None) -> None:
         await self._writer.run(

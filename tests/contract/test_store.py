@@ -288,3 +288,17 @@ async def test_outbox_retry_done_and_give_up(store: ConsentStore) -> None:
     [retried] = await store.due_outbox(now_us=500, limit=10)
     assert (retried.id, retried.attempts) == (b.id, 1)
     assert (await store.outbox_stats(now_us=600))[0] == 1
+
+
+async def test_claimed_outbox_entries_are_not_handed_out_twice(store: ConsentStore) -> None:
+    items = [OutboxItem("a", "{}", not_before_us=0) for _ in range(5)]
+    await store.record_inbound("twilio", "SM3", 100, [], items)
+    first, second = await asyncio.gather(
+        store.claim_outbox(now_us=1_000, limit=3, lease_us=500),
+        store.claim_outbox(now_us=1_000, limit=3, lease_us=500),
+    )
+    assert len(first) + len(second) == 5
+    assert not {e.id for e in first} & {e.id for e in second}
+    assert await store.claim_outbox(now_us=1_400, limit=10, lease_us=500) == []
+    # A lease that ran out (its worker died) hands the entry out again.
+    assert len(await store.claim_outbox(now_us=1_501, limit=10, lease_us=500)) == 5

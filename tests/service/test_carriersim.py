@@ -835,15 +835,6 @@ async def test_unknown_routes(
         assert (await reply.json())[key] == value
 
 
-async def test_inbound_is_not_there_yet(sim: ServerThread) -> None:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{sim.url}/sim/inbound", json={}) as reply,
-    ):
-        assert reply.status == 501
-        assert "not implemented" in (await reply.json())["message"]
-
-
 async def test_messages_filter_and_clear(sim: ServerThread, twilio: Client) -> None:
     await asyncio.to_thread(twilio.messages.create, to=CUSTOMER, from_=BUSINESS, body="one")
     await asyncio.to_thread(twilio.messages.create, to=OTHER_CUSTOMER, from_=BUSINESS, body="two")
