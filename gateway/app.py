@@ -35,6 +35,7 @@ from gateway.proxy import carrier_route
 from gateway.ringcentral_login import RingCentralLogin
 from gateway.spool import Spool
 from gateway.store import store_from_url
+from gateway.subscriptions import renewal_ctx
 
 log = logging.getLogger("stopgate")
 
@@ -106,6 +107,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
     app.cleanup_ctx.append(spool_ctx)
     app.cleanup_ctx.append(client_ctx)
     app.cleanup_ctx.append(outbox_ctx)
+    app.cleanup_ctx.append(renewal_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_route)

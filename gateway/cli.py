@@ -177,6 +177,35 @@ def _consents_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ringcentral_subscribe(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from gateway import subscriptions, upstream
+    from gateway.ringcentral_login import LoginUnavailable, RingCentralLogin
+
+    settings = _settings(args, store=args.store, public_url=args.public_url)
+
+    async def run() -> subscriptions.Subscription:
+        store = await _with_store(settings)
+        session = upstream.make_client_session(settings)
+        try:
+            return await subscriptions.create(RingCentralLogin(settings, session), settings, store)
+        except LoginUnavailable as exc:
+            raise ConfigError(str(exc)) from None
+        except aiohttp.ClientError as exc:
+            raise StopgateError(f"RingCentral unreachable: {exc}") from None
+        finally:
+            await session.close()
+            await store.close()
+
+    subscription = asyncio.run(run())
+    print(
+        f"subscription {subscription.id} -> {subscription.address}, "
+        f"expires in {subscription.expires_in} s; gateways on this store renew it"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stopgate", description="SMS consent gateway")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             action.add_argument("sender", metavar="FROM")
             action.add_argument("recipient", metavar="TO")
+    ringcentral = commands.add_parser("ringcentral", help="RingCentral set-up")
+    rc_actions = ringcentral.add_subparsers(dest="action", required=True)
+    subscribe = rc_actions.add_parser(
+        "subscribe", help="create the webhook subscription that points inbound SMS at Stopgate"
+    )
+    subscribe.add_argument("--config", help="TOML settings file (STOPGATE_CONFIG)")
+    subscribe.add_argument("--store", help="store URL (STOPGATE_STORE)")
+    subscribe.add_argument("--public-url", help="base URL RingCentral calls (STOPGATE_PUBLIC_URL)")
+    subscribe.set_defaults(run=_ringcentral_subscribe)
     return parser
 
 

@@ -186,3 +186,9 @@ class ConsentStore(Protocol):
 
     async def outbox_stats(self, now_us: int) -> tuple[int, int | None]:
         """(pending entries, age in microseconds of the oldest pending one)."""
+
+    async def get_value(self, name: str) -> str | None:
+        """A small named value Stopgate keeps for itself (e.g. its webhook subscription)."""
+
+    async def set_value(self, name: str, value: str | None) -> None:
+        """Set (None: remove) a named value."""

@@ -105,6 +105,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_due ON outbox (state, not_before_us);
     """,
+    """
+    CREATE TABLE setting (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 _RECORD_COLUMNS = "from_key, to_key, status, source, modified_us, note"
@@ -566,3 +572,23 @@ class SQLiteStore:
             return int(count), None if oldest is None else now_us - int(oldest)
 
         return await self._reader.run(work)
+
+    async def get_value(self, name: str) -> str | None:
+        def work(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM setting WHERE name = ?", (name,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._reader.run(work)
+
+    async def set_value(self, name: str, value: str | None) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            if value is None:
+                conn.execute("DELETE FROM setting WHERE name = ?", (name,))
+            else:
+                conn.execute(
+                    "INSERT INTO setting (name, value) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    (name, value),
+                )
+
+        await self._writer.run(work)

@@ -398,3 +398,25 @@ async def test_a_slow_app_gets_an_empty_answer_in_time(
     response = await post_twilio(gateway, twilio_form("hello?"))
     assert response.status == 200
     assert "<Message>" not in await response.text()
+
+
+async def test_keyword_lists_are_configurable_per_business_number(
+    make_gateway: MakeGateway,
+) -> None:
+    gateway = await make_gateway(
+        keywords={BUSINESS: {"opt_out": ["ENOUGH"]}, "twilio": {"remove": ["YES"]}}
+    )
+    other = await post_twilio(gateway, twilio_form("Enough", to=OTHER_BUSINESS))
+    assert other.headers["X-Stopgate-Keyword"] == "none"
+    mine = await post_twilio(gateway, twilio_form("Enough!"))
+    assert mine.headers["X-Stopgate-Keyword"] == "opt_out"
+    yes = await post_twilio(gateway, twilio_form("YES"))
+    assert yes.headers["X-Stopgate-Keyword"] == "none"
+
+
+async def test_first_word_mode_takes_a_keyword_that_starts_the_message(
+    make_gateway: MakeGateway,
+) -> None:
+    gateway = await make_gateway(keyword_mode="first-word")
+    response = await post_twilio(gateway, twilio_form("STOP please, no more"))
+    assert response.headers["X-Stopgate-Keyword"] == "opt_out"
