@@ -210,6 +210,34 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_times() -> dict[str, tuple[int, int]]:
+    """Per-CPU (busy, total) jiffies from /proc/stat; busy excludes idle and iowait."""
+    times: dict[str, tuple[int, int]] = {}
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            for line in handle:
+                if not line.startswith("cpu") or line.startswith("cpu "):
+                    continue
+                name, *values = line.split()
+                numbers = [int(v) for v in values[:8]]
+                total = sum(numbers)
+                times[name[3:]] = (total - numbers[3] - numbers[4], total)
+    except (OSError, ValueError):
+        return {}
+    return times
+
+
+def busy_percent(
+    start: dict[str, tuple[int, int]], end: dict[str, tuple[int, int]]
+) -> dict[str, float]:
+    busy: dict[str, float] = {}
+    for cpu, (busy_end, total_end) in end.items():
+        if cpu in start and total_end > start[cpu][1]:
+            busy_start, total_start = start[cpu]
+            busy[cpu] = 100.0 * (busy_end - busy_start) / (total_end - total_start)
+    return busy
+
+
 async def drive(spec: Spec) -> dict[str, Any]:
     prime = list(reversed(spec.requests)) if spec.prime else []
     primed = len(prime)
@@ -230,9 +258,11 @@ async def drive(spec: Spec) -> dict[str, Any]:
     await asyncio.sleep(max(0.0, run.window_start - time.perf_counter()))
     watch_start = {name: cpu_seconds(pid) for name, pid in spec.watch.items()}
     own_start = time.process_time()
+    system_start = cpu_times()
     await asyncio.sleep(max(0.0, run.window_end - time.perf_counter()))
     watch_end = {name: cpu_seconds(pid) for name, pid in spec.watch.items()}
     own_end = time.process_time()
+    system_end = cpu_times()
     window = run.window_end - run.window_start
     _, pending = await asyncio.wait(workers, timeout=GRACE)
     run.stop = True
@@ -267,6 +297,7 @@ async def drive(spec: Spec) -> dict[str, Any]:
         "primed": primed - len(prime),
         "prime_s": prime_seconds,
         "cpu_percent": cpu,
+        "cpu_busy_percent": busy_percent(system_start, system_end),
         "connections": spec.connections,
     }
 

@@ -369,6 +369,42 @@ def run_loadgen(
     return result
 
 
+def machine_busy(seconds: float = 0.5) -> float | None:
+    """Percent of one CPU in use (all CPUs summed) over ``seconds``, before the bench starts."""
+
+    def sample() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as handle:
+                values = [int(v) for v in handle.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        total = sum(values)
+        return total - values[3] - values[4], total
+
+    first = sample()
+    time.sleep(seconds)
+    second = sample()
+    if first is None or second is None or second[1] <= first[1]:
+        return None
+    cpus = os.cpu_count() or 1
+    return 100.0 * cpus * (second[0] - first[0]) / (second[1] - first[1])
+
+
+NOISY_OTHER_CPU = 30.0
+"""'other CPU' above this (percent of one CPU) flags a scenario's figures as noisy."""
+
+
+def other_cpu(result: dict[str, Any]) -> float | None:
+    """CPU time (percent of one CPU) the machine spent on anything but the bench's processes
+    during the window: other tenants, other test runs, and the kernel's softirq share of
+    loopback networking. Much more than the quiet-machine level means noisy figures."""
+    busy: dict[str, float] = result.get("cpu_busy_percent") or {}
+    if not busy:
+        return None
+    ours = float(sum(v for v in result["cpu_percent"].values() if v is not None))
+    return max(0.0, float(sum(busy.values())) - ours)
+
+
 def check_smoke(scenarios: Sequence[Scenario], results: dict[str, dict[str, Any]]) -> list[str]:
     problems: list[str] = []
     for scenario in scenarios:
@@ -399,7 +435,9 @@ def render(
     results: dict[str, dict[str, Any]],
     comparison: dict[str, float | None],
 ) -> str:
-    rows = [("scenario", "req/s", "p50 ms", "p99 ms", "errors", "stopgate CPU", "statuses")]
+    rows = [
+        ("scenario", "req/s", "p50 ms", "p99 ms", "errors", "stopgate CPU", "other CPU", "statuses")
+    ]
     for scenario in scenarios:
         r = results[scenario.key]
         gateway_cpu = r["cpu_percent"].get("gateway")
@@ -411,6 +449,7 @@ def render(
                 fmt(r["p99_ms"]),
                 str(r["error_count"]),
                 "-" if scenario.target != "gateway" else f"{fmt(gateway_cpu, '.0f')}%",
+                f"{fmt(r.get('other_cpu_percent'), '.0f')}%",
                 " ".join(f"{k}x{v}" for k, v in r["statuses"].items()) or "-",
             )
         )
@@ -418,13 +457,24 @@ def render(
     lines = []
     for n, row in enumerate(rows):
         cells = [
-            row[i].ljust(widths[i]) if i in (0, 6) else row[i].rjust(widths[i])
+            row[i].ljust(widths[i]) if i in (0, 7) else row[i].rjust(widths[i])
             for i in range(len(row))
         ]
         lines.append("  ".join(cells).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     ratio = comparison.get("b_over_a_rps")
+    noisy = [
+        s.key
+        for s in scenarios
+        if (results[s.key].get("other_cpu_percent") or 0.0) > NOISY_OTHER_CPU
+    ]
+    if noisy:
+        lines.append(
+            f"NOTE: other work used the CPUs during ({'), ('.join(noisy)}) "
+            f"(other CPU > {NOISY_OTHER_CPU:.0f}%): those figures are noisy; "
+            "rerun on a quiet machine"
+        )
     lines.append("")
     lines.append(
         f"(b)/(a) throughput: {fmt(ratio, '.3f')}   "
@@ -541,6 +591,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     info: dict[str, Any] = {}
     started = time.monotonic()
+    busy_before = machine_busy()
+    info["busy_before_percent"] = busy_before
+    if busy_before is not None and busy_before > NOISY_OTHER_CPU:
+        print(
+            f"warning: the machine is busy before the bench starts ({busy_before:.0f}% of a CPU "
+            "in use by other processes); figures will be noisy",
+            file=sys.stderr,
+        )
     try:
         with (
             terminate_on_sigterm(),
@@ -605,7 +663,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     cpus=plan.loadgen,
                     workdir=workdir,
                 )
-                results[scenario.key]["gateway_rss_kib_after"] = rss_kib(gateway.pid)
+                result = results[scenario.key]
+                result["gateway_rss_kib_after"] = rss_kib(gateway.pid)
+                result["other_cpu_percent"] = other_cpu(result)
                 if gateway.poll() is not None:
                     raise BenchError(f"stopgate died during ({scenario.key}):\n{tail(gateway_log)}")
             gateway_errors = [
