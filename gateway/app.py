@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway import consents_api, inbound, upstream
+from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.consent_index import ConsentIndex
 from gateway.credentials import CredentialChecker
 from gateway.dialects import DIALECTS
 from gateway.errors import StoreUnavailable
 from gateway.keys import (
+    AUTH,
     CLIENT,
     CREDENTIALS,
     INDEX,
     KEYWORDS,
     METRICS,
     OUTBOX_WAKE,
+    PAGE_KEY,
     RC_LOGIN,
     SETTINGS,
     SPOOL,
@@ -35,11 +39,14 @@ from gateway.proxy import carrier_route
 from gateway.ringcentral_login import RingCentralLogin
 from gateway.spool import Spool
 from gateway.store import store_from_url
+from gateway.store.base import ConsentStore
 from gateway.subscriptions import renewal_ctx
 
 log = logging.getLogger("stopgate")
 
 __version__ = "0.1.0"
+# The name of the stored value that holds the signing key (not the key itself).
+PAGE_TOKEN_SETTING = "consents.page-token-key"  # noqa: S105
 
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -52,8 +59,18 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     index.services.update(await store.service_numbers())
     app[STORE] = store
     app[INDEX] = index
+    app[PAGE_KEY] = await _page_token_key(store)
     yield
     await store.close()
+
+
+async def _page_token_key(store: ConsentStore) -> bytes:
+    """One signing key per store, so page tokens work on every gateway that shares it."""
+    existing = await store.get_value(PAGE_TOKEN_SETTING)
+    if existing is None:
+        await store.set_value(PAGE_TOKEN_SETTING, secrets.token_hex(32))
+        existing = await store.get_value(PAGE_TOKEN_SETTING)
+    return bytes.fromhex(existing or "")
 
 
 async def client_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -61,6 +78,7 @@ async def client_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CLIENT] = session
     app[CREDENTIALS] = CredentialChecker(app[SETTINGS], session)
     app[RC_LOGIN] = RingCentralLogin(app[SETTINGS], session)
+    app[AUTH] = Authenticator(app[SETTINGS], session)
     yield
     await session.close()
 

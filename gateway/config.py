@@ -46,6 +46,16 @@ class Secret:
 
 
 MODES = ("enforce", "shadow")
+ROLES = ("admin", "auditor")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSpec:
+    """A bearer token of Stopgate's own API, configured by its SHA-256 digest (hex)."""
+
+    name: str
+    sha256: str
+    role: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +111,10 @@ class Settings:
     """Confirmations not delivered within this many seconds of the keyword are given up."""
     forward_window: float = 86_400.0
     ringcentral_webhook_expires_in: int = 604_800
+    ringcentral_account_id: str | None = None
+    """RingCentral bearer tokens of this account may call the consents API."""
+    tokens: tuple[TokenSpec, ...] = ()
+    """``[[tokens]]`` name, sha256, role (admin | auditor); several at once for rotation."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -151,6 +165,8 @@ def _coerce(name: str, raw: Any) -> Any:
     try:
         if name == "messaging_services":
             return _services(raw)
+        if name == "tokens":
+            return _tokens(raw)
         if kind.startswith("Mapping"):
             if not isinstance(raw, Mapping):
                 raise ConfigError(f"{name} must be a table")
@@ -172,6 +188,23 @@ def _coerce(name: str, raw: Any) -> Any:
         return str(raw)
     except ValueError as exc:
         raise ConfigError(f"bad value for {name}: {raw!r} ({exc})") from None
+
+
+def _tokens(raw: Any) -> tuple[TokenSpec, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("tokens must be an array of tables: [[tokens]] name, sha256, role")
+    specs: list[TokenSpec] = []
+    for position, entry in enumerate(raw):
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"tokens[{position}] must be a table")
+        digest = str(entry.get("sha256", "")).lower()
+        role = str(entry.get("role", ""))
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ConfigError(f"tokens[{position}].sha256 must be 64 hex digits")
+        if role not in ROLES:
+            raise ConfigError(f"tokens[{position}].role must be one of {ROLES}")
+        specs.append(TokenSpec(str(entry.get("name", f"token-{position}")), digest, role))
+    return tuple(specs)
 
 
 def _services(raw: Any) -> dict[str, tuple[str, ...]]:
@@ -209,7 +242,7 @@ def load_settings(
             values[key] = _coerce(key, raw)
     for name in _FIELDS:
         env_name = f"STOPGATE_{name.upper()}"
-        if env_name in env and not _FIELDS[name].type.startswith("Mapping"):
+        if env_name in env and not str(_FIELDS[name].type).startswith(("Mapping", "tuple")):
             values[name] = _coerce(name, env[env_name])
     for name, raw in (overrides or {}).items():
         if raw is not None:

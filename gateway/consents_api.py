@@ -3,26 +3,35 @@
 Served at ``/restapi/v2/accounts/{a}/sms/consents``. Records look as in RingCentral's consent
 API, ``{from, to, optStatus, source, lastModifiedTime}``; ``from`` may be ``*`` (every
 business number). Errors come in RingCentral's error shape with a machine-readable
-``reason``. Paging is keyset-based: a ``pageToken`` names the position after which the page
-starts, so pages stay stable under concurrent writes.
+``reason``. Paging is keyset-based: a ``pageToken`` names the position a page starts after (or
+ends before), so pages stay stable under concurrent writes; tokens are signed, so a tampered one
+is refused.
+
+Routes: ``PATCH`` (write many; each record validated on its own), ``GET`` (filter + page),
+``DELETE`` (remove records; the default applies again), ``GET …/export`` (streamed CSV),
+``GET …/history`` (every change, paged). Writes need the admin role; reads admin or auditor.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import json
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
+from gateway.auth import Principal, Role
+from gateway.consent_csv import export_lines
 from gateway.dialects import RINGCENTRAL
 from gateway.dialects.base import DialectError, ErrorKind
 from gateway.errors import BadRequest, InvalidPageToken, StoreUnavailable
-from gateway.keys import INDEX, METRICS, SETTINGS
+from gateway.keys import AUTH, INDEX, METRICS, PAGE_KEY, SETTINGS
 from gateway.refusals import refuse, refuse_bad_request
-from gateway.store.base import ConsentChange, PairCursor, RecordQuery
+from gateway.store.base import AppliedChange, ConsentChange, HistoryEntry, RecordQuery
 from policy.consent import ConsentRecord, OptStatus, Source, format_time, parse_time
 from policy.numbers import InvalidAddress, business_key, customer_key, display_key
 
@@ -30,6 +39,11 @@ BASE = "/restapi/v2/accounts/{account}/sms/consents"
 MAX_RECORDS_PER_PATCH = 1000
 DEFAULT_PER_PAGE = 100
 MAX_PER_PAGE = 1000
+EXPORT_PAGE = 5000
+EVIDENCE_METHODS = ("keyword", "web-form", "verbal", "point-of-sale", "paper", "ivr", "other")
+_EVIDENCE_FIELDS = {"method", "url", "ip", "consentText", "messageId", "collectedAt", "details"}
+
+Handler = Callable[[web.Request, Principal], Any]
 
 
 def record_json(record: ConsentRecord) -> dict[str, Any]:
@@ -42,40 +56,99 @@ def record_json(record: ConsentRecord) -> dict[str, Any]:
     }
     if record.note:
         body["note"] = record.note
+    if record.evidence:
+        body["evidence"] = json.loads(record.evidence)
     return body
 
 
-def _authorize(request: web.Request) -> str:
-    """The actor name of a valid admin bearer token; raise 401 otherwise."""
-    token = request.app[SETTINGS].admin_token
-    header = request.headers.get(hdrs.AUTHORIZATION, "")
-    scheme, _, presented = header.partition(" ")
-    if (
-        token is not None
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(presented.strip().encode(), token.reveal().encode())
-    ):
-        return "admin-token"
-    raise BadRequest("unauthorized", "A valid bearer token is required", status=401)
+def history_json(entry: HistoryEntry) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": str(entry.id),
+        "from": display_key(entry.from_key),
+        "to": display_key(entry.to_key),
+        "oldStatus": entry.old_status.value if entry.old_status else None,
+        "newStatus": entry.new_status.value if entry.new_status else "Deleted",
+        "source": entry.source.value,
+        "actor": entry.actor,
+        "time": format_time(entry.modified_us),
+    }
+    if entry.note:
+        body["note"] = entry.note
+    if entry.evidence:
+        body["evidence"] = json.loads(entry.evidence)
+    return body
 
 
-def encode_page_token(cursor: PairCursor) -> str:
-    raw = json.dumps(list(cursor), separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+# --- page tokens ------------------------------------------------------------------------
 
 
-def decode_page_token(token: str) -> PairCursor:
+def encode_page_token(key: bytes, payload: dict[str, Any]) -> str:
+    raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    tag = hmac.new(key, raw, hashlib.sha256).digest()[:12]
+    return base64.urlsafe_b64encode(tag + raw).decode().rstrip("=")
+
+
+def decode_page_token(key: bytes, token: str, kind: str) -> dict[str, Any]:
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        value = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+        blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
         raise InvalidPageToken() from None
-    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, str) for v in value):
+    tag, raw = blob[:12], blob[12:]
+    if len(tag) < 12 or not hmac.compare_digest(
+        tag, hmac.new(key, raw, hashlib.sha256).digest()[:12]
+    ):
         raise InvalidPageToken()
-    return value[0], value[1]
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise InvalidPageToken() from None
+    if not isinstance(payload, dict) or payload.get("k") != kind:
+        raise InvalidPageToken()
+    return payload
 
 
-def _parse_record(raw: Any, region: str) -> ConsentChange:
+# --- parsing ------------------------------------------------------------------------------
+
+
+def _evidence(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or raw.get("method") not in EVIDENCE_METHODS:
+        raise BadRequest(
+            "malformed-evidence",
+            f"evidence must be an object whose method is one of {', '.join(EVIDENCE_METHODS)}",
+            parameter="evidence",
+        )
+    unknown = set(raw) - _EVIDENCE_FIELDS
+    if unknown:
+        raise BadRequest(
+            "malformed-evidence",
+            f"unknown evidence fields: {', '.join(sorted(unknown))}",
+            parameter="evidence",
+        )
+    if not all(isinstance(v, str) for v in raw.values()):
+        raise BadRequest("malformed-evidence", "evidence values are strings", parameter="evidence")
+    return json.dumps(raw, sort_keys=True, separators=(",", ":"))
+
+
+def _pair(raw: dict[str, Any], region: str) -> tuple[str, str]:
+    for name in ("from", "to"):
+        if not isinstance(raw.get(name), str):
+            raise BadRequest(f"missing-{name}", f"{name} must be a string", parameter=name)
+    try:
+        from_key = business_key(raw["from"], region, allow_wildcard=True)
+    except InvalidAddress as exc:
+        raise BadRequest(exc.problem.value, str(exc), parameter="from") from None
+    try:
+        to_key = customer_key(raw["to"], region)
+    except InvalidAddress as exc:
+        raise BadRequest(exc.problem.value, str(exc), parameter="to") from None
+    return from_key, to_key
+
+
+def _parse_record(raw: Any, region: str, actor: str) -> ConsentChange:
+    """One record of a PATCH, validated as a whole: nothing of it applies unless all of it is
+    valid."""
     if not isinstance(raw, dict):
         raise BadRequest("malformed-record", "each record must be an object")
     status = raw.get("optStatus")
@@ -96,87 +169,46 @@ def _parse_record(raw: Any, region: str) -> ConsentChange:
             f"source must be one of {', '.join(s.value for s in Source)}, not {source_raw!r}",
             parameter="source",
         ) from None
-    for name in ("from", "to"):
-        if not isinstance(raw.get(name), str):
-            raise BadRequest(f"missing-{name}", f"{name} must be a string", parameter=name)
-    try:
-        from_key = business_key(raw["from"], region, allow_wildcard=True)
-    except InvalidAddress as exc:
-        raise BadRequest(exc.problem.value, str(exc), parameter="from") from None
-    try:
-        to_key = customer_key(raw["to"], region)
-    except InvalidAddress as exc:
-        raise BadRequest(exc.problem.value, str(exc), parameter="to") from None
+    from_key, to_key = _pair(raw, region)
     note = raw.get("note")
     if note is not None and not isinstance(note, str):
         raise BadRequest("malformed-note", "note must be a string", parameter="note")
-    return ConsentChange(from_key, to_key, opt_status, source, actor="", note=note)
+    return ConsentChange(
+        from_key,
+        to_key,
+        opt_status,
+        source,
+        actor=actor,
+        note=note,
+        evidence=_evidence(raw.get("evidence")),
+    )
 
 
-async def patch_consents(request: web.Request) -> web.Response:
+async def _records_of(request: web.Request) -> list[Any]:
     try:
-        actor = _authorize(request)
-        try:
-            document = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("malformed-body", "The body must be JSON") from None
-        records = document.get("records") if isinstance(document, dict) else None
-        if not isinstance(records, list) or not records:
-            raise BadRequest("missing-records", "records must be a non-empty list")
-        if len(records) > MAX_RECORDS_PER_PATCH:
-            raise BadRequest(
-                "too-many-records",
-                f"at most {MAX_RECORDS_PER_PATCH} records per call, not {len(records)}",
-                status=413,
-            )
-        region = request.app[SETTINGS].default_region
-        changes: list[ConsentChange] = []
-        errors: list[dict[str, Any]] = []
-        for position, raw in enumerate(records):
-            try:
-                change = _parse_record(raw, region)
-            except BadRequest as exc:
-                errors.append(
-                    {
-                        "index": position,
-                        "errorCode": "CMN-101",
-                        "reason": exc.reason,
-                        "message": exc.message,
-                        "parameterName": exc.parameter,
-                    }
-                )
-                continue
-            changes.append(
-                ConsentChange(
-                    change.from_key,
-                    change.to_key,
-                    change.status,
-                    change.source,
-                    actor=actor,
-                    note=change.note,
-                )
-            )
-        if errors:
-            # All or nothing: a batch with a bad record changes nothing, and says which.
-            body = {
-                "errorCode": "CMN-101",
-                "message": f"{len(errors)} of {len(records)} records are invalid; none applied",
-                "reason": "invalid-records",
-                "errors": errors,
-            }
-            return web.json_response(body, status=400)
-        applied = await request.app[INDEX].apply(changes)
-    except BadRequest as exc:
-        return refuse_bad_request(RINGCENTRAL, exc, "")
-    except StoreUnavailable:
-        return _store_down()
-    metrics = request.app[METRICS]
-    for result in applied:
-        if result.applied:
-            metrics.consent_changes.labels(
-                result.record.source.value, result.record.status.value
-            ).inc()
-    return web.json_response({"records": [record_json(r.record) for r in applied]})
+        document = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("malformed-body", "The body must be JSON") from None
+    records = document.get("records") if isinstance(document, dict) else None
+    if not isinstance(records, list) or not records:
+        raise BadRequest("missing-records", "records must be a non-empty list")
+    if len(records) > MAX_RECORDS_PER_PATCH:
+        raise BadRequest(
+            "too-many-records",
+            f"at most {MAX_RECORDS_PER_PATCH} records per call, not {len(records)}",
+            status=413,
+        )
+    return records
+
+
+def _record_error(position: int, exc: BadRequest) -> dict[str, Any]:
+    return {
+        "index": position,
+        "errorCode": "CMN-101",
+        "reason": exc.reason,
+        "message": exc.message,
+        "parameterName": exc.parameter,
+    }
 
 
 def _store_down() -> web.Response:
@@ -187,6 +219,96 @@ def _store_down() -> web.Response:
         ),
         "",
     )
+
+
+def _guarded(role: Role, handler: Handler) -> Callable[[web.Request], Any]:
+    """Authenticate, check the role, and translate Stopgate's errors into RingCentral's shape."""
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        try:
+            principal = await request.app[AUTH].authenticate(request)
+            principal.require(role)
+            response: web.StreamResponse = await handler(request, principal)
+            return response
+        except BadRequest as exc:
+            return refuse_bad_request(RINGCENTRAL, exc, "")
+        except StoreUnavailable:
+            return _store_down()
+
+    return route
+
+
+# --- handlers -----------------------------------------------------------------------------
+
+
+def _count(request: web.Request, applied: list[AppliedChange]) -> None:
+    metrics = request.app[METRICS]
+    for result in applied:
+        if result.applied:
+            metrics.consent_changes.labels(
+                result.record.source.value, result.record.status.value
+            ).inc()
+
+
+async def patch_consents(request: web.Request, principal: Principal) -> web.Response:
+    records = await _records_of(request)
+    region = request.app[SETTINGS].default_region
+    changes: list[ConsentChange] = []
+    errors: list[dict[str, Any]] = []
+    for position, raw in enumerate(records):
+        try:
+            changes.append(_parse_record(raw, region, principal.name))
+        except BadRequest as exc:
+            errors.append(_record_error(position, exc))
+    if not changes:
+        return web.json_response(
+            {
+                "errorCode": "CMN-101",
+                "message": "no record is valid; nothing applied",
+                "reason": "invalid-records",
+                "errors": errors,
+            },
+            status=400,
+        )
+    applied = await request.app[INDEX].apply(changes)
+    _count(request, applied)
+    body: dict[str, Any] = {"records": [record_json(r.record) for r in applied]}
+    if errors:
+        body["errors"] = errors
+    return web.json_response(body)
+
+
+async def delete_consents(request: web.Request, principal: Principal) -> web.Response:
+    records = await _records_of(request)
+    region = request.app[SETTINGS].default_region
+    pairs: list[tuple[str, str]] = []
+    errors: list[dict[str, Any]] = []
+    for position, raw in enumerate(records):
+        try:
+            if not isinstance(raw, dict):
+                raise BadRequest("malformed-record", "each record must be an object")
+            pairs.append(_pair(raw, region))
+        except BadRequest as exc:
+            errors.append(_record_error(position, exc))
+    if not pairs:
+        return web.json_response(
+            {
+                "errorCode": "CMN-101",
+                "reason": "invalid-records",
+                "message": "nothing to delete",
+                "errors": errors,
+            },
+            status=400,
+        )
+    index = request.app[INDEX]
+    try:
+        removed = await index.store.delete_records(pairs, principal.name, None)
+    finally:
+        index.invalidate(pairs)
+    body: dict[str, Any] = {"records": [record_json(r) for r in removed]}
+    if errors:
+        body["errors"] = errors
+    return web.json_response(body)
 
 
 def _query(request: web.Request) -> RecordQuery:
@@ -226,34 +348,140 @@ def _query(request: web.Request) -> RecordQuery:
     return RecordQuery(from_keys, to_key, tuple(statuses), times[0], times[1])
 
 
-async def get_consents(request: web.Request) -> web.Response:
+def _per_page(request: web.Request) -> int:
     try:
-        _authorize(request)
-        query = _query(request)
-        try:
-            per_page = int(request.query.get("perPage", DEFAULT_PER_PAGE))
-        except ValueError:
-            raise BadRequest("malformed-per-page", "perPage must be a number") from None
-        if not 1 <= per_page <= MAX_PER_PAGE:
-            raise BadRequest("malformed-per-page", f"perPage must be 1..{MAX_PER_PAGE}")
-        token = request.query.get("pageToken")
-        after = decode_page_token(token) if token else None
-        # One extra row tells whether a next page exists without a second query.
-        rows = await request.app[INDEX].store.list_records(query, after=after, limit=per_page + 1)
-    except BadRequest as exc:
-        return refuse_bad_request(RINGCENTRAL, exc, "")
-    except StoreUnavailable:
-        return _store_down()
-    page = rows[:per_page]
+        per_page = int(request.query.get("perPage", DEFAULT_PER_PAGE))
+    except ValueError:
+        raise BadRequest("malformed-per-page", "perPage must be a number") from None
+    if not 1 <= per_page <= MAX_PER_PAGE:
+        raise BadRequest("malformed-per-page", f"perPage must be 1..{MAX_PER_PAGE}")
+    return per_page
+
+
+def _filter_digest(request: web.Request) -> str:
+    """Ties a page token to the filters it was issued for."""
+    items = sorted((k, v) for k, v in request.query.items() if k not in ("pageToken", "perPage"))
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
+
+
+async def get_consents(request: web.Request, principal: Principal) -> web.Response:
+    query = _query(request)
+    per_page = _per_page(request)
+    key = request.app[PAGE_KEY]
+    digest = _filter_digest(request)
+    token = request.query.get("pageToken")
+    after = before = None
+    if token:
+        payload = decode_page_token(key, token, "records")
+        if payload.get("f") != digest:
+            raise InvalidPageToken()
+        position = tuple(payload["p"])
+        if payload.get("d") == "b":
+            before = (str(position[0]), str(position[1]))
+        else:
+            after = (str(position[0]), str(position[1]))
+    store = request.app[INDEX].store
+    # One extra row says whether another page exists in the direction of travel.
+    rows = await store.list_records(query, after=after, before=before, limit=per_page + 1)
+    if before is not None:
+        more_before = len(rows) > per_page
+        page = rows[-per_page:]
+        more_after = True
+    else:
+        more_after = len(rows) > per_page
+        page = rows[:per_page]
+        more_before = after is not None
     paging: dict[str, Any] = {"perPage": per_page}
     if token:
         paging["pageToken"] = token
-    if len(rows) > per_page:
+    if page and more_after:
         last = page[-1]
-        paging["nextPageToken"] = encode_page_token((last.to_key, last.from_key))
+        paging["nextPageToken"] = encode_page_token(
+            key, {"k": "records", "f": digest, "d": "a", "p": [last.to_key, last.from_key]}
+        )
+    if page and more_before:
+        first = page[0]
+        paging["previousPageToken"] = encode_page_token(
+            key, {"k": "records", "f": digest, "d": "b", "p": [first.to_key, first.from_key]}
+        )
     return web.json_response({"records": [record_json(r) for r in page], "paging": paging})
 
 
+async def export_consents(request: web.Request, principal: Principal) -> web.StreamResponse:
+    query = _query(request)
+    store = request.app[INDEX].store
+    # Read the first page before answering, so a store failure is still a clean 503.
+    first = await store.list_records(query, after=None, limit=EXPORT_PAGE)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": 'attachment; filename="consents.csv"',
+        }
+    )
+    await response.prepare(request)
+    async for chunk in _export_chunks(store, query, first):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+async def _export_chunks(
+    store: Any, query: RecordQuery, first: list[ConsentRecord]
+) -> AsyncIterator[bytes]:
+    page = first
+    header_sent = False
+    while True:
+        lines = export_lines(page)
+        header = next(lines)
+        chunk = "".join(lines)
+        yield ((header if not header_sent else "") + chunk).encode()
+        header_sent = True
+        if len(page) < EXPORT_PAGE:
+            return
+        last = page[-1]
+        page = await store.list_records(
+            query, after=(last.to_key, last.from_key), limit=EXPORT_PAGE
+        )
+
+
+async def get_history(request: web.Request, principal: Principal) -> web.Response:
+    region = request.app[SETTINGS].default_region
+    params = request.query
+    to_key = from_key = None
+    try:
+        if params.get("to"):
+            to_key = customer_key(params["to"], region)
+        if params.get("from"):
+            from_key = business_key(params["from"], region, allow_wildcard=True)
+    except InvalidAddress as exc:
+        raise BadRequest(exc.problem.value, str(exc)) from None
+    per_page = _per_page(request)
+    key = request.app[PAGE_KEY]
+    digest = _filter_digest(request)
+    token = params.get("pageToken")
+    after_id = None
+    if token:
+        payload = decode_page_token(key, token, "history")
+        if payload.get("f") != digest or not isinstance(payload.get("p"), int):
+            raise InvalidPageToken()
+        after_id = int(payload["p"])
+    entries = await request.app[INDEX].store.history(
+        to_key=to_key, from_key=from_key, after_id=after_id, limit=per_page + 1
+    )
+    page = entries[:per_page]
+    paging: dict[str, Any] = {"perPage": per_page}
+    if token:
+        paging["pageToken"] = token
+    if len(entries) > per_page:
+        paging["nextPageToken"] = encode_page_token(
+            key, {"k": "history", "f": digest, "p": page[-1].id}
+        )
+    return web.json_response({"records": [history_json(e) for e in page], "paging": paging})
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_patch(BASE, patch_consents)
-    app.router.add_get(BASE, get_consents)
+    app.router.add_patch(BASE, _guarded(Role.ADMIN, patch_consents))
+    app.router.add_get(BASE, _guarded(Role.AUDITOR, get_consents))
+    app.router.add_delete(BASE, _guarded(Role.ADMIN, delete_consents))
+    app.router.add_get(BASE + "/export", _guarded(Role.AUDITOR, export_consents))
+    app.router.add_get(BASE + "/history", _guarded(Role.AUDITOR, get_history))

@@ -7,6 +7,7 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
+from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.consent_index import ConsentIndex
 from gateway.credentials import CredentialChecker
@@ -25,6 +26,8 @@ INDEX = web.AppKey("consent_index", ConsentIndex)
 CLIENT = web.AppKey("client_session", aiohttp.ClientSession)
 CREDENTIALS = web.AppKey("credentials", CredentialChecker)
 SPOOL = web.AppKey("spool", Spool)
+AUTH = web.AppKey("auth", Authenticator)
+PAGE_KEY = web.AppKey("page_token_key", bytes)
 RC_LOGIN = web.AppKey("ringcentral_login", RingCentralLogin)
 OUTBOX_WAKE = web.AppKey("outbox_wake", asyncio.Event)
 KEYWORDS = web.AppKey("keywords", KeywordPolicy)

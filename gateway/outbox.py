@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl
@@ -34,7 +35,7 @@ from gateway.dialects import twilio as twilio_dialect
 from gateway.errors import StoreUnavailable, UpstreamTimeout, UpstreamUnreachable
 from gateway.keys import CLIENT, INDEX, METRICS, OUTBOX_WAKE, RC_LOGIN, SETTINGS, SPOOL
 from gateway.ringcentral_login import LoginUnavailable
-from gateway.store.base import OutboxEntry
+from gateway.store.base import ConsentStore, OutboxEntry
 
 log = logging.getLogger("stopgate.outbox")
 
@@ -45,9 +46,13 @@ _IDLE_SECONDS = 0.5
 _MAX_BACKOFF_SECONDS = 60.0
 _BATCH = 50
 _REPLY_LIMIT = 64 * 1024
-# Longer than any one delivery can take (client timeouts included): a lease outliving its
-# worker (a crash) only delays the entry, it never loses it.
+# Longer than any one delivery can take (client timeouts included). A worker that dies stops
+# its heartbeat, and its leases pass to the others (or its own restart) after _STALE_US.
 _LEASE_US = 120 * 1_000_000
+_STALE_US = 3 * 1_000_000
+_HEARTBEAT_US = 1_000_000
+WORKER_ID = uuid.uuid4().hex
+"""This process's outbox worker, as named in leases and heartbeats."""
 
 
 class _Retry(Exception):
@@ -151,6 +156,20 @@ async def deliver(app: web.Application, entry: OutboxEntry) -> None:
     metrics.outbox_delivered.labels(entry.kind).inc()
 
 
+class _Heartbeat:
+    """Beats at most once a second: each beat is a durable write."""
+
+    last_us = 0
+
+    async def __call__(self, store: ConsentStore, now_us: int) -> None:
+        if now_us - self.last_us >= _HEARTBEAT_US:
+            await store.outbox_heartbeat(WORKER_ID, now_us)
+            self.last_us = now_us
+
+
+_heartbeat = _Heartbeat()
+
+
 async def run_once(app: web.Application) -> int:
     """Drain the spool if needed, then deliver what is due; returns entries handled."""
     spool = app[SPOOL]
@@ -159,7 +178,9 @@ async def run_once(app: web.Application) -> int:
         drained = await spool.drain(index.store)
         index.clear_pending()
         log.info("spool drained: %d inbound events replayed into the store", drained)
-    entries = await index.store.claim_outbox(time.time_ns() // 1000, _BATCH, _LEASE_US)
+    now_us = time.time_ns() // 1000
+    await _heartbeat(index.store, now_us)
+    entries = await index.store.claim_outbox(now_us, _BATCH, _LEASE_US, WORKER_ID, _STALE_US)
     for entry in entries:
         await deliver(app, entry)
     return len(entries)

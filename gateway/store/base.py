@@ -26,6 +26,7 @@ class ConsentChange:
     actor: str
     note: str | None = None
     modified_us: int | None = None
+    evidence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +44,13 @@ class HistoryEntry:
     from_key: str
     to_key: str
     old_status: OptStatus | None
-    new_status: OptStatus
+    new_status: OptStatus | None
+    """None: the record was deleted (the default applies again)."""
     source: Source
     actor: str
     modified_us: int
     note: str | None
+    evidence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +136,26 @@ class ConsentStore(Protocol):
         that applies clears the pair's footer state. Durable when it returns."""
 
     async def list_records(
-        self, query: RecordQuery, *, after: PairCursor | None, limit: int
+        self,
+        query: RecordQuery,
+        *,
+        after: PairCursor | None,
+        limit: int,
+        before: PairCursor | None = None,
     ) -> list[ConsentRecord]:
-        """Records matching ``query`` in (to_key, from_key) order, strictly after ``after``."""
+        """Records matching ``query`` in (to_key, from_key) order, strictly after ``after``;
+        with ``before`` instead, the last ``limit`` records strictly before it (still in
+        ascending order)."""
 
     async def history(
         self, *, to_key: str | None, from_key: str | None, after_id: int | None, limit: int
     ) -> list[HistoryEntry]: ...
+
+    async def delete_records(
+        self, pairs: Sequence[tuple[str, str]], actor: str, note: str | None
+    ) -> list[ConsentRecord]:
+        """Remove the records of ``(from_key, to_key)`` pairs (history keeps each removal);
+        returns the records that existed."""
 
     async def log_blocked(self, entry: BlockedSend) -> None: ...
 
@@ -174,9 +190,15 @@ class ConsentStore(Protocol):
     async def due_outbox(self, now_us: int, limit: int) -> list[OutboxEntry]:
         """Pending entries whose time has come, oldest first."""
 
-    async def claim_outbox(self, now_us: int, limit: int, lease_us: int) -> list[OutboxEntry]:
-        """Due entries no other worker holds, leased to the caller for ``lease_us`` (so two
-        workers - threads, processes or gateways on one store - never deliver one twice)."""
+    async def claim_outbox(
+        self, now_us: int, limit: int, lease_us: int, owner: str, stale_us: int
+    ) -> list[OutboxEntry]:
+        """Due entries no live worker holds, leased to ``owner`` for ``lease_us``, so two
+        workers - tasks, processes or gateways on one store - never deliver one twice. A lease
+        whose owner has not sent a heartbeat within ``stale_us`` (it died) is taken over."""
+
+    async def outbox_heartbeat(self, owner: str, now_us: int) -> None:
+        """``owner`` is alive (see :meth:`claim_outbox`)."""
 
     async def outbox_done(self, entry_id: int) -> None: ...
 

@@ -42,6 +42,7 @@ MIGRATIONS: tuple[str, ...] = (
         source TEXT NOT NULL,
         modified_us INTEGER NOT NULL,
         note TEXT,
+        evidence TEXT,
         PRIMARY KEY (to_key, from_key)
     ) WITHOUT ROWID;
     CREATE TABLE consent_history (
@@ -49,11 +50,12 @@ MIGRATIONS: tuple[str, ...] = (
         from_key TEXT NOT NULL,
         to_key TEXT NOT NULL,
         old_status TEXT,
-        new_status TEXT NOT NULL,
+        new_status TEXT,
         source TEXT NOT NULL,
         actor TEXT NOT NULL,
         modified_us INTEGER NOT NULL,
-        note TEXT
+        note TEXT,
+        evidence TEXT
     );
     CREATE INDEX consent_history_to ON consent_history (to_key, id);
     CREATE TABLE blocked_send (
@@ -100,10 +102,15 @@ MIGRATIONS: tuple[str, ...] = (
         deadline_us INTEGER,
         attempts INTEGER NOT NULL DEFAULT 0,
         lease_until_us INTEGER NOT NULL DEFAULT 0,
+        lease_owner TEXT,
         state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'given-up')),
         last_error TEXT
     );
     CREATE INDEX outbox_due ON outbox (state, not_before_us);
+    CREATE TABLE outbox_worker (
+        owner TEXT PRIMARY KEY,
+        heartbeat_us INTEGER NOT NULL
+    ) WITHOUT ROWID;
     """,
     """
     CREATE TABLE setting (
@@ -113,11 +120,11 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_RECORD_COLUMNS = "from_key, to_key, status, source, modified_us, note"
+_RECORD_COLUMNS = "from_key, to_key, status, source, modified_us, note, evidence"
 
 
 def _record(row: Sequence[Any]) -> ConsentRecord:
-    return ConsentRecord(row[0], row[1], OptStatus(row[2]), Source(row[3]), row[4], row[5])
+    return ConsentRecord(row[0], row[1], OptStatus(row[2]), Source(row[3]), row[4], row[5], row[6])
 
 
 def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
@@ -277,6 +284,7 @@ class SQLiteStore:
                 change.source,
                 modified_us,
                 change.note,
+                change.evidence,
             )
             row = conn.execute(
                 f"SELECT {_RECORD_COLUMNS} FROM consent WHERE to_key = ? AND from_key = ?",
@@ -287,11 +295,11 @@ class SQLiteStore:
                 results.append(AppliedChange(current or record, None, applied=False))
                 continue
             conn.execute(
-                "INSERT INTO consent (to_key, from_key, status, source, modified_us, note)"
-                " VALUES (?, ?, ?, ?, ?, ?)"
+                "INSERT INTO consent (to_key, from_key, status, source, modified_us, note,"
+                " evidence) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (to_key, from_key) DO UPDATE SET status = excluded.status,"
                 " source = excluded.source, modified_us = excluded.modified_us,"
-                " note = excluded.note",
+                " note = excluded.note, evidence = excluded.evidence",
                 (
                     record.to_key,
                     record.from_key,
@@ -299,12 +307,13 @@ class SQLiteStore:
                     record.source.value,
                     record.modified_us,
                     record.note,
+                    record.evidence,
                 ),
             )
             previous = current.status if current else None
             conn.execute(
                 "INSERT INTO consent_history (from_key, to_key, old_status, new_status, source,"
-                " actor, modified_us, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " actor, modified_us, note, evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.from_key,
                     record.to_key,
@@ -314,6 +323,7 @@ class SQLiteStore:
                     change.actor,
                     record.modified_us,
                     record.note,
+                    record.evidence,
                 ),
             )
             if record.status is OptStatus.OPT_IN:
@@ -327,13 +337,21 @@ class SQLiteStore:
         return results
 
     async def list_records(
-        self, query: RecordQuery, *, after: PairCursor | None, limit: int
+        self,
+        query: RecordQuery,
+        *,
+        after: PairCursor | None,
+        limit: int,
+        before: PairCursor | None = None,
     ) -> list[ConsentRecord]:
         where: list[str] = []
         params: list[Any] = []
         if after is not None:
             where.append("(to_key, from_key) > (?, ?)")
             params.extend(after)
+        if before is not None:
+            where.append("(to_key, from_key) < (?, ?)")
+            params.extend(before)
         if query.to_key is not None:
             where.append("to_key = ?")
             params.append(query.to_key)
@@ -350,11 +368,16 @@ class SQLiteStore:
             where.append("modified_us < ?")
             params.append(query.modified_to_us)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        sql = f"SELECT {_RECORD_COLUMNS} FROM consent {clause} ORDER BY to_key, from_key LIMIT ?"
+        order = "DESC" if before is not None else "ASC"
+        sql = (
+            f"SELECT {_RECORD_COLUMNS} FROM consent {clause}"
+            f" ORDER BY to_key {order}, from_key {order} LIMIT ?"
+        )
         params.append(limit)
 
         def work(conn: sqlite3.Connection) -> list[ConsentRecord]:
-            return [_record(row) for row in conn.execute(sql, params)]
+            rows = [_record(row) for row in conn.execute(sql, params)]
+            return rows[::-1] if before is not None else rows
 
         return await self._reader.run(work)
 
@@ -375,7 +398,7 @@ class SQLiteStore:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = (
             "SELECT id, from_key, to_key, old_status, new_status, source, actor, modified_us,"
-            f" note FROM consent_history {clause} ORDER BY id LIMIT ?"
+            f" note, evidence FROM consent_history {clause} ORDER BY id LIMIT ?"
         )
         params.append(limit)
 
@@ -386,11 +409,12 @@ class SQLiteStore:
                     row[1],
                     row[2],
                     OptStatus(row[3]) if row[3] else None,
-                    OptStatus(row[4]),
+                    OptStatus(row[4]) if row[4] else None,
                     Source(row[5]),
                     row[6],
                     row[7],
                     row[8],
+                    row[9],
                 )
                 for row in conn.execute(sql, params)
             ]
@@ -523,23 +547,37 @@ class SQLiteStore:
 
         return await self._reader.run(work)
 
-    async def claim_outbox(self, now_us: int, limit: int, lease_us: int) -> list[OutboxEntry]:
+    async def claim_outbox(
+        self, now_us: int, limit: int, lease_us: int, owner: str, stale_us: int
+    ) -> list[OutboxEntry]:
         def work(conn: sqlite3.Connection) -> list[OutboxEntry]:
             conn.execute("BEGIN IMMEDIATE")
             rows = conn.execute(
-                "SELECT id, kind, payload, created_us, not_before_us, deadline_us, attempts"
-                " FROM outbox WHERE state = 'pending' AND not_before_us <= ?"
-                " AND lease_until_us <= ? ORDER BY id LIMIT ?",
-                (now_us, now_us, limit),
+                "SELECT o.id, o.kind, o.payload, o.created_us, o.not_before_us, o.deadline_us,"
+                " o.attempts FROM outbox o WHERE o.state = 'pending' AND o.not_before_us <= ?"
+                " AND (o.lease_until_us <= ? OR (o.lease_owner IS NOT NULL"
+                " AND o.lease_owner != ? AND NOT EXISTS (SELECT 1 FROM outbox_worker w"
+                " WHERE w.owner = o.lease_owner AND w.heartbeat_us > ?)))"
+                " ORDER BY o.id LIMIT ?",
+                (now_us, now_us, owner, now_us - stale_us, limit),
             ).fetchall()
             conn.executemany(
-                "UPDATE outbox SET lease_until_us = ? WHERE id = ?",
-                [(now_us + lease_us, row[0]) for row in rows],
+                "UPDATE outbox SET lease_until_us = ?, lease_owner = ? WHERE id = ?",
+                [(now_us + lease_us, owner, row[0]) for row in rows],
             )
             conn.execute("COMMIT")
             return [OutboxEntry(*row) for row in rows]
 
         return await self._writer.run(work)
+
+    async def outbox_heartbeat(self, owner: str, now_us: int) -> None:
+        await self._writer.run(
+            lambda conn: conn.execute(
+                "INSERT INTO outbox_worker (owner, heartbeat_us) VALUES (?, ?)"
+                " ON CONFLICT (owner) DO UPDATE SET heartbeat_us = excluded.heartbeat_us",
+                (owner, now_us),
+            )
+        )
 
     async def _finish(self, entry_id: int, state: str, error: str | None) -> None:
         await self._writer.run(
@@ -592,3 +630,34 @@ class SQLiteStore:
                 )
 
         await self._writer.run(work)
+
+    async def delete_records(
+        self, pairs: Sequence[tuple[str, str]], actor: str, note: str | None
+    ) -> list[ConsentRecord]:
+        def work(conn: sqlite3.Connection) -> list[ConsentRecord]:
+            conn.execute("BEGIN IMMEDIATE")
+            last_us: int = conn.execute("SELECT last_us FROM clock WHERE id = 1").fetchone()[0]
+            removed: list[ConsentRecord] = []
+            for from_key, to_key in pairs:
+                row = conn.execute(
+                    f"SELECT {_RECORD_COLUMNS} FROM consent WHERE to_key = ? AND from_key = ?",
+                    (to_key, from_key),
+                ).fetchone()
+                if row is None:
+                    continue
+                record = _record(row)
+                last_us = max(time.time_ns() // 1000, last_us + 1)
+                conn.execute(
+                    "DELETE FROM consent WHERE to_key = ? AND from_key = ?", (to_key, from_key)
+                )
+                conn.execute(
+                    "INSERT INTO consent_history (from_key, to_key, old_status, new_status,"
+                    " source, actor, modified_us, note) VALUES (?, ?, ?, NULL, ?, ?, ?, ?)",
+                    (from_key, to_key, record.status.value, Source.API.value, actor, last_us, note),
+                )
+                removed.append(record)
+            conn.execute("UPDATE clock SET last_us = ? WHERE id = 1", (last_us,))
+            conn.execute("COMMIT")
+            return removed
+
+        return await self._writer.run(work)

@@ -293,12 +293,21 @@ async def test_outbox_retry_done_and_give_up(store: ConsentStore) -> None:
 async def test_claimed_outbox_entries_are_not_handed_out_twice(store: ConsentStore) -> None:
     items = [OutboxItem("a", "{}", not_before_us=0) for _ in range(5)]
     await store.record_inbound("twilio", "SM3", 100, [], items)
+    await store.outbox_heartbeat("w1", 1_000)
+    await store.outbox_heartbeat("w2", 1_000)
     first, second = await asyncio.gather(
-        store.claim_outbox(now_us=1_000, limit=3, lease_us=500),
-        store.claim_outbox(now_us=1_000, limit=3, lease_us=500),
+        store.claim_outbox(1_000, 3, 500, "w1", 300),
+        store.claim_outbox(1_000, 3, 500, "w2", 300),
     )
     assert len(first) + len(second) == 5
     assert not {e.id for e in first} & {e.id for e in second}
-    assert await store.claim_outbox(now_us=1_400, limit=10, lease_us=500) == []
-    # A lease that ran out (its worker died) hands the entry out again.
-    assert len(await store.claim_outbox(now_us=1_501, limit=10, lease_us=500)) == 5
+    # Both owners alive: nothing is free, not even for the same owner again.
+    await store.outbox_heartbeat("w1", 1_200)
+    await store.outbox_heartbeat("w2", 1_200)
+    assert await store.claim_outbox(1_250, 10, 500, "w1", 300) == []
+    # w2 stops beating (it died): its entries pass to w1 before their lease runs out.
+    await store.outbox_heartbeat("w1", 1_400)
+    taken = await store.claim_outbox(1_450, 10, 500, "w1", 200)
+    assert {e.id for e in taken} == {e.id for e in second}
+    # A lease that ran out is handed out again to anyone.
+    assert len(await store.claim_outbox(2_000, 10, 500, "w3", 200)) == 5

@@ -78,15 +78,24 @@ BAD_RECORDS = [
 
 
 @pytest.mark.parametrize(("record", "reason"), BAD_RECORDS)
-async def test_a_bad_record_rejects_the_batch_and_names_it(
+async def test_a_bad_record_is_refused_alone_and_the_good_ones_apply(
     gateway: Gateway, record: Any, reason: str
 ) -> None:
     good = {"from": BUSINESS, "to": "+16505550199", "optStatus": "OptOut"}
     response = await patch(gateway, {"records": [good, record]})
+    assert response.status == 200
+    body = await response.json()
+    assert [(e["index"], e["reason"]) for e in body["errors"]] == [(1, reason)]
+    assert [r["to"] for r in body["records"]] == ["+16505550199"]
+    listed = await (await gateway.client.get(CONSENTS, headers=AUTH)).json()
+    assert [r["to"] for r in listed["records"]] == ["+16505550199"]
+
+
+async def test_only_bad_records_is_400_and_changes_nothing(gateway: Gateway) -> None:
+    response = await patch(gateway, {"records": [BAD_RECORDS[0][0], BAD_RECORDS[2][0]]})
     assert response.status == 400
     body = await response.json()
-    assert body["reason"] == "invalid-records"
-    assert [(e["index"], e["reason"]) for e in body["errors"]] == [(1, reason)]
+    assert body["reason"] == "invalid-records" and len(body["errors"]) == 2
     listed = await (await gateway.client.get(CONSENTS, headers=AUTH)).json()
     assert listed["records"] == []
 
@@ -112,6 +121,7 @@ async def test_malformed_patch_bodies(gateway: Gateway, body: bytes, reason: str
     [
         ({"pageToken": "!!!"}, "invalid-page-token"),
         ({"pageToken": "WzFd"}, "invalid-page-token"),
+        ({"pageToken": "A" * 40}, "invalid-page-token"),
         ({"perPage": "0"}, "malformed-per-page"),
         ({"perPage": "x"}, "malformed-per-page"),
         ({"optStatus": "Sometimes"}, "unknown-opt-status"),
