@@ -27,6 +27,8 @@ def refuse(
 def refuse_bad_request(dialect: Dialect, exc: BadRequest, request_id: str) -> web.Response:
     kind = {
         401: ErrorKind.UNAUTHORIZED,
+        403: ErrorKind.FORBIDDEN,
+        503: ErrorKind.UNAVAILABLE,
         413: ErrorKind.TOO_LARGE,
         415: ErrorKind.UNSUPPORTED_MEDIA,
     }.get(exc.status, ErrorKind.BAD_REQUEST)

@@ -62,6 +62,8 @@ class ErrorKind(enum.Enum):
     BLOCKED = "blocked"
     BAD_REQUEST = "bad-request"
     UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    UNAVAILABLE = "unavailable"
     TOO_LARGE = "too-large"
     UNSUPPORTED_MEDIA = "unsupported-media-type"
     CONSENT_UNAVAILABLE = "consent-unavailable"
@@ -73,6 +75,8 @@ ERROR_STATUS: Mapping[ErrorKind, int] = {
     ErrorKind.BLOCKED: 400,
     ErrorKind.BAD_REQUEST: 400,
     ErrorKind.UNAUTHORIZED: 401,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.UNAVAILABLE: 503,
     ErrorKind.TOO_LARGE: 413,
     ErrorKind.UNSUPPORTED_MEDIA: 415,
     ErrorKind.CONSENT_UNAVAILABLE: 503,

@@ -29,6 +29,8 @@ MULTIPART = ("multipart/form-data", "multipart/mixed")
 _CONSENT_REASONS = frozenset(reason.value for reason in BlockReason)
 _STOPGATE_CODES = {
     ErrorKind.UNAUTHORIZED: "AGW-401",
+    ErrorKind.FORBIDDEN: "STOPGATE-403",
+    ErrorKind.UNAVAILABLE: "STOPGATE-503",
     ErrorKind.TOO_LARGE: "STOPGATE-413",
     ErrorKind.UNSUPPORTED_MEDIA: "STOPGATE-415",
     ErrorKind.CONSENT_UNAVAILABLE: "STOPGATE-503",

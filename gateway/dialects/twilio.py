@@ -30,6 +30,8 @@ FORM = "application/x-www-form-urlencoded"
 _ERROR_CODES = {
     ErrorKind.BAD_REQUEST: 21600,
     ErrorKind.UNAUTHORIZED: 20003,
+    ErrorKind.FORBIDDEN: 20403,
+    ErrorKind.UNAVAILABLE: 20503,
     ErrorKind.TOO_LARGE: 21617,
     ErrorKind.UNSUPPORTED_MEDIA: 21600,
     ErrorKind.CONSENT_UNAVAILABLE: 20503,

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, BUSINESS, CONSENTS, CUSTOMER, Gateway
+from tests.conftest import (
+    ADMIN_TOKEN,
+    BUSINESS,
+    CONSENTS,
+    CUSTOMER,
+    OTHER_BUSINESS,
+    SIM,
+    Gateway,
+    MakeGateway,
+)
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -140,3 +152,241 @@ async def test_oversize_patch_is_413(gateway: Gateway) -> None:
     response = await patch(gateway, {"records": records})
     assert response.status == 413
     assert (await response.json())["reason"] == "too-many-records"
+
+
+AUDITOR = "auditor-token-value"
+ROTATED = "new-admin-token-value"
+
+
+@pytest.fixture
+async def roles_gateway(make_gateway: MakeGateway) -> Gateway:
+    from gateway.config import TokenSpec
+
+    def spec(name: str, token: str, role: str) -> TokenSpec:
+        return TokenSpec(name, hashlib.sha256(token.encode()).hexdigest(), role)
+
+    return await make_gateway(
+        tokens=(spec("audit", AUDITOR, "auditor"), spec("rotated", ROTATED, "admin")),
+        ringcentral_account_id=SIM.rc_account_id,
+    )
+
+
+async def test_auditor_reads_and_exports_but_cannot_write(roles_gateway: Gateway) -> None:
+    auditor = {"Authorization": f"Bearer {AUDITOR}"}
+    body = {"records": [{"from": BUSINESS, "to": CUSTOMER, "optStatus": "OptOut"}]}
+    for method in ("PATCH", "DELETE"):
+        response = await roles_gateway.client.request(method, CONSENTS, json=body, headers=auditor)
+        assert response.status == 403
+        assert (await response.json())["reason"] == "forbidden"
+    for path in (CONSENTS, CONSENTS + "/export", CONSENTS + "/history"):
+        assert (await roles_gateway.client.get(path, headers=auditor)).status == 200
+
+
+async def test_several_admin_tokens_are_valid_at_once(roles_gateway: Gateway) -> None:
+    body = {"records": [{"from": BUSINESS, "to": CUSTOMER, "optStatus": "OptOut"}]}
+    for token in (ADMIN_TOKEN, ROTATED):
+        response = await roles_gateway.client.patch(
+            CONSENTS, json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status == 200
+    history = await (await roles_gateway.client.get(CONSENTS + "/history", headers=AUTH)).json()
+    assert [h["actor"] for h in history["records"]] == ["admin-token", "token:rotated"]
+
+
+async def test_a_ringcentral_token_of_the_account_works_and_others_do_not(
+    roles_gateway: Gateway,
+) -> None:
+    token = await roles_gateway.rc_token()
+    response = await roles_gateway.client.get(
+        CONSENTS, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status == 200
+    refused = await roles_gateway.client.get(
+        CONSENTS, headers={"Authorization": "Bearer not-a-ringcentral-token"}
+    )
+    assert refused.status == 401
+
+
+async def test_delete_removes_the_record_and_history_keeps_it(gateway: Gateway) -> None:
+    await gateway.opt_out()
+    assert (await gateway.twilio_send(CUSTOMER)).status == 400
+    response = await gateway.client.delete(
+        CONSENTS, json={"records": [{"from": BUSINESS, "to": CUSTOMER}]}, headers=AUTH
+    )
+    assert response.status == 200
+    assert [r["optStatus"] for r in (await response.json())["records"]] == ["OptOut"]
+    assert (await gateway.twilio_send(CUSTOMER)).status == 201
+    history = await (
+        await gateway.client.get(CONSENTS + "/history", params={"to": CUSTOMER}, headers=AUTH)
+    ).json()
+    assert [(h["oldStatus"], h["newStatus"]) for h in history["records"]] == [
+        (None, "OptOut"),
+        ("OptOut", "Deleted"),
+    ]
+
+
+async def test_history_pages(gateway: Gateway) -> None:
+    for status in ["OptOut", "OptIn"] * 6:
+        await gateway.set_consent({"from": BUSINESS, "to": CUSTOMER, "optStatus": status})
+    seen: list[str] = []
+    params: dict[str, str] = {"perPage": "5", "to": "(650) 555-0111"}
+    while True:
+        page = await (
+            await gateway.client.get(CONSENTS + "/history", params=params, headers=AUTH)
+        ).json()
+        seen += [h["newStatus"] for h in page["records"]]
+        if "nextPageToken" not in page["paging"]:
+            break
+        params["pageToken"] = page["paging"]["nextPageToken"]
+    assert seen == ["OptOut", "OptIn"] * 6
+
+
+async def test_previous_page_token_walks_back(gateway: Gateway) -> None:
+    await gateway.set_consent(
+        *({"from": BUSINESS, "to": f"+1650555{n:04d}", "optStatus": "OptOut"} for n in range(30))
+    )
+    pages: list[list[str]] = []
+    params: dict[str, str] = {"perPage": "10"}
+    for _ in range(3):
+        page = await (await gateway.client.get(CONSENTS, params=params, headers=AUTH)).json()
+        pages.append([r["to"] for r in page["records"]])
+        if "nextPageToken" in page["paging"]:
+            params["pageToken"] = page["paging"]["nextPageToken"]
+    assert "nextPageToken" not in page["paging"]
+    back = await (
+        await gateway.client.get(
+            CONSENTS,
+            params={"perPage": "10", "pageToken": page["paging"]["previousPageToken"]},
+            headers=AUTH,
+        )
+    ).json()
+    assert [r["to"] for r in back["records"]] == pages[1]
+
+
+async def test_a_page_token_only_works_with_its_own_filters(gateway: Gateway) -> None:
+    await gateway.set_consent(
+        *({"from": BUSINESS, "to": f"+1650555{n:04d}", "optStatus": "OptOut"} for n in range(5))
+    )
+    page = await (await gateway.client.get(CONSENTS, params={"perPage": "2"}, headers=AUTH)).json()
+    other = await gateway.client.get(
+        CONSENTS,
+        params={"perPage": "2", "optStatus": "OptIn", "pageToken": page["paging"]["nextPageToken"]},
+        headers=AUTH,
+    )
+    assert other.status == 400
+    assert (await other.json())["reason"] == "invalid-page-token"
+
+
+async def test_opt_in_evidence_is_kept_with_the_record_and_its_history(gateway: Gateway) -> None:
+    evidence = {
+        "method": "web-form",
+        "url": "https://example.com/join",
+        "ip": "203.0.113.9",
+        "consentText": "I agree to receive marketing texts from Acme.",
+        "collectedAt": "2026-11-01T10:00:00Z",
+    }
+    await gateway.set_consent(
+        {"from": BUSINESS, "to": CUSTOMER, "optStatus": "OptIn", "evidence": evidence}
+    )
+    listed = await (await gateway.client.get(CONSENTS, headers=AUTH)).json()
+    assert listed["records"][0]["evidence"] == evidence
+    history = await (await gateway.client.get(CONSENTS + "/history", headers=AUTH)).json()
+    assert history["records"][0]["evidence"] == evidence
+    bad = await patch(
+        gateway,
+        {
+            "records": [
+                {
+                    "from": BUSINESS,
+                    "to": CUSTOMER,
+                    "optStatus": "OptIn",
+                    "evidence": {"method": "telepathy"},
+                }
+            ]
+        },
+    )
+    assert bad.status == 400
+    assert (await bad.json())["errors"][0]["reason"] == "malformed-evidence"
+
+
+async def test_export_streams_csv_that_reimports_to_the_same_state(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    await gateway.set_consent(
+        *(
+            {
+                "from": BUSINESS,
+                "to": f"+1650555{n:04d}",
+                "optStatus": "OptOut" if n % 3 else "OptIn",
+            }
+            for n in range(40)
+        ),
+        {"from": "*", "to": "+16505559999", "optStatus": "OptOut", "note": "=HYPERLINK(x)"},
+    )
+    response = await gateway.client.get(CONSENTS + "/export", headers=AUTH)
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    text = await response.text()
+    lines = text.splitlines()
+    assert lines[0] == "FROM,TO,STATUS,SOURCE,LAST_MODIFIED_TIME,NOTE"
+    assert len(lines) == 42
+    assert "'=HYPERLINK(x)" in text
+    from gateway.consent_csv import RejectedRow, parse_rows
+
+    rows = list(parse_rows(text.splitlines(keepends=True), region="US", actor="reimport"))
+    assert not [r for r in rows if isinstance(r, RejectedRow)]
+    assert {
+        (r.from_key, r.to_key, r.status.value) for r in rows if not isinstance(r, RejectedRow)
+    } == {
+        (("*" if r["from"] == "*" else r["from"]), r["to"], r["optStatus"])
+        for r in (
+            await (
+                await gateway.client.get(CONSENTS, params={"perPage": "100"}, headers=AUTH)
+            ).json()
+        )["records"]
+    }
+
+
+async def test_paging_10000_records_under_concurrent_writes_loses_and_repeats_none(
+    gateway: Gateway,
+) -> None:
+    numbers = [f"+1650{n:07d}" for n in range(2_000_000, 2_010_000)]
+    for start in range(0, len(numbers), 1000):
+        await gateway.set_consent(
+            *(
+                {"from": BUSINESS, "to": n, "optStatus": "OptOut"}
+                for n in numbers[start : start + 1000]
+            )
+        )
+    stop = asyncio.Event()
+
+    async def writer() -> None:
+        flip = 0
+        while not stop.is_set():
+            batch = numbers[flip % 10_000 : flip % 10_000 + 50]
+            status = "OptIn" if flip % 2 else "OptOut"
+            await gateway.set_consent(
+                *({"from": BUSINESS, "to": n, "optStatus": status} for n in batch)
+            )
+            await gateway.set_consent(
+                {"from": OTHER_BUSINESS, "to": f"+1651{flip:07d}", "optStatus": "OptOut"}
+            )
+            flip += 37
+
+    task = asyncio.create_task(writer())
+    seen: list[tuple[str, str]] = []
+    params: dict[str, str] = {"perPage": "1000", "from": BUSINESS}
+    try:
+        while True:
+            page = await (await gateway.client.get(CONSENTS, params=params, headers=AUTH)).json()
+            seen += [(r["from"], r["to"]) for r in page["records"]]
+            token = page["paging"].get("nextPageToken")
+            if not token:
+                break
+            params["pageToken"] = token
+            await asyncio.sleep(0)
+    finally:
+        stop.set()
+        await task
+    assert len(seen) == len(set(seen)) == 10_000
+    assert {to for _, to in seen} == set(numbers)
