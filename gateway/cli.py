@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -15,7 +16,7 @@ from aiohttp import web
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError, StopgateError
 from gateway.store import store_from_url
-from gateway.store.base import ConsentStore, RecordQuery
+from gateway.store.base import ConsentChange, ConsentStore, RecordQuery
 
 log = logging.getLogger("stopgate")
 
@@ -60,34 +61,69 @@ async def _with_store(settings: Settings) -> ConsentStore:
     return store
 
 
+class _Progress:
+    """A one-line progress report on stderr: rows read, rows rejected, rows per second."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._started = time.monotonic()
+        self._last = 0.0
+
+    def show(self, rows: int, rejected: int) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.5:
+            return
+        self._last = now
+        rate = rows / max(now - self._started, 1e-9)
+        print(
+            f"\r{self._name}: {rows:,} rows, {rejected:,} rejected, {rate:,.0f} rows/s",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def done(self) -> None:
+        print(file=sys.stderr)
+
+
 def _consents_import(args: argparse.Namespace) -> int:
     from gateway.consent_csv import RejectedRow, parse_rows
+    from gateway.events import follow_up_for
 
     settings = _settings(args, store=args.store)
 
     async def run(handle: TextIO) -> tuple[int, int, list[RejectedRow]]:
         store = await _with_store(settings)
-        applied = skipped = 0
+        follow_up = follow_up_for(settings)
+        applied = skipped = seen = 0
         rejected: list[RejectedRow] = []
+        batch: list[ConsentChange] = []
+        progress = _Progress(args.file) if sys.stderr.isatty() or args.progress else None
+
+        async def flush() -> None:
+            nonlocal applied, skipped
+            results = await store.apply(batch, follow_up)
+            applied += sum(r.applied for r in results)
+            skipped += sum(not r.applied for r in results)
+            batch.clear()
+            if progress is not None:
+                progress.show(seen, len(rejected))
+
         try:
-            batch = []
-            rows = parse_rows(handle, region=settings.default_region, actor="import")
-            for row in rows:
+            for row in parse_rows(handle, region=settings.default_region, actor="import"):
+                seen += 1
                 if isinstance(row, RejectedRow):
                     rejected.append(row)
                     continue
                 batch.append(row)
                 if len(batch) >= IMPORT_BATCH:
-                    results = await store.apply(batch)
-                    applied += sum(r.applied for r in results)
-                    skipped += sum(not r.applied for r in results)
-                    batch = []
+                    await flush()
             if batch:
-                results = await store.apply(batch)
-                applied += sum(r.applied for r in results)
-                skipped += sum(not r.applied for r in results)
+                await flush()
         finally:
             await store.close()
+            if progress is not None:
+                progress.done()
         return applied, skipped, rejected
 
     try:
@@ -206,6 +242,45 @@ def _ringcentral_subscribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _consents_history(args: argparse.Namespace) -> int:
+    from policy.consent import format_time
+    from policy.numbers import InvalidAddress, customer_key, display_key
+
+    settings = _settings(args, store=args.store)
+    try:
+        to_key = customer_key(args.recipient, settings.default_region)
+    except InvalidAddress as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> list[str]:
+        store = await _with_store(settings)
+        lines: list[str] = []
+        after = None
+        try:
+            while True:
+                page = await store.history(to_key=to_key, from_key=None, after_id=after, limit=500)
+                for entry in page:
+                    old = entry.old_status.value if entry.old_status else "-"
+                    new = entry.new_status.value if entry.new_status else "Deleted"
+                    lines.append(
+                        f"{format_time(entry.modified_us)}  {display_key(entry.from_key):>16}"
+                        f"  {old:>6} -> {new:<7}  {entry.source.value:<9}  {entry.actor}"
+                        + (f"  ({entry.note})" if entry.note else "")
+                    )
+                if len(page) < 500:
+                    return lines
+                after = page[-1].id
+        finally:
+            await store.close()
+
+    lines = asyncio.run(run())
+    print(f"history of {to_key}: {len(lines)} changes")
+    for line in lines:
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stopgate", description="SMS consent gateway")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -235,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("import", _consents_import, "load a CSV (either RingCentral layout)"),
         ("export", _consents_export, "write every record as CSV"),
         ("check", _consents_check, "explain one pair's decision"),
+        ("history", _consents_history, "every change of one customer's consent"),
     ):
         action = actions.add_parser(name, help=text)
         action.add_argument("--config", help="TOML settings file (STOPGATE_CONFIG)")
@@ -242,8 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
         action.set_defaults(run=handler)
         if name == "import":
             action.add_argument("file")
+            action.add_argument(
+                "--progress", action="store_true", help="report progress on stderr (default: tty)"
+            )
         elif name == "export":
             action.add_argument("--output", "-o", help="file to write (default: stdout)")
+        elif name == "history":
+            action.add_argument("recipient", metavar="TO")
         else:
             action.add_argument("sender", metavar="FROM")
             action.add_argument("recipient", metavar="TO")

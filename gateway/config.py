@@ -50,6 +50,15 @@ ROLES = ("admin", "auditor")
 
 
 @dataclass(frozen=True, slots=True)
+class SubscriberSpec:
+    """Where consent change events go, and the secret their signature is made with."""
+
+    name: str
+    url: str
+    secret: Secret
+
+
+@dataclass(frozen=True, slots=True)
 class TokenSpec:
     """A bearer token of Stopgate's own API, configured by its SHA-256 digest (hex)."""
 
@@ -115,6 +124,12 @@ class Settings:
     """RingCentral bearer tokens of this account may call the consents API."""
     tokens: tuple[TokenSpec, ...] = ()
     """``[[tokens]]`` name, sha256, role (admin | auditor); several at once for rotation."""
+    subscribers: tuple[SubscriberSpec, ...] = ()
+    """``[[subscribers]]`` name, url, secret: receivers of consent change events."""
+    ringcentral_consent_push: bool = False
+    """Push Stopgate's own consent changes to RingCentral's consent API (lifts its block)."""
+    event_window: float = 7 * 86_400.0
+    """Change events undelivered this long are given up (and counted)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -167,6 +182,8 @@ def _coerce(name: str, raw: Any) -> Any:
             return _services(raw)
         if name == "tokens":
             return _tokens(raw)
+        if name == "subscribers":
+            return _subscribers(raw)
         if kind.startswith("Mapping"):
             if not isinstance(raw, Mapping):
                 raise ConfigError(f"{name} must be a table")
@@ -188,6 +205,30 @@ def _coerce(name: str, raw: Any) -> Any:
         return str(raw)
     except ValueError as exc:
         raise ConfigError(f"bad value for {name}: {raw!r} ({exc})") from None
+
+
+def _subscribers(raw: Any) -> tuple[SubscriberSpec, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(
+            "subscribers must be an array of tables: [[subscribers]] name, url, secret"
+        )
+    specs: list[SubscriberSpec] = []
+    names: set[str] = set()
+    for position, entry in enumerate(raw):
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"subscribers[{position}] must be a table")
+        url = str(entry.get("url", ""))
+        secret = str(entry.get("secret", ""))
+        name = str(entry.get("name", f"subscriber-{position}"))
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"subscribers[{position}].url must be an http(s) URL")
+        if len(secret) < 16:
+            raise ConfigError(f"subscribers[{position}].secret must be at least 16 characters")
+        if name in names:
+            raise ConfigError(f"subscribers[{position}].name {name!r} is used twice")
+        names.add(name)
+        specs.append(SubscriberSpec(name, url, Secret(secret)))
+    return tuple(specs)
 
 
 def _tokens(raw: Any) -> tuple[TokenSpec, ...]:

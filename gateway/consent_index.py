@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from cachetools import LRUCache
 
-from gateway.store.base import AppliedChange, ConsentChange, ConsentStore
+from gateway.store.base import AppliedChange, ConsentChange, ConsentStore, FollowUp
 from policy.consent import ConsentRecord, newest
 
 PairKey = tuple[str, str]
@@ -72,10 +72,12 @@ class ConsentIndex:
         self._pending.clear()
         self.clear()
 
-    async def apply(self, changes: Sequence[ConsentChange]) -> list[AppliedChange]:
+    async def apply(
+        self, changes: Sequence[ConsentChange], follow_up: FollowUp | None = None
+    ) -> list[AppliedChange]:
         """Write through to the store and drop what the write made stale."""
         try:
-            return await self.store.apply(changes)
+            return await self.store.apply(changes, follow_up)
         finally:
             # Also on failure: a write whose outcome is unknown may have committed.
             self.invalidate((c.from_key, c.to_key) for c in changes)

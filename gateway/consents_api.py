@@ -29,6 +29,7 @@ from gateway.consent_csv import export_lines
 from gateway.dialects import RINGCENTRAL
 from gateway.dialects.base import DialectError, ErrorKind
 from gateway.errors import BadRequest, InvalidPageToken, StoreUnavailable
+from gateway.events import follow_up_for
 from gateway.keys import AUTH, INDEX, METRICS, PAGE_KEY, SETTINGS
 from gateway.refusals import refuse, refuse_bad_request
 from gateway.store.base import AppliedChange, ConsentChange, HistoryEntry, RecordQuery
@@ -270,7 +271,7 @@ async def patch_consents(request: web.Request, principal: Principal) -> web.Resp
             },
             status=400,
         )
-    applied = await request.app[INDEX].apply(changes)
+    applied = await request.app[INDEX].apply(changes, follow_up_for(request.app[SETTINGS]))
     _count(request, applied)
     body: dict[str, Any] = {"records": [record_json(r.record) for r in applied]}
     if errors:

@@ -29,6 +29,7 @@ from gateway.dialects import ringcentral as rc_dialect
 from gateway.dialects import twilio as twilio_dialect
 from gateway.dialects.base import InboundMessage, media_type
 from gateway.errors import BadRequest, StoreUnavailable
+from gateway.events import follow_up_for
 from gateway.keys import CLIENT, INDEX, KEYWORDS, METRICS, OUTBOX_WAKE, SETTINGS, SPOOL
 from gateway.outbox import FORWARD, RINGCENTRAL_REPLY, forward_request
 from gateway.spool import SpooledEvent
@@ -174,7 +175,12 @@ async def handle_inbound(
 
     try:
         outcome = await index.store.record_inbound(
-            message.provider, message.message_id, received_us, changes, work
+            message.provider,
+            message.message_id,
+            received_us,
+            changes,
+            work,
+            follow_up_for(settings),
         )
     except StoreUnavailable:
         event = SpooledEvent(

@@ -30,6 +30,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from gateway import events
 from gateway.config import Settings
 from gateway.dialects import twilio as twilio_dialect
 from gateway.errors import StoreUnavailable, UpstreamTimeout, UpstreamUnreachable
@@ -126,6 +127,55 @@ async def _deliver_forward(app: web.Application, payload: dict[str, Any]) -> Non
     raise _GiveUp(f"app refused the event ({status})")
 
 
+async def _deliver_event(app: web.Application, payload: dict[str, Any]) -> None:
+    settings = app[SETTINGS]
+    subscriber = next((s for s in settings.subscribers if s.name == payload["subscriber"]), None)
+    if subscriber is None:
+        raise _GiveUp(f"subscriber {payload['subscriber']!r} is no longer configured")
+    body = json.dumps(payload["event"], separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/json",
+        events.SIGNATURE_HEADER: events.signature(
+            subscriber.secret.reveal(), int(time.time()), body
+        ),
+    }
+    try:
+        async with app[CLIENT].post(
+            subscriber.url, data=body, headers=headers, allow_redirects=False
+        ) as response:
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise _Retry(f"subscriber unreachable: {type(exc).__name__}") from None
+    if 200 <= status < 300:
+        return
+    # A subscriber that refuses keeps its queue waiting (in order) rather than losing an event.
+    raise _Retry(f"subscriber answered {status}")
+
+
+async def _deliver_push(app: web.Application, payload: dict[str, Any]) -> None:
+    try:
+        status, body = await app[RC_LOGIN].call(
+            "PATCH", events.EVENT_PATH, {"records": payload["records"]}
+        )
+    except LoginUnavailable as exc:
+        raise _GiveUp(str(exc)) from None
+    except (UpstreamUnreachable, UpstreamTimeout) as exc:
+        raise _Retry(str(exc)) from None
+    if 200 <= status < 300:
+        return
+    if status == 429 or status >= 500:
+        raise _Retry(f"RingCentral answered {status}")
+    raise _GiveUp(f"RingCentral refused the consent push ({status}): {body[:200]!r}")
+
+
+_DELIVERERS = {
+    RINGCENTRAL_REPLY: _deliver_reply,
+    FORWARD: _deliver_forward,
+    events.CONSENT_EVENT: _deliver_event,
+    events.RINGCENTRAL_PUSH: _deliver_push,
+}
+
+
 async def deliver(app: web.Application, entry: OutboxEntry) -> None:
     store = app[INDEX].store
     metrics = app[METRICS]
@@ -137,12 +187,10 @@ async def deliver(app: web.Application, entry: OutboxEntry) -> None:
         return
     payload = json.loads(entry.payload)
     try:
-        if entry.kind == RINGCENTRAL_REPLY:
-            await _deliver_reply(app, payload)
-        elif entry.kind == FORWARD:
-            await _deliver_forward(app, payload)
-        else:
+        deliverer = _DELIVERERS.get(entry.kind)
+        if deliverer is None:
             raise _GiveUp(f"unknown outbox kind {entry.kind!r}")
+        await deliverer(app, payload)
     except _Retry as exc:
         await store.outbox_retry(entry.id, now_us + int(_backoff(entry) * 1e6), str(exc))
         log.warning("outbox %s %d will retry: %s", entry.kind, entry.id, exc)
@@ -175,7 +223,7 @@ async def run_once(app: web.Application) -> int:
     spool = app[SPOOL]
     index = app[INDEX]
     if spool.pending():
-        drained = await spool.drain(index.store)
+        drained = await spool.drain(index.store, events.follow_up_for(app[SETTINGS]))
         index.clear_pending()
         log.info("spool drained: %d inbound events replayed into the store", drained)
     now_us = time.time_ns() // 1000

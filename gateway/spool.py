@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.store.base import ConsentChange, ConsentStore, OutboxItem
+from gateway.store.base import ConsentChange, ConsentStore, FollowUp, OutboxItem
 from policy.consent import ConsentRecord, OptStatus, Source
 
 
@@ -116,7 +116,7 @@ class Spool:
         except FileNotFoundError:
             return False
 
-    async def drain(self, store: ConsentStore) -> int:
+    async def drain(self, store: ConsentStore, follow_up: FollowUp | None = None) -> int:
         """Replay every spooled event into the store, in order; then empty the spool.
         Raises :class:`gateway.errors.StoreUnavailable` (leaving the spool as it was) when the
         store is still down."""
@@ -129,6 +129,7 @@ class Spool:
                     event.received_us,
                     event.changes,
                     event.outbox,
+                    follow_up,
                 )
             await asyncio.to_thread(self._truncate)
             return len(events)

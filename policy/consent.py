@@ -56,6 +56,8 @@ class ConsentRecord:
     source: Source
     modified_us: int
     note: str | None = None
+    evidence: str | None = None
+    """How an opt-in was collected (JSON text, as given): kept with the record and its history."""
 
 
 @dataclass(frozen=True, slots=True)

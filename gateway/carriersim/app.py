@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.carriersim import control, rc_api, rc_subscriptions, twilio_api
+from gateway.carriersim import control, rc_api, rc_consents, rc_subscriptions, twilio_api
 from gateway.carriersim.faults import fault_middleware, route_error_middleware
 from gateway.carriersim.state import SIM_STATE, SimCredentials, SimState
 
@@ -43,6 +43,7 @@ def create_sim_app(
     )
     app[SIM_STATE] = SimState(credentials=credentials, gateway_url=gateway_url)
     rc_api.add_routes(app.router)
+    rc_consents.add_routes(app.router)
     rc_subscriptions.add_routes(app.router)
     twilio_api.add_routes(app.router)
     control.add_routes(app.router)

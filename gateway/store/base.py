@@ -7,7 +7,7 @@ Messaging Service membership. They know nothing of carriers or HTTP. Every metho
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -87,6 +87,8 @@ class OutboxItem:
     payload: str
     not_before_us: int
     deadline_us: int | None = None
+    ordering_key: str | None = None
+    """Entries sharing a key are delivered one at a time, in the order they were queued."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,10 @@ class InboundOutcome:
     outbox_ids: list[int] = field(default_factory=list)
 
 
+FollowUp = Callable[[Sequence[AppliedChange]], list[OutboxItem]]
+"""Work derived from the changes that applied (change events, carrier pushes). Pure: it runs
+inside the store's transaction."""
+
 PairCursor = tuple[str, str]
 """Position in the (to_key, from_key) key order; paging is keyset-based, never by offset."""
 
@@ -130,10 +136,13 @@ class ConsentStore(Protocol):
     async def get_records(self, to_key: str, from_keys: Sequence[str]) -> dict[str, ConsentRecord]:
         """The records of ``(f, to_key)`` for each ``f`` in ``from_keys`` that has one."""
 
-    async def apply(self, changes: Sequence[ConsentChange]) -> list[AppliedChange]:
+    async def apply(
+        self, changes: Sequence[ConsentChange], follow_up: FollowUp | None = None
+    ) -> list[AppliedChange]:
         """Apply changes in one transaction, each only where it supersedes the current record
         (newest wins, exact tie to OptOut), appending history for each that applied. An OptIn
-        that applies clears the pair's footer state. Durable when it returns."""
+        that applies clears the pair's footer state. ``follow_up`` turns what applied into
+        outbox work committed in the same transaction. Durable when it returns."""
 
     async def list_records(
         self,
@@ -183,6 +192,7 @@ class ConsentStore(Protocol):
         received_us: int,
         changes: Sequence[ConsentChange],
         outbox: Sequence[OutboxItem],
+        follow_up: FollowUp | None = None,
     ) -> InboundOutcome:
         """In one transaction: remember the inbound message, apply its consent changes and queue
         its follow-up work - unless the message was recorded before (then do nothing)."""

@@ -22,6 +22,7 @@ from gateway.store.base import (
     AppliedChange,
     BlockedSend,
     ConsentChange,
+    FollowUp,
     HistoryEntry,
     InboundOutcome,
     OutboxEntry,
@@ -103,10 +104,12 @@ MIGRATIONS: tuple[str, ...] = (
         attempts INTEGER NOT NULL DEFAULT 0,
         lease_until_us INTEGER NOT NULL DEFAULT 0,
         lease_owner TEXT,
+        ordering_key TEXT,
         state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'given-up')),
         last_error TEXT
     );
     CREATE INDEX outbox_due ON outbox (state, not_before_us);
+    CREATE INDEX outbox_queue ON outbox (ordering_key, state, id);
     CREATE TABLE outbox_worker (
         owner TEXT PRIMARY KEY,
         heartbeat_us INTEGER NOT NULL
@@ -251,15 +254,41 @@ class SQLiteStore:
 
         return await self._reader.run(work)
 
-    async def apply(self, changes: Sequence[ConsentChange]) -> list[AppliedChange]:
-        return await self._writer.run(lambda conn: self._apply(conn, changes))
+    async def apply(
+        self, changes: Sequence[ConsentChange], follow_up: FollowUp | None = None
+    ) -> list[AppliedChange]:
+        return await self._writer.run(lambda conn: self._apply(conn, changes, follow_up))
 
     @staticmethod
-    def _apply(conn: sqlite3.Connection, changes: Sequence[ConsentChange]) -> list[AppliedChange]:
+    def _apply(
+        conn: sqlite3.Connection, changes: Sequence[ConsentChange], follow_up: FollowUp | None
+    ) -> list[AppliedChange]:
         conn.execute("BEGIN IMMEDIATE")
         results = SQLiteStore._apply_in_transaction(conn, changes)
+        if follow_up is not None:
+            now_us = time.time_ns() // 1000
+            SQLiteStore._queue(conn, follow_up([r for r in results if r.applied]), now_us)
         conn.execute("COMMIT")
         return results
+
+    @staticmethod
+    def _queue(conn: sqlite3.Connection, items: Sequence[OutboxItem], now_us: int) -> list[int]:
+        ids: list[int] = []
+        for item in items:
+            cursor = conn.execute(
+                "INSERT INTO outbox (kind, payload, created_us, not_before_us, deadline_us,"
+                " ordering_key) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    item.kind,
+                    item.payload,
+                    now_us,
+                    item.not_before_us,
+                    item.deadline_us,
+                    item.ordering_key,
+                ),
+            )
+            ids.append(int(cursor.lastrowid or 0))
+        return ids
 
     @staticmethod
     def _apply_in_transaction(
@@ -511,6 +540,7 @@ class SQLiteStore:
         received_us: int,
         changes: Sequence[ConsentChange],
         outbox: Sequence[OutboxItem],
+        follow_up: FollowUp | None = None,
     ) -> InboundOutcome:
         def work(conn: sqlite3.Connection) -> InboundOutcome:
             conn.execute("BEGIN IMMEDIATE")
@@ -523,14 +553,9 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
                 return InboundOutcome(duplicate=True, applied=[])
             applied = self._apply_in_transaction(conn, changes)
-            ids: list[int] = []
-            for item in outbox:
-                cursor = conn.execute(
-                    "INSERT INTO outbox (kind, payload, created_us, not_before_us, deadline_us)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (item.kind, item.payload, received_us, item.not_before_us, item.deadline_us),
-                )
-                ids.append(int(cursor.lastrowid or 0))
+            ids = self._queue(conn, outbox, received_us)
+            if follow_up is not None:
+                self._queue(conn, follow_up([a for a in applied if a.applied]), received_us)
             conn.execute("COMMIT")
             return InboundOutcome(duplicate=False, applied=applied, outbox_ids=ids)
 
@@ -558,6 +583,9 @@ class SQLiteStore:
                 " AND (o.lease_until_us <= ? OR (o.lease_owner IS NOT NULL"
                 " AND o.lease_owner != ? AND NOT EXISTS (SELECT 1 FROM outbox_worker w"
                 " WHERE w.owner = o.lease_owner AND w.heartbeat_us > ?)))"
+                # Only the head of an ordered queue may go: later entries wait their turn.
+                " AND (o.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox q"
+                " WHERE q.ordering_key = o.ordering_key AND q.state = 'pending' AND q.id < o.id))"
                 " ORDER BY o.id LIMIT ?",
                 (now_us, now_us, owner, now_us - stale_us, limit),
             ).fetchall()
@@ -596,8 +624,8 @@ class SQLiteStore:
     async def outbox_retry(self, entry_id: int, not_before_us: int, error: str) -> None:
         await self._writer.run(
             lambda conn: conn.execute(
-                "UPDATE outbox SET not_before_us = ?, last_error = ?, attempts = attempts + 1"
-                " WHERE id = ?",
+                "UPDATE outbox SET not_before_us = ?, last_error = ?, attempts = attempts + 1,"
+                " lease_until_us = 0, lease_owner = NULL WHERE id = ?",
                 (not_before_us, error, entry_id),
             )
         )

@@ -113,3 +113,19 @@ def test_workers_above_one_is_refused_plainly(store: str) -> None:
     result = stopgate("serve", "--workers", "2", "--listen", "127.0.0.1:1", store=store)
     assert result.returncode == 2
     assert "workers" in result.stderr
+
+
+def test_history_lists_every_change_of_a_customer(tmp_path: Path, store: str) -> None:
+    csv = tmp_path / "h.csv"
+    csv.write_text(
+        "FROM,TO,STATUS,SOURCE,LAST_MODIFIED_TIME\n"
+        "+16505550100,+16505550111,OptOut,Recipient,2025-01-01T00:00:00Z\n"
+        "+16505550100,+16505550111,OptIn,Api,2025-02-01T00:00:00Z\n"
+    )
+    assert stopgate("consents", "import", str(csv), store=store).returncode == 0
+    result = stopgate("consents", "history", "(650) 555-0111", store=store)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "history of +16505550111: 2 changes"
+    assert "OptOut" in lines[1] and "Recipient" in lines[1]
+    assert "OptOut -> OptIn" in lines[2]
