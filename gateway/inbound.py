@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import hmac
 import json
 import logging
@@ -332,7 +333,8 @@ async def ringcentral_webhook(request: web.Request) -> web.StreamResponse:
         request.app[METRICS].webhook_rejected.labels("ringcentral").inc()
         return _error(403, "bad-verification-token", "verification token does not match")
     try:
-        messages = rc_dialect.parse_notification(json.loads(body))
+        document = json.loads(body)
+        messages = rc_dialect.parse_notification(document)
     except (ValueError, UnicodeDecodeError):
         return _error(400, "malformed-webhook", "the notification is not JSON")
     except BadRequest as exc:
@@ -351,27 +353,63 @@ async def ringcentral_webhook(request: web.Request) -> web.StreamResponse:
         for message in messages:
             result = await handle_inbound(request.app, message, forward)
             klass = result.classification.klass.value
-        if not messages and forward is not None:
-            # Not an inbound SMS (another event): the app still gets it, as it came.
-            await request.app[INDEX].store.record_inbound(
-                "ringcentral-event",
-                str(json.loads(body).get("uuid") or time.time_ns()),
-                time.time_ns() // 1000,
-                [],
-                [
-                    OutboxItem(
-                        FORWARD,
-                        json.dumps({**forward, "keyword": klass}),
-                        not_before_us=0,
-                        deadline_us=time.time_ns() // 1000 + int(settings.forward_window * 1e6),
-                    )
-                ],
-            )
+        if not messages:
+            # Not an inbound SMS: the carrier's own consent facts are recorded, and the app
+            # still gets the event as it came.
+            await _record_event(request.app, document, forward, klass)
     except OSError:
         return _error(503, "store-and-spool-unavailable", "the change could not be recorded")
     except StoreUnavailable:
         return _error(503, "store-unavailable", "the event could not be recorded")
     return web.Response(status=200, headers={KEYWORD_HEADER: klass})
+
+
+async def _record_event(
+    app: web.Application, document: Any, forward: dict[str, Any] | None, klass: str
+) -> None:
+    settings = app[SETTINGS]
+    now_us = time.time_ns() // 1000
+    changes: list[ConsentChange] = []
+    for fact in rc_dialect.parse_carrier_consent(document):
+        try:
+            sender = business_key(fact.sender, settings.default_region)
+            recipient = customer_key(fact.recipient, settings.default_region)
+        except InvalidAddress:
+            continue
+        changes.append(
+            ConsentChange(
+                sender,
+                recipient,
+                OptStatus.OPT_OUT if fact.opted_out else OptStatus.OPT_IN,
+                Source.CARRIER,
+                actor="carrier:ringcentral",
+                note=fact.detail,
+                modified_us=now_us,
+            )
+        )
+    work = []
+    if forward is not None:
+        work.append(
+            OutboxItem(
+                FORWARD,
+                json.dumps({**forward, "keyword": klass}),
+                not_before_us=0,
+                deadline_us=now_us + int(settings.forward_window * 1e6),
+            )
+        )
+    if not changes and not work:
+        return
+    event_id = (
+        str(document.get("uuid") or "")
+        or hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+    )
+    index = app[INDEX]
+    try:
+        await index.store.record_inbound(
+            "ringcentral-event", event_id, now_us, changes, work, follow_up_for(settings)
+        )
+    finally:
+        index.invalidate((c.from_key, c.to_key) for c in changes)
 
 
 def _same(presented: str, expected: str) -> bool:

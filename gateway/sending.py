@@ -29,6 +29,7 @@ from gateway.dialects.base import (
     SendKind,
 )
 from gateway.errors import BadRequest, StoreUnavailable, UpstreamTimeout, UpstreamUnreachable
+from gateway.events import follow_up_for
 from gateway.keys import CLIENT, CREDENTIALS, INDEX, METRICS, SETTINGS
 from gateway.refusals import (
     DECISION_HEADER,
@@ -36,8 +37,8 @@ from gateway.refusals import (
     refuse_bad_request,
     refuse_upstream_failure,
 )
-from gateway.store.base import BlockedSend
-from policy.consent import DefaultConsent, applicable_from_keys, decide
+from gateway.store.base import BlockedSend, ConsentChange
+from policy.consent import DefaultConsent, OptStatus, Source, applicable_from_keys, decide
 from policy.footer import FooterDecision, FooterMode, decide_footer
 from policy.numbers import InvalidAddress, business_key, customer_key, is_service_sid
 
@@ -371,6 +372,12 @@ async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) ->
         scope = _twilio_account(request.path) if dialect.name == "twilio" else ""
         request.app[CREDENTIALS].forget(request.headers.get(hdrs.AUTHORIZATION, ""), scope)
 
+    if (
+        parsed.kind is SendKind.MESSAGE
+        and verdict.allowed
+        and dialect.refused_as_opted_out(response.status, reply)
+    ):
+        await _learn_carrier_block(request, dialect, verdict)
     out_headers = upstream.end_to_end_headers(response.headers)
     ok = 200 <= response.status < 300
     if ok and parsed.kind is SendKind.BATCH and dropped:
@@ -383,6 +390,26 @@ async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) ->
     if segments is not None:
         out_headers[SEGMENTS_HEADER] = segments
     return web.Response(status=response.status, body=reply, headers=out_headers)
+
+
+async def _learn_carrier_block(request: web.Request, dialect: Dialect, verdict: Verdict) -> None:
+    """The carrier refused the send as opted out: record it, so the next one stops here."""
+    region = request.app[SETTINGS].default_region
+    changes = [
+        ConsentChange(
+            verdict.sender_key,
+            customer_key(raw, region),
+            OptStatus.OPT_OUT,
+            Source.UPSTREAM,
+            actor=f"upstream:{dialect.name}",
+            note="the carrier refused a send: the recipient opted out there",
+        )
+        for raw in verdict.allowed
+    ]
+    try:
+        await request.app[INDEX].apply(changes, follow_up_for(request.app[SETTINGS]))
+    except StoreUnavailable:
+        log.warning("carrier opt-out not recorded (store unavailable)")
 
 
 def _with_blocked(parsed: ParsedSend, verdict: Verdict) -> list[BatchItem]:

@@ -102,7 +102,22 @@ async def set_faults(request: web.Request) -> web.Response:
     return web.json_response(plan.to_json())
 
 
+async def add_carrier_opt_out(request: web.Request) -> web.Response:
+    """``{"number": ...}``: the carrier itself now refuses sends to this number (Twilio 21610),
+    as when a recipient opted out at the carrier."""
+    try:
+        document = await request.json()
+    except ValueError:
+        return _bad_request("body must be JSON")
+    number = document.get("number") if isinstance(document, dict) else None
+    if not isinstance(number, str) or not any(c.isdigit() for c in number):
+        return _bad_request("number is required")
+    request.app[SIM_STATE].carrier_opt_outs.add("".join(c for c in number if c.isdigit()))
+    return web.json_response({"number": number, "opted_out": True})
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_post("/sim/carrier-opt-outs", add_carrier_opt_out)
     router.add_get("/sim/health", health)
     router.add_get("/sim/messages", list_messages)
     router.add_delete("/sim/messages", clear_messages)

@@ -164,6 +164,8 @@ class SimState:
     rc_batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     rc_conversations: dict[tuple[str, str], int] = field(default_factory=dict)
     twilio_messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Recipients who texted STOP to the carrier itself (digits only): sends to them fail.
+    carrier_opt_outs: set[str] = field(default_factory=set)
     # RingCentral's consent list, keyed by (from, to) as the API was given them.
     rc_consents: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     # In creation order (dicts keep it): the newest matching subscription is the last.

@@ -178,6 +178,8 @@ async def create_message(request: web.Request) -> web.Response:
         )
     if not _address_ok(to):
         return twilio_error(400, 21211, f"Invalid 'To' Phone Number: {to}")
+    if _digits(to) in state.carrier_opt_outs:
+        return twilio_error(400, 21610, "Attempt to send to unsubscribed recipient")
 
     account_sid = creds.twilio_account_sid
     sid = ("MM" if media else "SM") + uuid.uuid4().hex
@@ -276,3 +278,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(account + "/Messages.json", list_messages)
     router.add_post(account + "/Messages.json", create_message)
     router.add_get(account + "/Messages/{message_sid}.json", get_message)
+
+
+def _digits(number: str) -> str:
+    return "".join(c for c in number if c.isdigit())

@@ -148,6 +148,10 @@ class Dialect(Protocol):
     def error_body(self, error: DialectError) -> dict[str, Any]:
         """The carrier-shaped JSON body of a refusal."""
 
+    def refused_as_opted_out(self, status: int, body: bytes) -> bool:
+        """Whether the carrier refused a forwarded send because the recipient opted out
+        (Stopgate then records what the carrier knows)."""
+
 
 def media_type(content_type_header: str) -> tuple[str, str | None]:
     """``'multipart/form-data; boundary=x'`` -> ``('multipart/form-data', 'x')``."""

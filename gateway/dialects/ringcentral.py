@@ -149,6 +149,15 @@ class RingCentralDialect:
             merged["batchSize"] = merged["batchSize"] + len(dropped)
         return merged
 
+    def refused_as_opted_out(self, status: int, body: bytes) -> bool:
+        if not 400 <= status < 500:
+            return False
+        try:
+            code = json.loads(body).get("errorCode")
+        except (ValueError, AttributeError):
+            return False
+        return isinstance(code, str) and _CARRIER_BLOCK.fullmatch(code) is not None
+
     def error_body(self, error: DialectError) -> dict[str, Any]:
         if error.kind is ErrorKind.BLOCKED:
             names = ", ".join(b.recipient for b in error.blocked)
@@ -280,7 +289,9 @@ def parse_notification(document: Any) -> list[InboundMessage]:
     body = document.get("body")
     if not isinstance(body, dict):
         raise BadRequest("malformed-webhook", "a notification needs a body object")
-    if body.get("direction", "Inbound") != "Inbound" or body.get("type", "SMS") != "SMS":
+    if "/sms/consents" in str(document.get("event", "")):
+        return []
+    if body.get("direction") != "Inbound" or body.get("type", "SMS") != "SMS":
         return []
     message_id = body.get("id")
     sender = body.get("from")
@@ -300,3 +311,54 @@ def parse_notification(document: Any) -> list[InboundMessage]:
             text=subject if isinstance(subject, str) else "",
         )
     ]
+
+
+_CARRIER_BLOCK = re.compile(r"SMS-[A-Z]+-413")
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierConsent:
+    """A consent fact RingCentral reports: a pair it blocks, or a consent record of its own."""
+
+    sender: str
+    recipient: str
+    opted_out: bool
+    detail: str
+
+
+def parse_carrier_consent(document: Any) -> list[CarrierConsent]:
+    """Opt-outs (and opt-ins) the carrier knows, from a notification: an outbound message that
+    failed with ``SMS-*-413`` (the recipient opted out at the carrier), or a consent event."""
+    if not isinstance(document, dict) or not isinstance(document.get("body"), dict):
+        return []
+    body = document["body"]
+    event = str(document.get("event", ""))
+    found: list[CarrierConsent] = []
+    if "/sms/consents" in event:
+        for record in body.get("records") or []:
+            if not isinstance(record, dict) or record.get("optStatus") not in ("OptIn", "OptOut"):
+                continue
+            sender, recipient = record.get("from"), record.get("to")
+            if isinstance(sender, str) and isinstance(recipient, str):
+                found.append(
+                    CarrierConsent(
+                        sender,
+                        recipient,
+                        record["optStatus"] == "OptOut",
+                        f"RingCentral consent event ({record.get('source', 'unknown')})",
+                    )
+                )
+        return found
+    code = str(body.get("deliveryErrorCode") or "")
+    if (
+        body.get("direction") == "Outbound"
+        and body.get("messageStatus") == "SendingFailed"
+        and _CARRIER_BLOCK.fullmatch(code)
+        and isinstance(body.get("from"), dict)
+    ):
+        sender = body["from"].get("phoneNumber")
+        for entry in body.get("to") or []:
+            recipient = entry.get("phoneNumber") if isinstance(entry, dict) else None
+            if isinstance(sender, str) and isinstance(recipient, str):
+                found.append(CarrierConsent(sender, recipient, True, f"carrier refused ({code})"))
+    return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -116,6 +117,14 @@ class TwilioDialect:
     ) -> Any:
         raise NotImplementedError("Twilio has no batch send")
 
+    def refused_as_opted_out(self, status: int, body: bytes) -> bool:
+        if status != 400:
+            return False
+        try:
+            return bool(json.loads(body).get("code") == 21610)
+        except (ValueError, AttributeError):
+            return False
+
     def error_body(self, error: DialectError) -> dict[str, Any]:
         if error.kind is ErrorKind.BLOCKED:
             return {
@@ -190,7 +199,9 @@ def verify_signature(
     query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
     body_hash = query.get("bodySHA256")
     if body_hash is not None:
-        if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), body_hash.lower()):
+        if not hmac.compare_digest(
+            hashlib.sha256(body).hexdigest().encode(), body_hash.lower().encode()
+        ):
             return False
         params = ()
     ok = False

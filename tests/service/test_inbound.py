@@ -299,7 +299,13 @@ async def test_ringcentral_without_verification_token_is_503(gateway: Gateway) -
 
 
 @pytest.mark.parametrize(
-    "body", [b"not json", b"[]", b'{"body": 1}', b'{"body": {"id": 1, "from": {}, "to": []}}']
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"body": 1}',
+        b'{"body": {"id": 1, "direction": "Inbound", "from": {}, "to": []}}',
+    ],
 )
 async def test_malformed_ringcentral_events_are_4xx(rc_gateway: Gateway, body: bytes) -> None:
     response = await rc_gateway.client.post(
