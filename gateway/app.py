@@ -16,11 +16,13 @@ from gateway.config import Settings
 from gateway.consent_index import ConsentIndex
 from gateway.credentials import CredentialChecker
 from gateway.dialects import DIALECTS
+from gateway.erasure import retention_ctx
 from gateway.errors import StoreUnavailable
 from gateway.keys import (
     AUTH,
     CLIENT,
     CREDENTIALS,
+    ERASURE_KEY,
     INDEX,
     KEYWORDS,
     METRICS,
@@ -45,8 +47,9 @@ from gateway.subscriptions import renewal_ctx
 log = logging.getLogger("stopgate")
 
 __version__ = "0.1.0"
-# The name of the stored value that holds the signing key (not the key itself).
+# Names of the stored values that hold these keys (not the keys themselves).
 PAGE_TOKEN_SETTING = "consents.page-token-key"  # noqa: S105
+ERASURE_KEY_SETTING = "consents.erasure-key"
 
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -59,17 +62,18 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     index.services.update(await store.service_numbers())
     app[STORE] = store
     app[INDEX] = index
-    app[PAGE_KEY] = await _page_token_key(store)
+    app[PAGE_KEY] = await _store_secret(store, PAGE_TOKEN_SETTING)
+    app[ERASURE_KEY] = await _store_secret(store, ERASURE_KEY_SETTING)
     yield
     await store.close()
 
 
-async def _page_token_key(store: ConsentStore) -> bytes:
-    """One signing key per store, so page tokens work on every gateway that shares it."""
-    existing = await store.get_value(PAGE_TOKEN_SETTING)
+async def _store_secret(store: ConsentStore, name: str) -> bytes:
+    """A key kept in the store, so every gateway sharing the store uses the same one."""
+    existing = await store.get_value(name)
     if existing is None:
-        await store.set_value(PAGE_TOKEN_SETTING, secrets.token_hex(32))
-        existing = await store.get_value(PAGE_TOKEN_SETTING)
+        await store.set_value(name, secrets.token_hex(32))
+        existing = await store.get_value(name)
     return bytes.fromhex(existing or "")
 
 
@@ -126,6 +130,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
     app.cleanup_ctx.append(client_ctx)
     app.cleanup_ctx.append(outbox_ctx)
     app.cleanup_ctx.append(renewal_ctx)
+    app.cleanup_ctx.append(retention_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_route)

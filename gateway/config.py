@@ -128,6 +128,10 @@ class Settings:
     """``[[subscribers]]`` name, url, secret: receivers of consent change events."""
     ringcentral_consent_push: bool = False
     """Push Stopgate's own consent changes to RingCentral's consent API (lifts its block)."""
+    blocked_log_retention_days: int = 0
+    """Blocked-send log entries older than this are removed (0: kept forever)."""
+    history_retention_days: int = 0
+    """History entries older than this are removed (0: kept forever)."""
     event_window: float = 7 * 86_400.0
     """Change events undelivered this long are given up (and counted)."""
 

@@ -9,7 +9,8 @@ is refused.
 
 Routes: ``PATCH`` (write many; each record validated on its own), ``GET`` (filter + page),
 ``DELETE`` (remove records; the default applies again), ``GET …/export`` (streamed CSV),
-``GET …/history`` (every change, paged). Writes need the admin role; reads admin or auditor.
+``GET …/history`` (every change, paged), ``POST …/erase`` (a customer's data erased, the
+suppression kept). Writes need the admin role; reads admin or auditor.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from gateway.auth import Principal, Role
 from gateway.consent_csv import export_lines
 from gateway.dialects import RINGCENTRAL
 from gateway.dialects.base import DialectError, ErrorKind
+from gateway.erasure import erase
 from gateway.errors import BadRequest, InvalidPageToken, StoreUnavailable
 from gateway.events import follow_up_for
-from gateway.keys import AUTH, INDEX, METRICS, PAGE_KEY, SETTINGS
+from gateway.keys import AUTH, ERASURE_KEY, INDEX, METRICS, PAGE_KEY, SETTINGS
 from gateway.refusals import refuse, refuse_bad_request
 from gateway.store.base import AppliedChange, ConsentChange, HistoryEntry, RecordQuery
 from policy.consent import ConsentRecord, OptStatus, Source, format_time, parse_time
@@ -480,9 +482,26 @@ async def get_history(request: web.Request, principal: Principal) -> web.Respons
     return web.json_response({"records": [history_json(e) for e in page], "paging": paging})
 
 
+async def erase_customer(request: web.Request, principal: Principal) -> web.Response:
+    try:
+        document = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("malformed-body", "The body must be JSON") from None
+    raw = document.get("to") if isinstance(document, dict) else None
+    if not isinstance(raw, str):
+        raise BadRequest("missing-to", "to must be the customer's number", parameter="to")
+    try:
+        to_key = customer_key(raw, request.app[SETTINGS].default_region)
+    except InvalidAddress as exc:
+        raise BadRequest(exc.problem.value, str(exc), parameter="to") from None
+    removed, suppressed = await erase(request.app[INDEX], request.app[ERASURE_KEY], to_key)
+    return web.json_response({"erased": removed, "stillBlocked": suppressed})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_patch(BASE, _guarded(Role.ADMIN, patch_consents))
     app.router.add_get(BASE, _guarded(Role.AUDITOR, get_consents))
     app.router.add_delete(BASE, _guarded(Role.ADMIN, delete_consents))
     app.router.add_get(BASE + "/export", _guarded(Role.AUDITOR, export_consents))
     app.router.add_get(BASE + "/history", _guarded(Role.AUDITOR, get_history))
+    app.router.add_post(BASE + "/erase", _guarded(Role.ADMIN, erase_customer))

@@ -11,6 +11,7 @@ error shape ``{"error": {"reason": ..., "message": ...}}``). Nothing else should
     │   └── StoreUnavailable    consent cannot be determined -> fail closed (503)
     ├── UpstreamError
     │   ├── UpstreamUnreachable -> 502
+    │   │   └── UpstreamConnectFailed   no connection: the request surely never arrived
     │   └── UpstreamTimeout     -> 504
     └── ConfigError             bad configuration at start-up
 """
@@ -59,6 +60,10 @@ class UpstreamError(StopgateError):
 
 class UpstreamUnreachable(UpstreamError):
     pass
+
+
+class UpstreamConnectFailed(UpstreamUnreachable):
+    """No connection could be made, so the carrier cannot have received the request."""
 
 
 class UpstreamTimeout(UpstreamError):

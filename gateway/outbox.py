@@ -33,10 +33,16 @@ from multidict import CIMultiDict
 from gateway import events
 from gateway.config import Settings
 from gateway.dialects import twilio as twilio_dialect
-from gateway.errors import StoreUnavailable, UpstreamTimeout, UpstreamUnreachable
+from gateway.errors import (
+    StoreUnavailable,
+    UpstreamConnectFailed,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from gateway.keys import CLIENT, INDEX, METRICS, OUTBOX_WAKE, RC_LOGIN, SETTINGS, SPOOL
 from gateway.ringcentral_login import LoginUnavailable
 from gateway.store.base import ConsentStore, OutboxEntry
+from policy.consent import format_time
 
 log = logging.getLogger("stopgate.outbox")
 
@@ -91,6 +97,35 @@ def _backoff(entry: OutboxEntry) -> float:
     return float(min(_MAX_BACKOFF_SECONDS, 2.0**entry.attempts))
 
 
+async def _already_sent(app: web.Application, entry: OutboxEntry, payload: dict[str, Any]) -> bool:
+    """Whether RingCentral's message store shows this confirmation sent since it was queued
+    (asked when a delivery was in flight at a crash). Unknown -> give up rather than risk a
+    second text."""
+    since = format_time(entry.created_us - 60_000_000)[:-4] + "Z"
+    try:
+        status, body = await app[RC_LOGIN].call(
+            "GET",
+            "/restapi/v1.0/account/~/extension/~/message-store"
+            f"?direction=Outbound&messageType=SMS&perPage=1000&dateFrom={since}",
+        )
+        records = json.loads(body).get("records", []) if status == 200 else None
+    except (LoginUnavailable, UpstreamUnreachable, UpstreamTimeout, ValueError) as exc:
+        raise _GiveUp(f"outcome unknown after a crash, and unverifiable: {exc}") from None
+    if records is None:
+        raise _GiveUp(f"outcome unknown after a crash; message store answered {status}")
+    wanted = "".join(c for c in str(payload["to"]) if c.isdigit())
+    return any(
+        record.get("subject") == payload["text"]
+        and any(
+            "".join(c for c in str(to.get("phoneNumber", "")) if c.isdigit()).endswith(wanted)
+            for to in record.get("to", [])
+            if isinstance(to, dict)
+        )
+        for record in records
+        if isinstance(record, dict)
+    )
+
+
 async def _deliver_reply(app: web.Application, payload: dict[str, Any]) -> None:
     try:
         status, body = await app[RC_LOGIN].call(
@@ -104,9 +139,9 @@ async def _deliver_reply(app: web.Application, payload: dict[str, Any]) -> None:
         )
     except LoginUnavailable as exc:
         raise _GiveUp(str(exc)) from None
-    except UpstreamUnreachable as exc:
+    except UpstreamConnectFailed as exc:
         raise _Retry(str(exc)) from None
-    except UpstreamTimeout as exc:
+    except (UpstreamUnreachable, UpstreamTimeout) as exc:
         raise _GiveUp(f"outcome unknown, not resent: {exc}") from None
     if 200 <= status < 300:
         return
@@ -168,6 +203,9 @@ async def _deliver_push(app: web.Application, payload: dict[str, Any]) -> None:
     raise _GiveUp(f"RingCentral refused the consent push ({status}): {body[:200]!r}")
 
 
+_AT_MOST_ONCE = frozenset({RINGCENTRAL_REPLY})
+"""Kinds whose repeat would reach a person (a second confirmation text)."""
+
 _DELIVERERS = {
     RINGCENTRAL_REPLY: _deliver_reply,
     FORWARD: _deliver_forward,
@@ -187,6 +225,13 @@ async def deliver(app: web.Application, entry: OutboxEntry) -> None:
         return
     payload = json.loads(entry.payload)
     try:
+        if entry.kind in _AT_MOST_ONCE:
+            # A worker that died during the call may have sent it: look before sending again.
+            if entry.in_flight and await _already_sent(app, entry, payload):
+                await store.outbox_done(entry.id)
+                metrics.outbox_delivered.labels(entry.kind).inc()
+                return
+            await store.outbox_begin(entry.id)
         deliverer = _DELIVERERS.get(entry.kind)
         if deliverer is None:
             raise _GiveUp(f"unknown outbox kind {entry.kind!r}")

@@ -28,9 +28,10 @@ from gateway.dialects.base import (
     ParsedSend,
     SendKind,
 )
+from gateway.erasure import alias
 from gateway.errors import BadRequest, StoreUnavailable, UpstreamTimeout, UpstreamUnreachable
 from gateway.events import follow_up_for
-from gateway.keys import CLIENT, CREDENTIALS, INDEX, METRICS, SETTINGS
+from gateway.keys import CLIENT, CREDENTIALS, ERASURE_KEY, INDEX, METRICS, SETTINGS
 from gateway.refusals import (
     DECISION_HEADER,
     refuse,
@@ -40,7 +41,13 @@ from gateway.refusals import (
 from gateway.store.base import BlockedSend, ConsentChange
 from policy.consent import DefaultConsent, OptStatus, Source, applicable_from_keys, decide
 from policy.footer import FooterDecision, FooterMode, decide_footer
-from policy.numbers import InvalidAddress, business_key, customer_key, is_service_sid
+from policy.numbers import (
+    WILDCARD,
+    InvalidAddress,
+    business_key,
+    customer_key,
+    is_service_sid,
+)
 
 log = logging.getLogger("stopgate.send")
 
@@ -89,7 +96,11 @@ def _keys(
 
 
 async def _check(
-    parsed: ParsedSend, index: ConsentIndex, region: str, default: DefaultConsent
+    parsed: ParsedSend,
+    index: ConsentIndex,
+    region: str,
+    default: DefaultConsent,
+    erasure_key: bytes,
 ) -> Verdict:
     sender, from_keys = _keys(parsed, region, index)
     assert sender is not None  # dialects refuse a send with neither from nor service
@@ -103,6 +114,8 @@ async def _check(
             raise BadRequest(exc.problem.value, str(exc), parameter="to") from None
         if to_key not in decisions:
             records = await index.records(to_key, from_keys)
+            # An erased customer who had opted out is kept as a suppression under a keyed hash.
+            records += await index.records(alias(erasure_key, to_key), (WILDCARD,))
             decision = decide(records, default)
             decisions[to_key] = None if decision.allowed else str(decision.reason)
         return decisions[to_key]
@@ -269,7 +282,11 @@ async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) ->
             return refusal
         parsed = dialect.parse_send(kind, request.headers.get(hdrs.CONTENT_TYPE, ""), body)
         verdict = await _check(
-            parsed, request.app[INDEX], settings.default_region, settings.consent_default
+            parsed,
+            request.app[INDEX],
+            settings.default_region,
+            settings.consent_default,
+            request.app[ERASURE_KEY],
         )
     except BadRequest as exc:
         metrics.sends.labels(dialect.name, "refused", "bad-request").inc()

@@ -11,7 +11,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.config import Settings
-from gateway.errors import UpstreamTimeout, UpstreamUnreachable
+from gateway.errors import UpstreamConnectFailed, UpstreamTimeout, UpstreamUnreachable
 
 _INLINE_BODY_LIMIT = 512 * 1024
 
@@ -91,6 +91,8 @@ async def request(
         return await session.request(method, url, headers=headers, data=data, allow_redirects=False)
     except TimeoutError as exc:
         raise UpstreamTimeout(f"{url.host}: no answer in time") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamConnectFailed(f"{url.host}: {type(exc).__name__}") from exc
     except aiohttp.ClientError as exc:
         raise UpstreamUnreachable(f"{url.host}: {type(exc).__name__}") from exc
 

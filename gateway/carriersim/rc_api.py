@@ -558,6 +558,34 @@ async def get_message(request: web.Request) -> web.Response:
     return json_reply({**record, "messageStatus": "Delivered"}, provider="ringcentral")
 
 
+async def list_messages(request: web.Request) -> web.Response:
+    """The message store: ``direction``, ``messageType``, ``dateFrom`` (ISO) and ``perPage``
+    filters, newest first, one page."""
+    refused = _guarded(request, with_extension=True)
+    if refused is not None:
+        return refused
+    query = request.query
+    direction = query.get("direction")
+    kind = query.get("messageType")
+    since = query.get("dateFrom", "")
+    try:
+        per_page = max(1, min(1000, int(query.get("perPage", "100"))))
+    except ValueError:
+        return rc_error(400, "CMN-101", "Parameter [perPage] value is invalid", parameter="perPage")
+    records = [
+        {**record, "messageStatus": "Delivered"}
+        for record in reversed(request.app[SIM_STATE].rc_messages.values())
+        if (direction is None or record["direction"] == direction)
+        and (kind is None or record["type"] == kind)
+        # Both are ISO 8601 in UTC with the same layout, so they compare as strings.
+        and record["creationTime"] >= since
+    ][:per_page]
+    return json_reply(
+        {"records": records, "paging": {"page": 1, "perPage": per_page}},
+        provider="ringcentral",
+    )
+
+
 async def create_batch(request: web.Request) -> web.Response:
     """A2P batch: ``{from, text?, messages: [{to: [number], text?}]}``.
 
@@ -655,6 +683,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(extension, get_extension)
     router.add_post(extension + "/sms", send_sms)
     router.add_post(extension + "/mms", send_mms)
+    router.add_get(extension + "/message-store", list_messages)
     router.add_get(extension + "/message-store/{message_id}", get_message)
     router.add_post(account + "/a2p-sms/batches", create_batch)
     router.add_get(account + "/a2p-sms/batches/{batch_id}", get_batch)

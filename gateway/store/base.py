@@ -100,6 +100,8 @@ class OutboxEntry:
     not_before_us: int
     deadline_us: int | None
     attempts: int
+    in_flight: bool = False
+    """A delivery was started and never finished (its worker died mid-call)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +212,9 @@ class ConsentStore(Protocol):
     async def outbox_heartbeat(self, owner: str, now_us: int) -> None:
         """``owner`` is alive (see :meth:`claim_outbox`)."""
 
+    async def outbox_begin(self, entry_id: int) -> None:
+        """Durably mark that a delivery is about to start (for sends that must not repeat)."""
+
     async def outbox_done(self, entry_id: int) -> None: ...
 
     async def outbox_retry(self, entry_id: int, not_before_us: int, error: str) -> None: ...
@@ -224,3 +229,11 @@ class ConsentStore(Protocol):
 
     async def set_value(self, name: str, value: str | None) -> None:
         """Set (None: remove) a named value."""
+
+    async def erase(self, to_key: str, suppression: ConsentRecord | None) -> int:
+        """Erase everything held about one customer (records, history, blocked sends, footer
+        state) in one transaction; keep ``suppression`` (a record under a keyed hash of the
+        number) so an erased customer who had opted out stays blocked. Returns rows removed."""
+
+    async def prune(self, *, blocked_before_us: int | None, history_before_us: int | None) -> int:
+        """Drop blocked-send log entries and history older than the retention periods."""

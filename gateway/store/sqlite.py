@@ -105,6 +105,7 @@ MIGRATIONS: tuple[str, ...] = (
         lease_until_us INTEGER NOT NULL DEFAULT 0,
         lease_owner TEXT,
         ordering_key TEXT,
+        in_flight INTEGER NOT NULL DEFAULT 0,
         state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'given-up')),
         last_error TEXT
     );
@@ -579,7 +580,8 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             rows = conn.execute(
                 "SELECT o.id, o.kind, o.payload, o.created_us, o.not_before_us, o.deadline_us,"
-                " o.attempts FROM outbox o WHERE o.state = 'pending' AND o.not_before_us <= ?"
+                " o.attempts, o.in_flight FROM outbox o"
+                " WHERE o.state = 'pending' AND o.not_before_us <= ?"
                 " AND (o.lease_until_us <= ? OR (o.lease_owner IS NOT NULL"
                 " AND o.lease_owner != ? AND NOT EXISTS (SELECT 1 FROM outbox_worker w"
                 " WHERE w.owner = o.lease_owner AND w.heartbeat_us > ?)))"
@@ -594,9 +596,17 @@ class SQLiteStore:
                 [(now_us + lease_us, owner, row[0]) for row in rows],
             )
             conn.execute("COMMIT")
-            return [OutboxEntry(*row) for row in rows]
+            return [
+                OutboxEntry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]))
+                for row in rows
+            ]
 
         return await self._writer.run(work)
+
+    async def outbox_begin(self, entry_id: int) -> None:
+        await self._writer.run(
+            lambda conn: conn.execute("UPDATE outbox SET in_flight = 1 WHERE id = ?", (entry_id,))
+        )
 
     async def outbox_heartbeat(self, owner: str, now_us: int) -> None:
         await self._writer.run(
@@ -625,7 +635,7 @@ class SQLiteStore:
         await self._writer.run(
             lambda conn: conn.execute(
                 "UPDATE outbox SET not_before_us = ?, last_error = ?, attempts = attempts + 1,"
-                " lease_until_us = 0, lease_owner = NULL WHERE id = ?",
+                " lease_until_us = 0, lease_owner = NULL, in_flight = 0 WHERE id = ?",
                 (not_before_us, error, entry_id),
             )
         )
@@ -685,6 +695,49 @@ class SQLiteStore:
                 )
                 removed.append(record)
             conn.execute("UPDATE clock SET last_us = ? WHERE id = 1", (last_us,))
+            conn.execute("COMMIT")
+            return removed
+
+        return await self._writer.run(work)
+
+    async def erase(self, to_key: str, suppression: ConsentRecord | None) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            removed = 0
+            for table in ("consent", "consent_history", "blocked_send", "footer_sent"):
+                removed += conn.execute(f"DELETE FROM {table} WHERE to_key = ?", (to_key,)).rowcount
+            if suppression is not None:
+                self._apply_in_transaction(
+                    conn,
+                    [
+                        ConsentChange(
+                            suppression.from_key,
+                            suppression.to_key,
+                            suppression.status,
+                            suppression.source,
+                            actor="erasure",
+                            note=suppression.note,
+                            modified_us=suppression.modified_us,
+                        )
+                    ],
+                )
+            conn.execute("COMMIT")
+            return removed
+
+        return await self._writer.run(work)
+
+    async def prune(self, *, blocked_before_us: int | None, history_before_us: int | None) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            removed = 0
+            if blocked_before_us is not None:
+                removed += conn.execute(
+                    "DELETE FROM blocked_send WHERE at_us < ?", (blocked_before_us,)
+                ).rowcount
+            if history_before_us is not None:
+                removed += conn.execute(
+                    "DELETE FROM consent_history WHERE modified_us < ?", (history_before_us,)
+                ).rowcount
             conn.execute("COMMIT")
             return removed
 

@@ -11,6 +11,7 @@ report (sections ``carrier-sim output`` and ``gateway output``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -45,13 +46,21 @@ def stopgate_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "gateway.cli", *args]
 
 
+def sqlite_url(store: Path, query: str = "") -> str:
+    """The store URL of an SQLite file (``query``: e.g. ``busy_timeout=0.2``)."""
+    return f"sqlite:///{store}" + (f"?{query}" if query else "")
+
+
 def gateway_process(
-    name: str, *, sim_url: str, store: Path, log_dir: Path, **env: str
+    name: str, *, sim_url: str, store: Path, log_dir: Path, store_query: str = "", **env: str
 ) -> ServiceProcess:
-    """``stopgate serve`` in front of the simulator at ``sim_url`` (not started yet)."""
+    """``stopgate serve`` in front of the simulator at ``sim_url`` (not started yet).
+    ``{listen}`` in an ``env`` value becomes the gateway's ``HOST:PORT``."""
     return ServiceProcess(
         name,
-        stopgate_command("serve", "--listen", "{listen}", "--store", f"sqlite:///{store}"),
+        stopgate_command(
+            "serve", "--listen", "{listen}", "--store", sqlite_url(store, store_query)
+        ),
         health_path="/healthz",
         log_dir=log_dir,
         env=clean_environment(
@@ -114,6 +123,17 @@ class Stack:
 
     def opt_out(self, to: str, from_: str = BUSINESS) -> dict[str, Any]:
         return self.set_consent({"from": from_, "to": to, "optStatus": "OptOut"})
+
+
+@contextlib.contextmanager
+def reported(process: ServiceProcess) -> Iterator[ServiceProcess]:
+    """Attach ``process``'s output to the report of any test that fails meanwhile."""
+    _RUNNING.append(process)
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ValueError):
+            _RUNNING.remove(process)
 
 
 @pytest.fixture(scope="session")

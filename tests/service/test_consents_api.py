@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gateway.store.base import RecordQuery
 from tests.conftest import (
     ADMIN_TOKEN,
     BUSINESS,
@@ -390,3 +391,50 @@ async def test_paging_10000_records_under_concurrent_writes_loses_and_repeats_no
         await task
     assert len(seen) == len(set(seen)) == 10_000
     assert {to for _, to in seen} == set(numbers)
+
+
+async def test_erasing_a_customer_keeps_them_blocked_without_keeping_the_number(
+    gateway: Gateway,
+) -> None:
+    from gateway.keys import STORE
+
+    await gateway.opt_out()
+    await gateway.twilio_send(CUSTOMER)  # a blocked send, logged
+    response = await gateway.client.post(
+        CONSENTS + "/erase", json={"to": "(650) 555-0111"}, headers=AUTH
+    )
+    assert response.status == 200
+    assert (await response.json())["stillBlocked"] is True
+    store = gateway.app[STORE]
+    assert await store.history(to_key=CUSTOMER, from_key=None, after_id=None, limit=10) == []
+    assert await store.list_records(RecordQuery(to_key=CUSTOMER), after=None, limit=10) == []
+    assert all(e.to_key != CUSTOMER for _, e in await store.blocked_sends(before_id=None, limit=10))
+    dump = "".join(r.to_key for r in await store.list_records(RecordQuery(), after=None, limit=100))
+    assert "6505550111" not in dump
+    blocked = await gateway.twilio_send(CUSTOMER, from_=OTHER_BUSINESS)
+    assert blocked.status == 400
+
+
+async def test_erasing_a_customer_who_never_opted_out_leaves_nothing(gateway: Gateway) -> None:
+    await gateway.set_consent({"from": BUSINESS, "to": CUSTOMER, "optStatus": "OptIn"})
+    response = await gateway.client.post(CONSENTS + "/erase", json={"to": CUSTOMER}, headers=AUTH)
+    assert (await response.json())["stillBlocked"] is False
+    assert (await gateway.twilio_send(CUSTOMER)).status == 201
+
+
+async def test_retention_prunes_old_blocked_sends_and_history(gateway: Gateway) -> None:
+    from gateway.keys import STORE
+    from gateway.store.base import BlockedSend, ConsentChange
+    from policy.consent import OptStatus, Source
+
+    store = gateway.app[STORE]
+    await store.apply(
+        [ConsentChange(BUSINESS, CUSTOMER, OptStatus.OPT_OUT, Source.API, "t", modified_us=1)]
+    )
+    await store.log_blocked(BlockedSend(1, "twilio", BUSINESS, CUSTOMER, "opt-out", "r", 1, "x"))
+    await gateway.twilio_send(CUSTOMER)
+    removed = await store.prune(blocked_before_us=10**15, history_before_us=10**15)
+    assert removed == 2
+    assert len(await store.blocked_sends(before_id=None, limit=10)) == 1
+    # The record itself stays: retention trims logs, never consent.
+    assert (await gateway.twilio_send(CUSTOMER)).status == 400

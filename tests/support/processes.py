@@ -32,7 +32,8 @@ class ServiceProcess:
 
     ``command`` is the argument list with ``{listen}`` standing for ``HOST:PORT`` (a free port
     is picked, and picked again when the process dies because someone took it meanwhile:
-    ``free_port`` is racy).
+    ``free_port`` is racy). ``{listen}`` in a value of ``env`` is replaced too (e.g. a server
+    that must know its own public URL: ``STOPGATE_PUBLIC_URL=http://{listen}``).
     stdout and stderr go to ``<log_dir>/<name>.stdout`` / ``.stderr``; ``tail()`` reads them.
     """
 
@@ -117,6 +118,19 @@ class ServiceProcess:
         self._close_files()
         return self.returncode
 
+    def kill(self) -> int:
+        """SIGKILL at once (a crash: no cleanup runs in the process); the exit code."""
+        process = self._process
+        if process is None:
+            return self.returncode if self.returncode is not None else 0
+        if process.poll() is None:
+            process.kill()
+        process.wait(self._stop_timeout)
+        self.returncode = process.returncode
+        self._process = None
+        self._close_files()
+        return self.returncode
+
     def tail(self, lines: int = 200) -> str:
         """The last ``lines`` of stderr, then of stdout (for a failure report)."""
         parts = []
@@ -154,7 +168,10 @@ class ServiceProcess:
         for handle in self._files:
             handle.write(f"---- {' '.join(command)}\n".encode())
             handle.flush()
-        env = dict(os.environ if self._env is None else self._env)
+        env = {
+            name: value.replace("{listen}", listen)
+            for name, value in (os.environ if self._env is None else self._env).items()
+        }
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._port = port
         self._process = subprocess.Popen(
