@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway import consents_api, inbound, upstream
+from gateway import consents_api, inbound, openapi, upstream
 from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.consent_index import ConsentIndex
@@ -136,5 +136,6 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
     app.router.add_get("/metrics", metrics_route)
     consents_api.add_routes(app)
     inbound.add_routes(app)
+    openapi.add_routes(app)
     app.router.add_route("*", "/{tail:.*}", carrier_route)
     return app

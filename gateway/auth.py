@@ -26,7 +26,7 @@ from cachetools import TTLCache
 from multidict import CIMultiDict
 
 from gateway import upstream
-from gateway.config import Settings
+from gateway.config import Settings, same_secret
 from gateway.errors import BadRequest, UpstreamError
 
 
@@ -119,7 +119,7 @@ class Authenticator:
             owner = str(json.loads(body).get("id"))
         except (ValueError, AttributeError):
             return None
-        if not hmac.compare_digest(owner.encode(), account.encode()):
+        if not same_secret(owner, account):
             return None
         principal = Principal(f"ringcentral:{owner}", Role.ADMIN)
         self._carrier[key] = principal

@@ -9,6 +9,7 @@ show the value, so a logged or printed ``Settings`` leaks nothing.
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import os
 import tomllib
 from collections.abc import Mapping
@@ -20,6 +21,14 @@ from gateway.errors import ConfigError
 from policy.consent import DefaultConsent
 from policy.footer import DEFAULT_FOOTER, FooterMode
 from policy.numbers import InvalidAddress, Role, canonical_key
+
+
+def same_secret(presented: str, expected: str) -> bool:
+    """Constant-time equality of two strings, whatever characters a caller put in them (header
+    values can hold undecodable bytes)."""
+    return hmac.compare_digest(
+        presented.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
 
 
 class Secret:

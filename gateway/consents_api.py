@@ -190,7 +190,7 @@ def _parse_record(raw: Any, region: str, actor: str) -> ConsentChange:
 async def _records_of(request: web.Request) -> list[Any]:
     try:
         document = await request.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, LookupError):
         raise BadRequest("malformed-body", "The body must be JSON") from None
     records = document.get("records") if isinstance(document, dict) else None
     if not isinstance(records, list) or not records:
@@ -485,7 +485,7 @@ async def get_history(request: web.Request, principal: Principal) -> web.Respons
 async def erase_customer(request: web.Request, principal: Principal) -> web.Response:
     try:
         document = await request.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, LookupError):
         raise BadRequest("malformed-body", "The body must be JSON") from None
     raw = document.get("to") if isinstance(document, dict) else None
     if not isinstance(raw, str):

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import hmac
 import json
 import logging
 import time
@@ -24,7 +23,7 @@ from urllib.parse import parse_qsl
 import aiohttp
 from aiohttp import hdrs, web
 
-from gateway.config import Settings
+from gateway.config import Settings, same_secret
 from gateway.consent_index import ConsentIndex
 from gateway.dialects import ringcentral as rc_dialect
 from gateway.dialects import twilio as twilio_dialect
@@ -245,7 +244,7 @@ async def twilio_webhook(request: web.Request) -> web.StreamResponse:
             signed = params
         else:
             raise BadRequest("unsupported-content-type", f"unexpected {content_type}", status=415)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, LookupError):
         return _error(400, "malformed-webhook", "the webhook body cannot be decoded")
     except BadRequest as exc:
         return _error(exc.status, exc.reason, exc.message)
@@ -329,13 +328,13 @@ async def ringcentral_webhook(request: web.Request) -> web.StreamResponse:
             "STOPGATE_RINGCENTRAL_VERIFICATION_TOKEN is not set: cannot verify",
         )
     presented = request.headers.get("Verification-Token") or validation or ""
-    if not presented or not _same(presented, expected.reveal()):
+    if not presented or not same_secret(presented, expected.reveal()):
         request.app[METRICS].webhook_rejected.labels("ringcentral").inc()
         return _error(403, "bad-verification-token", "verification token does not match")
     try:
         document = json.loads(body)
         messages = rc_dialect.parse_notification(document)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, LookupError):
         return _error(400, "malformed-webhook", "the notification is not JSON")
     except BadRequest as exc:
         return _error(exc.status, exc.reason, exc.message)
@@ -410,10 +409,6 @@ async def _record_event(
         )
     finally:
         index.invalidate((c.from_key, c.to_key) for c in changes)
-
-
-def _same(presented: str, expected: str) -> bool:
-    return hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def add_routes(app: web.Application) -> None:

@@ -335,7 +335,8 @@ def parse_carrier_consent(document: Any) -> list[CarrierConsent]:
     event = str(document.get("event", ""))
     found: list[CarrierConsent] = []
     if "/sms/consents" in event:
-        for record in body.get("records") or []:
+        records = body.get("records")
+        for record in records if isinstance(records, list) else []:
             if not isinstance(record, dict) or record.get("optStatus") not in ("OptIn", "OptOut"):
                 continue
             sender, recipient = record.get("from"), record.get("to")
@@ -357,7 +358,8 @@ def parse_carrier_consent(document: Any) -> list[CarrierConsent]:
         and isinstance(body.get("from"), dict)
     ):
         sender = body["from"].get("phoneNumber")
-        for entry in body.get("to") or []:
+        recipients = body.get("to")
+        for entry in recipients if isinstance(recipients, list) else []:
             recipient = entry.get("phoneNumber") if isinstance(entry, dict) else None
             if isinstance(sender, str) and isinstance(recipient, str):
                 found.append(CarrierConsent(sender, recipient, True, f"carrier refused ({code})"))

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape as xml_escape
 
+from gateway.config import same_secret
 from gateway.dialects.base import (
     BatchItem,
     Blocked,
@@ -208,7 +209,7 @@ def verify_signature(
     for candidate in url_variants(url):
         expected = signature(auth_token, candidate, params)
         # No early exit: every variant is compared, so timing says nothing about which matched.
-        ok |= hmac.compare_digest(expected.encode(), presented.encode())
+        ok |= same_secret(presented, expected)
     return ok
 
 
