@@ -55,6 +55,7 @@ class Secret:
 
 
 MODES = ("enforce", "shadow")
+DEFAULT_MAX_RECORDS_PER_CALL = 1000
 ROLES = ("admin", "auditor")
 
 
@@ -137,6 +138,8 @@ class Settings:
     """``[[subscribers]]`` name, url, secret: receivers of consent change events."""
     ringcentral_consent_push: bool = False
     """Push Stopgate's own consent changes to RingCentral's consent API (lifts its block)."""
+    max_records_per_call: int = DEFAULT_MAX_RECORDS_PER_CALL
+    """The most records one PATCH or DELETE of the consents API may carry (more: 413)."""
     blocked_log_retention_days: int = 0
     """Blocked-send log entries older than this are removed (0: kept forever)."""
     history_retention_days: int = 0

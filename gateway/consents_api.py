@@ -39,7 +39,6 @@ from policy.consent import ConsentRecord, OptStatus, Source, format_time, parse_
 from policy.numbers import InvalidAddress, business_key, customer_key, display_key
 
 BASE = "/restapi/v2/accounts/{account}/sms/consents"
-MAX_RECORDS_PER_PATCH = 1000
 DEFAULT_PER_PAGE = 100
 MAX_PER_PAGE = 1000
 EXPORT_PAGE = 5000
@@ -195,10 +194,11 @@ async def _records_of(request: web.Request) -> list[Any]:
     records = document.get("records") if isinstance(document, dict) else None
     if not isinstance(records, list) or not records:
         raise BadRequest("missing-records", "records must be a non-empty list")
-    if len(records) > MAX_RECORDS_PER_PATCH:
+    limit = request.app[SETTINGS].max_records_per_call
+    if len(records) > limit:
         raise BadRequest(
             "too-many-records",
-            f"at most {MAX_RECORDS_PER_PATCH} records per call, not {len(records)}",
+            f"at most {limit} records per call (max_records_per_call), not {len(records)}",
             status=413,
         )
     return records

@@ -19,12 +19,12 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from gateway.config import DEFAULT_MAX_RECORDS_PER_CALL
 from gateway.consents_api import (
     BASE,
     DEFAULT_PER_PAGE,
     EVIDENCE_METHODS,
     MAX_PER_PAGE,
-    MAX_RECORDS_PER_PATCH,
 )
 from policy.consent import OptStatus, Source
 from policy.keywords import KeywordClass
@@ -122,7 +122,7 @@ def _schemas() -> Json:
                 "records": {
                     "type": "array",
                     "minItems": 1,
-                    "maxItems": MAX_RECORDS_PER_PATCH,
+                    "maxItems": DEFAULT_MAX_RECORDS_PER_CALL,
                     "items": item,
                 }
             },
@@ -389,10 +389,11 @@ def _schemas() -> Json:
         "ConsentPair": pair_in,
         "PatchConsentsRequest": records_body(
             _ref("ConsentRecordInput"),
-            f"1 to {MAX_RECORDS_PER_PATCH} records; each applies only if all of it is valid.",
+            f"1 to {DEFAULT_MAX_RECORDS_PER_CALL} records (the default of `max_records_per_call`); "
+            "each applies only if all of it is valid.",
         ),
         "DeleteConsentsRequest": records_body(
-            _ref("ConsentPair"), f"1 to {MAX_RECORDS_PER_PATCH} pairs to remove."
+            _ref("ConsentPair"), f"1 to {DEFAULT_MAX_RECORDS_PER_CALL} pairs to remove."
         ),
         "ConsentRecord": record_out,
         "RecordError": record_error,
@@ -522,8 +523,10 @@ def _consents_errors(*, write: bool = False, records: bool = False) -> Json:
             **too_large,
         }
         description = (
-            f"More than {MAX_RECORDS_PER_PATCH} records (`STOPGATE-413`, `too-many-records`), "
-            "in RingCentral's shape; or " + description[0].lower() + description[1:]
+            f"More than {DEFAULT_MAX_RECORDS_PER_CALL} records (`max_records_per_call`;"
+            " `STOPGATE-413`, `too-many-records`), in RingCentral's shape; or "
+            + description[0].lower()
+            + description[1:]
         )
     responses["413"] = {
         "description": description,
