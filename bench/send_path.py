@@ -605,81 +605,91 @@ def main(argv: Sequence[str] | None = None) -> int:
             tempfile.TemporaryDirectory(prefix="stopgate-bench-", dir=args.store_dir) as tmp,
         ):
             workdir = Path(tmp)
-            upstream_port = free_port()
-            upstream_log = workdir / "upstream.log"
-            upstream = processes.start(
-                "upstream",
-                [sys.executable, str(HERE / "fast_upstream.py"), "--port", str(upstream_port)],
-                cpus=plan.upstream,
-                log=upstream_log,
-            )
-            wait_for_port(upstream_port, upstream, "fast upstream", upstream_log)
-
-            env = {k: v for k, v in os.environ.items() if not k.startswith("STOPGATE_")}
-            upstream_url = f"http://{HOST}:{upstream_port}"
-            env.update(
-                STOPGATE_TWILIO_UPSTREAM=upstream_url,
-                STOPGATE_RINGCENTRAL_UPSTREAM=upstream_url,
-                STOPGATE_TWILIO_AUTH_TOKEN=AUTH_TOKEN,
-                STOPGATE_ADMIN_TOKEN=admin_token,
-            )
-            gateway_port = free_port()
-            gateway_log = workdir / "stopgate.log"
-            store = workdir / "bench.db"
-            gateway = processes.start(
-                "stopgate",
-                [
-                    *stopgate_command(),
-                    "serve",
-                    "--listen",
-                    f"{HOST}:{gateway_port}",
-                    "--store",
-                    f"sqlite:///{store}",
-                ],
-                cpus=plan.gateway,
-                env=env,
-                log=gateway_log,
-            )
-            wait_ready(gateway_port, gateway, gateway_log)
-            opt_out(gateway_port, admin_token, blocked)
-            preflight(gateway_port, allowed[0], blocked[0])
-            info["store_filesystem"] = filesystem_of(store)
-            info["gateway_rss_kib_start"] = rss_kib(gateway.pid)
-
-            for scenario in scenarios:
-                port = upstream_port if scenario.target == "upstream" else gateway_port
-                watch = {"upstream": upstream.pid}
-                if scenario.target == "gateway":
-                    watch["gateway"] = gateway.pid
-                print(f"running ({scenario.key}) {scenario.title} ...", file=sys.stderr, flush=True)
-                results[scenario.key] = run_loadgen(
-                    processes,
-                    scenario,
-                    port,
-                    connections=args.connections,
-                    duration=args.duration,
-                    warmup=args.warmup,
-                    watch=watch,
-                    cpus=plan.loadgen,
-                    workdir=workdir,
+            try:
+                upstream_port = free_port()
+                upstream_log = workdir / "upstream.log"
+                upstream = processes.start(
+                    "upstream",
+                    [sys.executable, str(HERE / "fast_upstream.py"), "--port", str(upstream_port)],
+                    cpus=plan.upstream,
+                    log=upstream_log,
                 )
-                result = results[scenario.key]
-                result["gateway_rss_kib_after"] = rss_kib(gateway.pid)
-                result["other_cpu_percent"] = other_cpu(result)
-                if gateway.poll() is not None:
-                    raise BenchError(f"stopgate died during ({scenario.key}):\n{tail(gateway_log)}")
-            gateway_errors = [
-                line
-                for line in gateway_log.read_text(encoding="utf-8", errors="replace").splitlines()
-                if " ERROR " in line or "Traceback" in line
-            ]
-            info["gateway_error_lines"] = len(gateway_errors)
-            info["gateway_error_sample"] = gateway_errors[:5]
+                wait_for_port(upstream_port, upstream, "fast upstream", upstream_log)
+
+                env = {k: v for k, v in os.environ.items() if not k.startswith("STOPGATE_")}
+                upstream_url = f"http://{HOST}:{upstream_port}"
+                env.update(
+                    STOPGATE_TWILIO_UPSTREAM=upstream_url,
+                    STOPGATE_RINGCENTRAL_UPSTREAM=upstream_url,
+                    STOPGATE_TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+                    STOPGATE_ADMIN_TOKEN=admin_token,
+                )
+                gateway_port = free_port()
+                gateway_log = workdir / "stopgate.log"
+                store = workdir / "bench.db"
+                gateway = processes.start(
+                    "stopgate",
+                    [
+                        *stopgate_command(),
+                        "serve",
+                        "--listen",
+                        f"{HOST}:{gateway_port}",
+                        "--store",
+                        f"sqlite:///{store}",
+                    ],
+                    cpus=plan.gateway,
+                    env=env,
+                    log=gateway_log,
+                )
+                wait_ready(gateway_port, gateway, gateway_log)
+                opt_out(gateway_port, admin_token, blocked)
+                preflight(gateway_port, allowed[0], blocked[0])
+                info["store_filesystem"] = filesystem_of(store)
+                info["gateway_rss_kib_start"] = rss_kib(gateway.pid)
+
+                for scenario in scenarios:
+                    port = upstream_port if scenario.target == "upstream" else gateway_port
+                    watch = {"upstream": upstream.pid}
+                    if scenario.target == "gateway":
+                        watch["gateway"] = gateway.pid
+                    print(
+                        f"running ({scenario.key}) {scenario.title} ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    results[scenario.key] = run_loadgen(
+                        processes,
+                        scenario,
+                        port,
+                        connections=args.connections,
+                        duration=args.duration,
+                        warmup=args.warmup,
+                        watch=watch,
+                        cpus=plan.loadgen,
+                        workdir=workdir,
+                    )
+                    result = results[scenario.key]
+                    result["gateway_rss_kib_after"] = rss_kib(gateway.pid)
+                    result["other_cpu_percent"] = other_cpu(result)
+                    if gateway.poll() is not None:
+                        raise BenchError(
+                            f"stopgate died during ({scenario.key}):\n{tail(gateway_log)}"
+                        )
+                gateway_errors = [
+                    line
+                    for line in gateway_log.read_text(
+                        encoding="utf-8", errors="replace"
+                    ).splitlines()
+                    if " ERROR " in line or "Traceback" in line
+                ]
+                info["gateway_error_lines"] = len(gateway_errors)
+                info["gateway_error_sample"] = gateway_errors[:5]
+            finally:
+                # Inside the with: every process is gone before its temp dir is removed.
+                processes.stop_all()
     except BenchError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
-    finally:
-        processes.stop_all()
 
     comparison = compare(results)
     loop = next(iter(results.values()))["event_loop"] if results else "?"
