@@ -12,8 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from gateway import consents_api, inbound, openapi, upstream
 from gateway.auth import Authenticator
+from gateway.change_feed import change_feed_ctx
 from gateway.config import Settings
-from gateway.consent_index import ConsentIndex
+from gateway.consent_index import ConsentIndex, FeedState
 from gateway.credentials import CredentialChecker
 from gateway.dialects import DIALECTS
 from gateway.erasure import retention_ctx
@@ -23,6 +24,7 @@ from gateway.keys import (
     CLIENT,
     CREDENTIALS,
     ERASURE_KEY,
+    FEED,
     INDEX,
     KEYWORDS,
     METRICS,
@@ -100,13 +102,22 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when the store answers; a lost change feed is ``degraded`` (still ready: lookups
+    then bypass the cache and read the store)."""
     try:
         await request.app[STORE].ping()
     except StoreUnavailable as exc:
         return web.json_response(
             {"status": "unready", "store": "unreachable", "detail": str(exc)}, status=503
         )
-    return web.json_response({"status": "ready", "store": "ok"})
+    feed = request.app[FEED]
+    return web.json_response(
+        {
+            "status": "ready" if feed.healthy else "degraded",
+            "store": "ok",
+            "changeFeed": "ok" if feed.healthy else "lost",
+        }
+    )
 
 
 async def metrics_route(request: web.Request) -> web.Response:
@@ -125,8 +136,10 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
     app[KEYWORDS] = KeywordPolicy(settings.keywords, settings.keyword_mode, settings.default_region)
     app[SPOOL] = Spool(settings.spool_path)
     app[OUTBOX_WAKE] = asyncio.Event()
+    app[FEED] = FeedState()
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(spool_ctx)
+    app.cleanup_ctx.append(change_feed_ctx)
     app.cleanup_ctx.append(client_ctx)
     app.cleanup_ctx.append(outbox_ctx)
     app.cleanup_ctx.append(renewal_ctx)

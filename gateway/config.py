@@ -138,6 +138,9 @@ class Settings:
     """``[[subscribers]]`` name, url, secret: receivers of consent change events."""
     ringcentral_consent_push: bool = False
     """Push Stopgate's own consent changes to RingCentral's consent API (lifts its block)."""
+    change_feed_interval: float = 0.02
+    """How often the store's change feed is read (bounds how stale another process's write
+    can be here)."""
     max_records_per_call: int = DEFAULT_MAX_RECORDS_PER_CALL
     """The most records one PATCH or DELETE of the consents API may carry (more: 413)."""
     blocked_log_retention_days: int = 0

@@ -7,7 +7,9 @@ counter stops a lookup that raced a write from caching the value it read before 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from cachetools import LRUCache
 
@@ -15,6 +17,18 @@ from gateway.store.base import AppliedChange, ConsentChange, ConsentStore, Follo
 from policy.consent import ConsentRecord, newest
 
 PairKey = tuple[str, str]
+
+
+@dataclass(slots=True)
+class FeedState:
+    """How well this process follows the store's change feed (see :mod:`gateway.change_feed`)."""
+
+    healthy: bool = False
+    last_ok: float = 0.0
+    """Monotonic time of the last successful read of the feed."""
+
+    def lag(self) -> float:
+        return time.monotonic() - self.last_ok if self.last_ok else float("inf")
 
 
 class ConsentIndex:
@@ -26,6 +40,10 @@ class ConsentIndex:
         self.misses = 0
         self.services: dict[str, str] = {}
         """Business number key -> Messaging Service key (configured and learned)."""
+        self.trusted = False
+        """Whether cached entries may be used: only while the change feed is followed (a
+        change by another process would otherwise go unseen). Untrusted, every lookup reads
+        the store."""
         self._pending: dict[PairKey, ConsentRecord] = {}
         """Changes acknowledged but not yet in the store (spooled while it was down)."""
 
@@ -37,9 +55,10 @@ class ConsentIndex:
         entries = self._entries
         found: dict[str, ConsentRecord | None] = {}
         missing: list[str] = []
+        trusted = self.trusted
         for from_key in from_keys:
             key = (from_key, to_key)
-            if key in entries:
+            if trusted and key in entries:
                 found[from_key] = entries[key]
             else:
                 missing.append(from_key)
@@ -47,7 +66,7 @@ class ConsentIndex:
             self.misses += 1
             generation = self._generation
             fetched = await self.store.get_records(to_key, missing)
-            current = generation == self._generation
+            current = trusted and self.trusted and generation == self._generation
             for from_key in missing:
                 record = fetched.get(from_key)
                 found[from_key] = record

@@ -36,7 +36,15 @@ from gateway.spool import SpooledEvent
 from gateway.store.base import ConsentChange, OutboxItem
 from policy.consent import OptStatus, Source
 from policy.keywords import Classification, KeywordClass
-from policy.numbers import WILDCARD, InvalidAddress, business_key, customer_key
+from policy.numbers import (
+    WILDCARD,
+    AddressProblem,
+    InvalidAddress,
+    Role,
+    business_key,
+    customer_key,
+    is_service_sid,
+)
 from policy.replies import ReplyTemplates
 
 log = logging.getLogger("stopgate.inbound")
@@ -71,6 +79,7 @@ def _consent_changes(
     index: ConsentIndex,
     settings: Settings,
     received_us: int,
+    service: str | None,
 ) -> list[ConsentChange]:
     status = _CONSENT_CLASSES.get(classification.klass)
     if status is None:
@@ -82,6 +91,8 @@ def _consent_changes(
         scopes = [WILDCARD]
     else:
         scopes = list(businesses)
+        if service is not None:
+            scopes.append(service)
         for number in businesses:
             service = index.service_of(number)
             if service is not None:
@@ -118,20 +129,27 @@ async def handle_inbound(
         # the app still gets the message.
         log.warning("inbound %s: %s", message.message_id, exc)
         customer, businesses = None, []
+    service: str | None = None
     if message.service and businesses:
         try:
             service = business_key(message.service, region)
+            if not is_service_sid(service):
+                raise InvalidAddress(AddressProblem.UNPARSEABLE, message.service, Role.BUSINESS)
             learned = [b for b in businesses if index.services.get(b) != service]
             if learned:
-                index.services.update(dict.fromkeys(learned, service))
+                # Store first: the change feed reloads the mapping from the store.
                 await app[INDEX].store.set_service_numbers(service, learned)
-        except (InvalidAddress, StoreUnavailable) as exc:
+                index.services.update(dict.fromkeys(learned, service))
+        except InvalidAddress as exc:
+            service = None
+            log.warning("messaging service of %s ignored: %s", message.message_id, exc)
+        except StoreUnavailable as exc:
             log.warning("messaging service of %s not learned: %s", message.message_id, exc)
     lists = app[KEYWORDS].for_scope(message.provider, businesses[0] if businesses else None)
     classification = app[KEYWORDS].classify(message.text, lists)
     changes = (
         _consent_changes(
-            message, classification, customer, businesses, index, settings, received_us
+            message, classification, customer, businesses, index, settings, received_us, service
         )
         if customer is not None
         else []

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.auth import Authenticator
 from gateway.config import Settings
-from gateway.consent_index import ConsentIndex
+from gateway.consent_index import ConsentIndex, FeedState
 from gateway.credentials import CredentialChecker
 from gateway.dialects.base import Dialect
 from gateway.keyword_policy import KeywordPolicy
@@ -32,3 +32,4 @@ ERASURE_KEY = web.AppKey("erasure_key", bytes)
 RC_LOGIN = web.AppKey("ringcentral_login", RingCentralLogin)
 OUTBOX_WAKE = web.AppKey("outbox_wake", asyncio.Event)
 KEYWORDS = web.AppKey("keywords", KeywordPolicy)
+FEED = web.AppKey("change_feed", FeedState)

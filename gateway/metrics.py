@@ -6,7 +6,7 @@ or free text ever becomes a label.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import Info as InfoMetric
 
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
@@ -93,6 +93,16 @@ class Metrics:
         )
         self.outbox_given_up = Counter(
             "stopgate_outbox_given_up", "Outbox entries given up", ("kind",), registry=r
+        )
+        self.change_feed_healthy = Gauge(
+            "stopgate_change_feed_healthy",
+            "1 while the store's change feed is followed (the cache is trusted), else 0",
+            registry=r,
+        )
+        self.change_feed_lag = Gauge(
+            "stopgate_change_feed_lag_seconds",
+            "Seconds since the change feed was last read",
+            registry=r,
         )
         self.build = InfoMetric("stopgate_build", "Stopgate build information", registry=r)
 

@@ -117,6 +117,20 @@ FollowUp = Callable[[Sequence[AppliedChange]], list[OutboxItem]]
 """Work derived from the changes that applied (change events, carrier pushes). Pure: it runs
 inside the store's transaction."""
 
+
+@dataclass(frozen=True, slots=True)
+class ChangeBatch:
+    """What changed since a cursor, for caches in other processes and gateways."""
+
+    cursor: int
+    flush_all: bool
+    """Drop every cache entry (a bulk write, or changes this reader can no longer see)."""
+    services: bool
+    """Messaging Service membership changed: reload it."""
+    pairs: tuple[tuple[str, str], ...]
+    """(from_key, to_key) pairs whose records changed."""
+
+
 PairCursor = tuple[str, str]
 """Position in the (to_key, from_key) key order; paging is keyset-based, never by offset."""
 
@@ -237,3 +251,10 @@ class ConsentStore(Protocol):
 
     async def prune(self, *, blocked_before_us: int | None, history_before_us: int | None) -> int:
         """Drop blocked-send log entries and history older than the retention periods."""
+
+    async def changes_since(self, cursor: int | None) -> ChangeBatch:
+        """Changes committed after ``cursor`` (None: just the current head, to start from;
+        ``flush_all`` set). Every write that changes consent or service membership appears."""
+
+    async def prune_changes(self, before_us: int) -> None:
+        """Forget change-feed entries older than this (the newest is always kept)."""

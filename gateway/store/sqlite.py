@@ -21,6 +21,7 @@ from gateway.errors import StoreUnavailable
 from gateway.store.base import (
     AppliedChange,
     BlockedSend,
+    ChangeBatch,
     ConsentChange,
     FollowUp,
     HistoryEntry,
@@ -121,6 +122,14 @@ MIGRATIONS: tuple[str, ...] = (
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL
     ) WITHOUT ROWID;
+    CREATE TABLE change_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_us INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('pair', 'all', 'services')),
+        from_key TEXT,
+        to_key TEXT
+    );
+    INSERT INTO change_log (at_us, kind) VALUES (0, 'all');
     """,
 )
 
@@ -190,6 +199,9 @@ class _ConnectionThread:
 
 
 DEFAULT_BUSY_TIMEOUT = 5.0
+CHANGE_LOG_BULK = 256
+"""Above this many pairs in one transaction, the change log says "flush all" once."""
+CHANGE_LOG_KEEP_US = 600 * 1_000_000
 
 
 def parse_url(url: str) -> tuple[str, float]:
@@ -364,7 +376,30 @@ class SQLiteStore:
             results.append(AppliedChange(record, previous, applied=True))
         if stamped_any:
             conn.execute("UPDATE clock SET last_us = ? WHERE id = 1", (last_us,))
+        SQLiteStore._log_changes(
+            conn, [(r.record.from_key, r.record.to_key) for r in results if r.applied]
+        )
         return results
+
+    @staticmethod
+    def _log_changes(
+        conn: sqlite3.Connection, pairs: Sequence[tuple[str, str]], kind: str = "pair"
+    ) -> None:
+        """Tell the other processes on this file which cache entries went stale (a bulk write
+        says "all" once instead of once per pair)."""
+        if not pairs and kind == "pair":
+            return
+        now_us = time.time_ns() // 1000
+        if kind != "pair" or len(pairs) > CHANGE_LOG_BULK:
+            conn.execute(
+                "INSERT INTO change_log (at_us, kind) VALUES (?, ?)",
+                (now_us, "all" if kind == "pair" else kind),
+            )
+            return
+        conn.executemany(
+            "INSERT INTO change_log (at_us, kind, from_key, to_key) VALUES (?, 'pair', ?, ?)",
+            [(now_us, f, t) for f, t in pairs],
+        )
 
     async def list_records(
         self,
@@ -514,6 +549,7 @@ class SQLiteStore:
                 " ON CONFLICT (number_key) DO UPDATE SET service_key = excluded.service_key",
                 rows,
             )
+            self._log_changes(conn, [], kind="services")
             conn.execute("COMMIT")
 
         await self._writer.run(work)
@@ -695,6 +731,7 @@ class SQLiteStore:
                 )
                 removed.append(record)
             conn.execute("UPDATE clock SET last_us = ? WHERE id = 1", (last_us,))
+            self._log_changes(conn, [(r.from_key, r.to_key) for r in removed])
             conn.execute("COMMIT")
             return removed
 
@@ -704,6 +741,7 @@ class SQLiteStore:
         def work(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
             removed = 0
+            self._log_changes(conn, [], kind="all")
             for table in ("consent", "consent_history", "blocked_send", "footer_sent"):
                 removed += conn.execute(f"DELETE FROM {table} WHERE to_key = ?", (to_key,)).rowcount
             if suppression is not None:
@@ -742,3 +780,37 @@ class SQLiteStore:
             return removed
 
         return await self._writer.run(work)
+
+    async def changes_since(self, cursor: int | None) -> ChangeBatch:
+        def work(conn: sqlite3.Connection) -> ChangeBatch:
+            if cursor is None:
+                (head,) = conn.execute("SELECT coalesce(max(seq), 0) FROM change_log").fetchone()
+                return ChangeBatch(int(head), flush_all=True, services=True, pairs=())
+            rows = conn.execute(
+                "SELECT seq, kind, from_key, to_key FROM change_log WHERE seq > ? ORDER BY seq"
+                " LIMIT ?",
+                (cursor, CHANGE_LOG_BULK + 1),
+            ).fetchall()
+            if not rows:
+                oldest = conn.execute("SELECT min(seq) FROM change_log").fetchone()[0]
+                # Entries this reader never saw were pruned: it cannot know what changed.
+                gap = oldest is not None and oldest > cursor + 1
+                return ChangeBatch(cursor, flush_all=gap, services=gap, pairs=())
+            kinds = {row[1] for row in rows}
+            return ChangeBatch(
+                int(rows[-1][0]),
+                flush_all="all" in kinds or len(rows) > CHANGE_LOG_BULK,
+                services="services" in kinds,
+                pairs=tuple((row[2], row[3]) for row in rows if row[1] == "pair"),
+            )
+
+        return await self._reader.run(work)
+
+    async def prune_changes(self, before_us: int) -> None:
+        await self._writer.run(
+            lambda conn: conn.execute(
+                "DELETE FROM change_log WHERE at_us < ?"
+                " AND seq < (SELECT max(seq) FROM change_log)",
+                (before_us,),
+            )
+        )

@@ -46,6 +46,7 @@ def opt(status: OptStatus, from_key: str = F) -> ConsentChange:
 
 async def test_second_lookup_is_a_hit_and_a_write_invalidates(store: GatedStore) -> None:
     index = ConsentIndex(store, size=100)
+    index.trusted = True  # as when the change feed is followed
     assert await index.records(T, [F, "*"]) == [None, None]
     assert await index.records(T, [F, "*"]) == [None, None]
     assert (index.hits, index.misses) == (1, 1)
@@ -56,6 +57,7 @@ async def test_second_lookup_is_a_hit_and_a_write_invalidates(store: GatedStore)
 
 async def test_a_read_that_raced_a_write_does_not_cache_the_old_value(store: GatedStore) -> None:
     index = ConsentIndex(store, size=100)
+    index.trusted = True  # as when the change feed is followed
     store.hold.clear()
     lookup = asyncio.create_task(index.records(T, [F]))
     await store.read_done.wait()  # the lookup has read "no record" and is held
@@ -68,6 +70,17 @@ async def test_a_read_that_raced_a_write_does_not_cache_the_old_value(store: Gat
 
 async def test_the_cache_is_bounded(store: GatedStore) -> None:
     index = ConsentIndex(store, size=10)
+    index.trusted = True
     for n in range(50):
         await index.records(f"+1650555{n:04d}", [F, "*"])
     assert len(index) <= 10
+
+
+async def test_an_untrusted_cache_reads_the_store_every_time(store: GatedStore) -> None:
+    index = ConsentIndex(store, size=100)
+    index.trusted = True
+    await index.records(T, [F])
+    await store.apply([opt(OptStatus.OPT_OUT)])  # behind the index's back: another process
+    index.trusted = False  # the change feed is lost
+    [record] = await index.records(T, [F])
+    assert record is not None and record.status is OptStatus.OPT_OUT
