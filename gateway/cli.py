@@ -31,11 +31,24 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
 
     settings = _settings(args, listen=args.listen, store=args.store, workers=args.workers)
-    if settings.workers != 1:
-        raise ConfigError("--workers N > 1 is not built yet; run one process per port")
     host, port = settings.listen_host_port
+    if settings.workers > 1 and not args.reuse_port:
+        from gateway.workers import serve_workers
+
+        child_args = ["--workers", "1", "--listen", settings.listen, "--store", settings.store]
+        if args.config:
+            child_args += ["--config", args.config]
+        log.info("stopgate serving on %s:%d with %d workers", host, port, settings.workers)
+        return serve_workers(settings.workers, child_args)
     log.info("stopgate serving on %s:%d, settings %s", host, port, settings.redacted())
-    web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        print=None,
+        access_log=None,
+        reuse_port=args.reuse_port or None,
+    )
     return 0
 
 
@@ -292,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--store", help="store URL (STOPGATE_STORE, default sqlite:///./stopgate.db)"
     )
     serve.add_argument("--workers", type=int, help="processes (STOPGATE_WORKERS, default 1)")
+    # A worker of `--workers N` binds the shared port with SO_REUSEPORT (internal).
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
     sim = commands.add_parser("carrier-sim", help="run the carrier simulator")

@@ -10,6 +10,7 @@ Changes carry their receipt time, so a replay never outranks a later decision.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -90,6 +91,9 @@ class Spool:
     def _append(self, line: bytes) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            # Worker processes share the file: an append never lands between another
+            # process's replay and its truncation.
+            fcntl.flock(fd, fcntl.LOCK_EX)
             os.write(fd, line)
             os.fsync(fd)
         finally:
@@ -119,25 +123,31 @@ class Spool:
     async def drain(self, store: ConsentStore, follow_up: FollowUp | None = None) -> int:
         """Replay every spooled event into the store, in order; then empty the spool.
         Raises :class:`gateway.errors.StoreUnavailable` (leaving the spool as it was) when the
-        store is still down."""
+        store is still down. Holds the file lock throughout, so no process appends meanwhile."""
         async with self._lock:
-            events = await asyncio.to_thread(self.load)
-            for event in events:
-                await store.record_inbound(
-                    event.provider,
-                    event.message_id,
-                    event.received_us,
-                    event.changes,
-                    event.outbox,
-                    follow_up,
-                )
-            await asyncio.to_thread(self._truncate)
-            return len(events)
+            fd = await asyncio.to_thread(self._lock_file)
+            try:
+                events = await asyncio.to_thread(self.load)
+                for event in events:
+                    await store.record_inbound(
+                        event.provider,
+                        event.message_id,
+                        event.received_us,
+                        event.changes,
+                        event.outbox,
+                        follow_up,
+                    )
+                await asyncio.to_thread(self._truncate, fd)
+                return len(events)
+            finally:
+                os.close(fd)
 
-    def _truncate(self) -> None:
+    def _lock_file(self) -> int:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            os.ftruncate(fd, 0)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    @staticmethod
+    def _truncate(fd: int) -> None:
+        os.ftruncate(fd, 0)
+        os.fsync(fd)

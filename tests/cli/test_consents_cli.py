@@ -109,12 +109,6 @@ def test_unreadable_file_and_bad_numbers_are_clear_errors(tmp_path: Path, store:
     assert bad.returncode == 2 and "refused" in bad.stderr
 
 
-def test_workers_above_one_is_refused_plainly(store: str) -> None:
-    result = stopgate("serve", "--workers", "2", "--listen", "127.0.0.1:1", store=store)
-    assert result.returncode == 2
-    assert "workers" in result.stderr
-
-
 def test_history_lists_every_change_of_a_customer(tmp_path: Path, store: str) -> None:
     csv = tmp_path / "h.csv"
     csv.write_text(
