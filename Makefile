@@ -10,8 +10,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,fast]'
 	touch $(STAMP)
 
-.PHONY: install run test lint
+.PHONY: install run test lint system-deps
 install: $(STAMP)
+
+system-deps:
+	bash scripts/system-deps
 
 run: $(STAMP)
 	$(BIN)/stopgate demo
@@ -21,5 +24,5 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+test: lint system-deps
 	$(BIN)/pytest

@@ -530,7 +530,18 @@ def event_loop_name() -> str:
     return "uvloop"
 
 
-def stopgate_command() -> list[str]:
+def stopgate_command(source: str | None = None) -> list[str]:
+    """The ``stopgate`` console script, or this interpreter running ``gateway.cli`` from another
+    source tree (e.g. ``git worktree add /tmp/old <commit>``) to compare two versions."""
+    if source:
+        root = str(Path(source).resolve())
+        if not (Path(root) / "gateway" / "cli.py").is_file():
+            raise BenchError(f"--gateway-src {source}: no gateway/cli.py there")
+        code = (
+            f"import sys; sys.path.insert(0, {root!r}); "
+            "from gateway.cli import main; sys.exit(main())"
+        )
+        return [sys.executable, "-c", code]
     script = Path(sys.executable).parent / "stopgate"
     if script.exists():
         return [str(script)]
@@ -557,6 +568,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument(
         "--store-dir", help="where the temporary SQLite store lives (default: the temp dir)"
+    )
+    parser.add_argument(
+        "--gateway-src",
+        metavar="DIR",
+        help="run the gateway from this source tree instead of the installed one (A/B runs)",
     )
     parser.add_argument(
         "--smoke",
@@ -630,7 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 gateway = processes.start(
                     "stopgate",
                     [
-                        *stopgate_command(),
+                        *stopgate_command(args.gateway_src),
                         "serve",
                         "--listen",
                         f"{HOST}:{gateway_port}",
@@ -700,7 +716,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "600-byte Twilio message JSON, 201)",
         f"load generator: bench/loadgen.py (raw asyncio streams on {loop}, pre-built requests; "
         f"(b) rotates over {len(allowed)} recipients, (c) over {len(blocked)} opted-out pairs)",
-        f"gateway: stopgate serve, SQLite store on {info.get('store_filesystem', '?')}; "
+        f"gateway: stopgate serve{' from ' + args.gateway_src if args.gateway_src else ''}, "
+        f"SQLite store on {info.get('store_filesystem', '?')}; "
         f"CPU pinning: {plan.note}",
         "",
     ]
@@ -720,6 +737,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "recipients": len(allowed),
                 "blocked_pairs": len(blocked),
                 "smoke": args.smoke,
+                "gateway_src": args.gateway_src,
             },
             "environment": {
                 "python": platform.python_version(),

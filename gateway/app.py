@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway import consents_api, inbound, openapi, upstream
+from gateway import admin, consents_api, inbound, openapi, outbox, upstream
 from gateway.auth import Authenticator
 from gateway.change_feed import change_feed_ctx
 from gateway.config import Settings
@@ -37,7 +37,7 @@ from gateway.keys import (
 )
 from gateway.keys import DIALECTS as DIALECTS_KEY
 from gateway.keyword_policy import KeywordPolicy
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, observe_store
 from gateway.outbox import outbox_ctx
 from gateway.proxy import carrier_route
 from gateway.ringcentral_login import RingCentralLogin
@@ -56,9 +56,11 @@ ERASURE_KEY_SETTING = "consents.erasure-key"
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    store = store_from_url(settings.store)
+    # Every store call is timed and counted (stopgate_store_*); see gateway.metrics.
+    store = observe_store(store_from_url(settings.store), app[METRICS])
     await store.open()
     index = ConsentIndex(store, settings.cache_size)
+    app[METRICS].index = index
     for service, numbers in settings.messaging_services.items():
         await store.set_service_numbers(service, numbers)
     index.services.update(await store.service_numbers())
@@ -131,6 +133,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
     app[SETTINGS] = settings
     metrics = Metrics(registry)
     metrics.build.info({"version": __version__, "mode": settings.mode})
+    metrics.prime([d.name for d in DIALECTS], outbox.KINDS)
     app[METRICS] = metrics
     app[DIALECTS_KEY] = DIALECTS
     app[KEYWORDS] = KeywordPolicy(settings.keywords, settings.keyword_mode, settings.default_region)
@@ -148,6 +151,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_route)
     consents_api.add_routes(app)
+    admin.add_routes(app)
     inbound.add_routes(app)
     openapi.add_routes(app)
     app.router.add_route("*", "/{tail:.*}", carrier_route)

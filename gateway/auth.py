@@ -77,6 +77,12 @@ class Authenticator:
         presented = presented.strip()
         if scheme.lower() != "bearer" or not presented:
             raise BadRequest("unauthorized", "a bearer token is required", status=401)
+        return await self.authenticate_token(presented)
+
+    async def authenticate_token(self, presented: str) -> Principal:
+        """The principal of a bearer token given directly (the console's sign-in form)."""
+        if not presented:
+            raise BadRequest("unauthorized", "a bearer token is required", status=401)
         principal = self._configured(presented)
         if principal is not None:
             return principal

@@ -43,7 +43,10 @@ async def follow(index: ConsentIndex, state: FeedState, metrics: Metrics, interv
                 index.invalidate(batch.pairs)
             cursor = batch.cursor
             if not state.healthy:
-                log.info("change feed followed: the cache is trusted again")
+                log.info(
+                    "change feed followed: the cache is trusted again",
+                    extra={"event": "change-feed", "healthy": True},
+                )
             state.healthy = True
             state.last_ok = time.monotonic()
             index.trusted = True
@@ -52,7 +55,10 @@ async def follow(index: ConsentIndex, state: FeedState, metrics: Metrics, interv
                 await index.store.prune_changes(time.time_ns() // 1000 - _KEEP_US)
         except StoreUnavailable as exc:
             if state.healthy:
-                log.error("change feed lost (%s): the cache is bypassed until it is back", exc)
+                log.error(
+                    "change feed lost: the cache is bypassed until it is back",
+                    extra={"event": "change-feed", "healthy": False, "error": str(exc)},
+                )
             state.healthy = False
             index.trusted = False
         metrics.change_feed_healthy.set(1 if state.healthy else 0)

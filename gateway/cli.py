@@ -13,7 +13,8 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
-from gateway.config import Settings, load_settings
+from gateway import logs
+from gateway.config import Settings, load_settings, mask_url
 from gateway.errors import ConfigError, StopgateError
 from gateway.store import store_from_url
 from gateway.store.base import ConsentChange, ConsentStore, RecordQuery
@@ -31,6 +32,8 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
 
     settings = _settings(args, listen=args.listen, store=args.store, workers=args.workers)
+    # Now that the secrets are known, every line is scrubbed of them; JSON lines by default.
+    logs.configure_for(settings, default_format="json")
     host, port = settings.listen_host_port
     if settings.workers > 1 and not args.reuse_port:
         from gateway.workers import serve_workers
@@ -294,6 +297,19 @@ def _consents_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    """Create or migrate the store's schema (``serve`` does it at start-up too)."""
+    settings = _settings(args, store=args.store)
+
+    async def run() -> None:
+        store = await _with_store(settings)
+        await store.close()
+
+    asyncio.run(run())
+    print(f"store {mask_url(settings.store)} is at the current schema")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stopgate", description="SMS consent gateway")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -308,6 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     # A worker of `--workers N` binds the shared port with SO_REUSEPORT (internal).
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
+
+    migrate = commands.add_parser("migrate", help="create or migrate the store's schema")
+    migrate.add_argument("--config", help="TOML settings file (STOPGATE_CONFIG)")
+    migrate.add_argument("--store", help="store URL (STOPGATE_STORE)")
+    migrate.set_defaults(run=_migrate)
 
     sim = commands.add_parser("carrier-sim", help="run the carrier simulator")
     sim.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8090)")
@@ -356,10 +377,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=os.environ.get("STOPGATE_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    # Until a command has loaded its settings: the environment's level and format (text unless
+    # asked otherwise); ``serve`` configures again with its settings (JSON by default).
+    fmt = os.environ.get("STOPGATE_LOG_FORMAT") or "auto"
+    try:
+        logs.configure(
+            level=os.environ.get("STOPGATE_LOG_LEVEL") or "INFO",
+            fmt="text" if fmt == "auto" else fmt,
+        )
+    except ValueError as exc:
+        print(f"stopgate: configuration error: {exc}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)

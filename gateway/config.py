@@ -23,6 +23,19 @@ from policy.footer import DEFAULT_FOOTER, FooterMode
 from policy.numbers import InvalidAddress, Role, canonical_key
 
 
+def mask_url(url: str) -> str:
+    """``scheme://user:password@host/…`` -> ``scheme://user:********@host/…``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:********@{host}{slash}{tail}"
+
+
 def same_secret(presented: str, expected: str) -> bool:
     """Constant-time equality of two strings, whatever characters a caller put in them (header
     values can hold undecodable bytes)."""
@@ -57,6 +70,8 @@ class Secret:
 MODES = ("enforce", "shadow")
 DEFAULT_MAX_RECORDS_PER_CALL = 1000
 ROLES = ("admin", "auditor")
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+LOG_FORMATS = ("auto", "json", "text")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +92,7 @@ class TokenSpec:
     role: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Settings:
     listen: str = "127.0.0.1:8080"
     store: str = "sqlite:///./stopgate.db"
@@ -149,6 +164,11 @@ class Settings:
     """History entries older than this are removed (0: kept forever)."""
     event_window: float = 7 * 86_400.0
     """Change events undelivered this long are given up (and counted)."""
+    log_level: str = "INFO"
+    """``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` or ``CRITICAL`` (``STOPGATE_LOG_LEVEL``)."""
+    log_format: str = "auto"
+    """``json`` (one object per line), ``text``, or ``auto``: JSON for ``serve``, text for the
+    other commands (``STOPGATE_LOG_FORMAT``)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -163,6 +183,10 @@ class Settings:
             raise ConfigError(f"opt_out_scope must be 'pair' or 'all', not {self.opt_out_scope!r}")
         if self.keyword_mode not in ("whole", "first-word"):
             raise ConfigError(f"keyword_mode must be whole or first-word: {self.keyword_mode!r}")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {LOG_LEVELS}, not {self.log_level!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log_format must be one of {LOG_FORMATS}, not {self.log_format!r}")
         for name in ("ringcentral_upstream", "twilio_upstream"):
             value = getattr(self, name)
             if not value.startswith(("http://", "https://")):
@@ -176,9 +200,15 @@ class Settings:
         except ValueError:
             raise ConfigError(f"listen must be HOST:PORT, not {self.listen!r}") from None
 
+    def __repr__(self) -> str:
+        return f"Settings({self.redacted()!r})"
+
     def redacted(self) -> dict[str, Any]:
-        """Settings as plain values for logs, with every secret masked."""
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        """Settings as plain values for logs, with every secret masked (a password in the
+        store URL included)."""
+        values = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        values["store"] = mask_url(self.store)
+        return values
 
 
 def _plain(value: Any) -> Any:

@@ -34,7 +34,8 @@ class FeedState:
 class ConsentIndex:
     def __init__(self, store: ConsentStore, size: int) -> None:
         self.store = store
-        self._entries: LRUCache[PairKey, ConsentRecord | None] = LRUCache(maxsize=max(size, 1))
+        self.capacity = max(size, 1)
+        self._entries: LRUCache[PairKey, ConsentRecord | None] = LRUCache(maxsize=self.capacity)
         self._generation = 0
         self.hits = 0
         self.misses = 0

@@ -81,6 +81,18 @@ def history_json(entry: HistoryEntry) -> dict[str, Any]:
     return body
 
 
+def storable(text: str) -> bool:
+    """Text every store keeps as given: no NUL (PostgreSQL text cannot hold it), no lone
+    surrogate (not valid UTF-8)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 # --- page tokens ------------------------------------------------------------------------
 
 
@@ -128,8 +140,12 @@ def _evidence(raw: Any) -> str | None:
             f"unknown evidence fields: {', '.join(sorted(unknown))}",
             parameter="evidence",
         )
-    if not all(isinstance(v, str) for v in raw.values()):
-        raise BadRequest("malformed-evidence", "evidence values are strings", parameter="evidence")
+    if not all(isinstance(v, str) and storable(v) for v in raw.values()):
+        raise BadRequest(
+            "malformed-evidence",
+            "evidence values are text (no NUL, valid Unicode)",
+            parameter="evidence",
+        )
     return json.dumps(raw, sort_keys=True, separators=(",", ":"))
 
 
@@ -173,8 +189,10 @@ def _parse_record(raw: Any, region: str, actor: str) -> ConsentChange:
         ) from None
     from_key, to_key = _pair(raw, region)
     note = raw.get("note")
-    if note is not None and not isinstance(note, str):
-        raise BadRequest("malformed-note", "note must be a string", parameter="note")
+    if note is not None and not (isinstance(note, str) and storable(note)):
+        raise BadRequest(
+            "malformed-note", "note must be text (no NUL, valid Unicode)", parameter="note"
+        )
     return ConsentChange(
         from_key,
         to_key,

@@ -207,7 +207,13 @@ async def handle_inbound(
         await app[SPOOL].append(event)  # OSError -> the caller answers 503
         index.add_pending(event.records())
         metrics.inbound_spooled.inc()
-        log.warning("store down: inbound %s spooled", message.message_id)
+        metrics.inbound_keywords.labels(
+            classification.klass.value, classification.language or ""
+        ).inc()
+        log.warning(
+            "store down: inbound message spooled",
+            extra=_decision(message, classification, customer, businesses, "spooled", changes),
+        )
         return InboundResult(classification, False, reply, None)
     finally:
         index.invalidate((c.from_key, c.to_key) for c in changes)
@@ -215,15 +221,42 @@ async def handle_inbound(
     metrics.inbound_keywords.labels(classification.klass.value, classification.language or "").inc()
     if outcome.duplicate:
         metrics.inbound_duplicates.inc()
+        log.info(
+            "inbound message delivered again: no second effect",
+            extra=_decision(message, classification, customer, businesses, "duplicate", changes),
+        )
         return InboundResult(classification, True, None, None)
-    for applied in outcome.applied:
-        if applied.applied:
-            metrics.consent_changes.labels(
-                applied.record.source.value, applied.record.status.value
-            ).inc()
+    # Consent changes (and their count, stopgate_consent_changes_total) are logged by the
+    # store wrapper, which also sees spooled events when they are replayed.
+    log.info(
+        "inbound message",
+        extra=_decision(message, classification, customer, businesses, "recorded", changes),
+    )
     app[OUTBOX_WAKE].set()
     forward_id = outcome.outbox_ids[forward_position] if forward_position is not None else None
     return InboundResult(classification, False, reply, forward_id)
+
+
+def _decision(
+    message: InboundMessage,
+    classification: Classification,
+    customer: str | None,
+    businesses: Sequence[str],
+    outcome: str,
+    changes: Sequence[ConsentChange],
+) -> dict[str, Any]:
+    """The fields of an inbound decision's log line (no message text: only its keyword)."""
+    return {
+        "event": "inbound",
+        "provider": message.provider,
+        "message_id": message.message_id,
+        "from": customer if customer is not None else message.sender,
+        "to": list(businesses) or list(message.recipients),
+        "keyword": classification.klass.value,
+        "language": classification.language or "",
+        "decision": outcome,
+        "changes": len(changes),
+    }
 
 
 def public_url(request: web.Request, settings: Settings) -> str:

@@ -1,15 +1,38 @@
 """Prometheus metrics. The registry is injected so tests and several apps never collide.
 
-Label values are bounded: dialects, decisions and reasons are fixed vocabularies; no phone number
-or free text ever becomes a label.
+Label values are bounded: dialects, decisions, reasons, keyword classes, consent sources and
+store operations are fixed vocabularies; no phone number or free text ever becomes a label.
+
+Besides the counters and histograms the code updates as it goes, two things are read at scrape
+time: the consent cache (hits, misses, entries: :class:`_CacheCollector`) and, through
+:class:`ObservedStore`, every store call is timed and its failures counted.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import Info as InfoMetric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from gateway.consent_index import ConsentIndex
+    from gateway.store.base import AppliedChange, ConsentStore
 
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+_STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
+
+consent_log = logging.getLogger("stopgate.consent")
+
+UPSTREAM_ERROR_KINDS = ("upstream-timeout", "upstream-unreachable", "body-cut", "http-5xx")
+"""``kind`` of ``stopgate_upstream_errors_total``: no answer in time, no connection (or a
+connection lost before the answer), an answer cut mid-body, an answer with a 5xx status."""
 
 
 class Metrics:
@@ -105,6 +128,212 @@ class Metrics:
             registry=r,
         )
         self.build = InfoMetric("stopgate_build", "Stopgate build information", registry=r)
+        self.store_latency = Histogram(
+            "stopgate_store_latency_seconds",
+            "Time a store call took, by operation (the store method called)",
+            ("operation",),
+            buckets=_STORE_BUCKETS,
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "stopgate_store_errors",
+            "Store calls that failed, by operation",
+            ("operation",),
+            registry=r,
+        )
+        self.store_up = Gauge(
+            "stopgate_store_up",
+            "1 when the store answered the last periodic check (every few seconds), else 0",
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            "stopgate_outbox_pending",
+            "Outbox entries not yet delivered or given up (the whole store, every kind)",
+            registry=r,
+        )
+        self.outbox_oldest_age = Gauge(
+            "stopgate_outbox_oldest_age_seconds",
+            "Age of the oldest pending outbox entry (0 when none is pending)",
+            registry=r,
+        )
+        self.index: ConsentIndex | None = None
+        """The consent index whose cache is reported (set once the store is open)."""
+        r.register(_CacheCollector(self))
+
+    def prime(self, dialects: Sequence[str], outbox_kinds: Sequence[str]) -> None:
+        """Create the series of every known label value at 0, so they exist from the first
+        scrape: ``rate()`` and ``increase()`` then see a failure's first occurrence, and
+        dashboards and alerts find a series rather than nothing."""
+        from policy.consent import OptStatus, Source
+
+        for source in Source:
+            for status in OptStatus:
+                self.consent_changes.labels(source.value, status.value)
+        for dialect in dialects:
+            self.footer_segments_added.labels(dialect)
+            for kind in UPSTREAM_ERROR_KINDS:
+                self.upstream_errors.labels(dialect, kind)
+        for provider in ("ringcentral", "twilio"):
+            self.webhook_rejected.labels(provider)
+        for kind in outbox_kinds:
+            self.outbox_delivered.labels(kind)
+            self.outbox_given_up.labels(kind)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _CacheCollector:
+    """The consent cache's counters, read when Prometheus scrapes (the lookup path only adds
+    to two integers)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterator[Any]:
+        return self._families(0, 0, 0, 0)
+
+    def collect(self) -> Iterator[Any]:
+        index = self._metrics.index
+        if index is None:
+            return self._families(0, 0, 0, 0)
+        return self._families(index.hits, index.misses, len(index), index.capacity)
+
+    @staticmethod
+    def _families(hits: int, misses: int, entries: int, capacity: int) -> Iterator[Any]:
+        yield CounterMetricFamily(
+            "stopgate_consent_cache_hits",
+            "Consent lookups answered from the in-process cache",
+            value=hits,
+        )
+        yield CounterMetricFamily(
+            "stopgate_consent_cache_misses",
+            "Consent lookups that read the store (not cached, or the cache was untrusted)",
+            value=misses,
+        )
+        yield GaugeMetricFamily(
+            "stopgate_consent_cache_entries", "Pairs held in the consent cache", value=entries
+        )
+        yield GaugeMetricFamily(
+            "stopgate_consent_cache_capacity",
+            "Most pairs the consent cache holds (cache_size)",
+            value=capacity,
+        )
+
+
+class ObservedStore:
+    """The store as the app uses it: every coroutine method is timed
+    (``stopgate_store_latency_seconds{operation}``) and its failures counted
+    (``stopgate_store_errors_total{operation}``); everything else passes through.
+
+    It is also where consent changes are seen whatever path made them, so each change that
+    applied is logged here (one JSON line: from, to, status, previous, source, note), and
+    the changes written by ``record_inbound`` - keywords, carrier events, and spooled events
+    replayed after an outage - are counted in ``stopgate_consent_changes_total`` here. Changes
+    written by ``apply`` (consents API, carrier refusals) are counted by their callers.
+    """
+
+    def __init__(self, store: ConsentStore, metrics: Metrics) -> None:
+        self._store = store
+        self._metrics = metrics
+
+    @property
+    def inner(self) -> ConsentStore:
+        return self._store
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+        wrapped = self._observe(name, attribute)
+        # Cached on the instance: later lookups skip __getattr__ altogether.
+        self.__dict__[name] = wrapped
+        return wrapped
+
+    def _observe(
+        self, name: str, method: Callable[..., Awaitable[Any]]
+    ) -> Callable[..., Awaitable[Any]]:
+        latency = self._metrics.store_latency.labels(name)
+        errors = self._metrics.store_errors.labels(name)
+        after = _AFTER.get(name)
+        metrics = self._metrics
+
+        @functools.wraps(method)
+        async def observed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                result = await method(*args, **kwargs)
+            except Exception:
+                latency.observe(time.perf_counter() - started)
+                errors.inc()
+                raise
+            latency.observe(time.perf_counter() - started)
+            if after is not None:
+                after(metrics, result)
+            return result
+
+        return observed
+
+
+def observe_store(store: ConsentStore, metrics: Metrics) -> ConsentStore:
+    """``store`` wrapped in an :class:`ObservedStore`, typed as the store it stands for."""
+    return cast("ConsentStore", ObservedStore(store, metrics))
+
+
+def _log_applied(applied: Sequence[AppliedChange]) -> None:
+    if not consent_log.isEnabledFor(logging.INFO):
+        return
+    for change in applied:
+        if not change.applied:
+            continue
+        record = change.record
+        consent_log.info(
+            "consent change",
+            extra={
+                "event": "consent-change",
+                "from": record.from_key,
+                "to": record.to_key,
+                "status": record.status.value,
+                "previous": change.previous.value if change.previous else None,
+                "source": record.source.value,
+                "modified_us": record.modified_us,
+                "note": record.note,
+            },
+        )
+
+
+def _after_apply(metrics: Metrics, result: Any) -> None:
+    _log_applied(result)
+
+
+def _after_inbound(metrics: Metrics, result: Any) -> None:
+    if result.duplicate:
+        return
+    for change in result.applied:
+        if change.applied:
+            metrics.consent_changes.labels(
+                change.record.source.value, change.record.status.value
+            ).inc()
+    _log_applied(result.applied)
+
+
+def _after_delete(metrics: Metrics, result: Any) -> None:
+    for record in result:
+        consent_log.info(
+            "consent record deleted",
+            extra={
+                "event": "consent-change",
+                "from": record.from_key,
+                "to": record.to_key,
+                "status": "Deleted",
+                "previous": record.status.value,
+                "source": record.source.value,
+            },
+        )
+
+
+_AFTER: dict[str, Callable[[Metrics, Any], None]] = {
+    "apply": _after_apply,
+    "record_inbound": _after_inbound,
+    "delete_records": _after_delete,
+}

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from gateway.admin import openapi as console
 from gateway.config import DEFAULT_MAX_RECORDS_PER_CALL
 from gateway.consents_api import (
     BASE,
@@ -949,8 +950,9 @@ def build_document() -> Json:
                 "outside those prefixes and not listed here is a 404.\n\n"
                 "Described here: the RingCentral-compatible consents API (bearer tokens with the "
                 "`admin` or `auditor` role, or a RingCentral token of the configured account; "
-                "errors in RingCentral's shape), the inbound webhooks, and the operational "
-                "routes."
+                "errors in RingCentral's shape), the inbound webhooks, the operational "
+                "routes, and the compliance console (`/admin/…`: a bearer token or the "
+                "console's session cookie; errors in Stopgate's own shape)."
             ),
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
@@ -958,12 +960,19 @@ def build_document() -> Json:
             {"name": "consents", "description": "RingCentral-compatible consent API."},
             {"name": "webhooks", "description": "Inbound carrier webhooks (STOP/START/HELP)."},
             {"name": "operations", "description": "Health, readiness, metrics, this document."},
+            {"name": "console", "description": "The compliance console and its data routes."},
         ],
-        "paths": {**_consents_paths(), **_webhook_paths(), **_operational_paths()},
+        "paths": {
+            **_consents_paths(),
+            **console.paths(),
+            **_webhook_paths(),
+            **_operational_paths(),
+        },
         "components": {
-            "schemas": _schemas(),
-            "parameters": _parameters(),
+            "schemas": {**_schemas(), **console.schemas()},
+            "parameters": {**_parameters(), **console.parameters()},
             "securitySchemes": {
+                "consoleSession": console.SECURITY_SCHEME,
                 "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
@@ -972,7 +981,7 @@ def build_document() -> Json:
                         "(admin or auditor), or a RingCentral access token of the configured "
                         "account (admin)."
                     ),
-                }
+                },
             },
         },
     }

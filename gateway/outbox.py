@@ -214,6 +214,10 @@ _DELIVERERS = {
 }
 
 
+KINDS = tuple(_DELIVERERS)
+"""Every outbox kind (the ``kind`` label of the outbox metrics)."""
+
+
 async def deliver(app: web.Application, entry: OutboxEntry) -> None:
     store = app[INDEX].store
     metrics = app[METRICS]
@@ -221,7 +225,10 @@ async def deliver(app: web.Application, entry: OutboxEntry) -> None:
     if entry.deadline_us is not None and now_us > entry.deadline_us:
         await store.outbox_give_up(entry.id, "window passed")
         metrics.outbox_given_up.labels(entry.kind).inc()
-        log.error("outbox %s %d given up: window passed", entry.kind, entry.id)
+        log.error(
+            "outbox entry given up: window passed",
+            extra={"event": "outbox-given-up", "kind": entry.kind, "entry": entry.id},
+        )
         return
     payload = json.loads(entry.payload)
     try:
@@ -238,12 +245,28 @@ async def deliver(app: web.Application, entry: OutboxEntry) -> None:
         await deliverer(app, payload)
     except _Retry as exc:
         await store.outbox_retry(entry.id, now_us + int(_backoff(entry) * 1e6), str(exc))
-        log.warning("outbox %s %d will retry: %s", entry.kind, entry.id, exc)
+        log.warning(
+            "outbox entry will retry",
+            extra={
+                "event": "outbox-retry",
+                "kind": entry.kind,
+                "entry": entry.id,
+                "error": str(exc),
+            },
+        )
         return
     except _GiveUp as exc:
         await store.outbox_give_up(entry.id, str(exc))
         metrics.outbox_given_up.labels(entry.kind).inc()
-        log.error("outbox %s %d given up: %s", entry.kind, entry.id, exc)
+        log.error(
+            "outbox entry given up",
+            extra={
+                "event": "outbox-given-up",
+                "kind": entry.kind,
+                "entry": entry.id,
+                "error": str(exc),
+            },
+        )
         return
     await store.outbox_done(entry.id)
     metrics.outbox_delivered.labels(entry.kind).inc()
@@ -288,16 +311,51 @@ async def _run(app: web.Application) -> None:
         except StoreUnavailable:
             pass
         except Exception:  # a bug in one delivery must not stop every later one
-            log.exception("outbox worker error")
+            log.exception("outbox worker error", extra={"event": "error"})
         if handled < _BATCH:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), _IDLE_SECONDS)
             wake.clear()
 
 
+SAMPLE_SECONDS = 5.0
+"""How often the store is checked and the outbox backlog measured for the metrics."""
+
+
+async def sample(app: web.Application) -> None:
+    """Set ``stopgate_store_up`` and the outbox backlog gauges from the store, now."""
+    store = app[INDEX].store
+    metrics = app[METRICS]
+    try:
+        await store.ping()
+        pending, oldest_us = await store.outbox_stats(time.time_ns() // 1000)
+    except StoreUnavailable:
+        metrics.store_up.set(0)
+        return
+    metrics.store_up.set(1)
+    metrics.outbox_pending.set(pending)
+    metrics.outbox_oldest_age.set(0 if oldest_us is None else max(oldest_us, 0) / 1e6)
+
+
+async def _sample_forever(app: web.Application) -> None:
+    # A task of its own, not a step of the delivery loop: a delivery that hangs is exactly
+    # when the backlog must still be measured.
+    while True:
+        try:
+            await sample(app)
+        except Exception:
+            log.exception("outbox sampling error", extra={"event": "error"})
+        await asyncio.sleep(SAMPLE_SECONDS)
+
+
 async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_run(app), name="stopgate-outbox")
+    tasks = [
+        asyncio.create_task(_run(app), name="stopgate-outbox"),
+        asyncio.create_task(_sample_forever(app), name="stopgate-outbox-sampler"),
+    ]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

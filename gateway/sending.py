@@ -48,6 +48,7 @@ from policy.numbers import (
     customer_key,
     is_service_sid,
 )
+from policy.segments import count_segments
 
 log = logging.getLogger("stopgate.send")
 
@@ -172,23 +173,30 @@ async def _log_blocked(
             request_id=request_id,
             text_length=len(text),
             text_sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
-            text=text if settings.blocked_log_text else None,
+            text=_storable_text(text) if settings.blocked_log_text else None,
         )
         try:
             await index.store.log_blocked(entry)
         except StoreUnavailable:
-            # The refusal stands either way; the log line keeps the evidence meanwhile.
-            log.error("blocked-send log unavailable; request %s not recorded", request_id)
-        log.info(
-            "blocked send",
-            extra={
-                "request_id": request_id,
-                "dialect": dialect.name,
-                "from": entry.from_key,
-                "to": entry.to_key,
-                "reason": entry.reason,
-            },
-        )
+            # The refusal stands either way; this line keeps the evidence meanwhile (the
+            # send's decision line names every recipient too).
+            log.error(
+                "blocked-send log unavailable: blocked send not recorded in the store",
+                extra={
+                    "event": "blocked-log-unavailable",
+                    "request_id": request_id,
+                    "dialect": dialect.name,
+                    "from": entry.from_key,
+                    "to": entry.to_key,
+                    "reason": entry.reason,
+                    "text_sha256": entry.text_sha256,
+                },
+            )
+
+
+def _storable_text(text: str) -> str:
+    """The blocked text as every store can keep it: NUL and lone surrogates replaced."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 async def _apply_footer(
@@ -261,11 +269,113 @@ def _segments_header(decisions: Sequence[FooterDecision]) -> str | None:
     return f"{before}->{after}"
 
 
+@dataclass(slots=True)
+class _Trace:
+    """What one send's decision line reports, filled in as the send is decided."""
+
+    request_id: str
+    dialect: str
+    parsed: ParsedSend | None = None
+    verdict: Verdict | None = None
+    footer: list[FooterDecision] = field(default_factory=list)
+    decision: str | None = None
+    """Set where the response carries no decision header (credential refusals)."""
+    reason: str = ""
+    upstream_status: int | None = None
+
+
 async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) -> web.Response:
+    """Decide and answer one send; whatever happens, log one line saying what was decided."""
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    trace = _Trace(request_id, dialect.name)
+    response: web.Response | None = None
+    try:
+        response = await _handle_send(request, dialect, kind, trace)
+        return response
+    finally:
+        _log_decision(trace, response, request.app[SETTINGS].default_region)
+
+
+def _log_decision(trace: _Trace, response: web.Response | None, region: str) -> None:
+    decision, reason = trace.decision or "error", trace.reason
+    header = response.headers.get(DECISION_HEADER) if response is not None else None
+    if header:
+        parts = [part.strip() for part in header.split(";")]
+        decision = parts[0]
+        reason = next((p[len("reason=") :] for p in parts[1:] if p.startswith("reason=")), "")
+    if decision == "error" or reason in (
+        "consent-unavailable",
+        "upstream-timeout",
+        "upstream-unreachable",
+    ):
+        level = logging.ERROR
+    elif trace.upstream_status is not None and trace.upstream_status >= 500:
+        level = logging.WARNING
+    else:
+        level = logging.INFO
+    if not log.isEnabledFor(level):
+        return
+    parsed, verdict = trace.parsed, trace.verdict
+    sender: str | None = verdict.sender_key if verdict is not None else None
+    recipients: list[str] = []
+    if parsed is not None:
+        sender = sender or parsed.business or parsed.service
+        if parsed.kind is SendKind.BATCH:
+            recipients = [r for item in parsed.items for r in item.recipients]
+        else:
+            recipients = list(parsed.recipients)
+    fields: dict[str, object] = {
+        "event": "send",
+        "request_id": trace.request_id,
+        "dialect": trace.dialect,
+        "from": sender,
+        "to": [_key_or_raw(r, region) for r in recipients[:_LOGGED_RECIPIENTS]],
+        "recipients": len(recipients),
+        "decision": decision,
+        "reason": reason,
+        "segments": _segments_of(parsed, trace.footer),
+        "status": response.status if response is not None else None,
+    }
+    if trace.footer:
+        fields["segments_before"] = sum(d.before.segments for d in trace.footer)
+    if verdict is not None and verdict.blocked:
+        fields["blocked"] = [
+            {"to": _key_or_raw(b.recipient, region), "reason": b.reason}
+            for b in verdict.blocked[:_LOGGED_RECIPIENTS]
+        ]
+    if trace.upstream_status is not None:
+        fields["upstream_status"] = trace.upstream_status
+    log.log(level, "send decided", extra=fields)
+
+
+_LOGGED_RECIPIENTS = 100
+"""A batch's decision line names at most this many recipients (``recipients`` counts all)."""
+
+
+def _key_or_raw(raw: str, region: str) -> str:
+    try:
+        return customer_key(raw, region)
+    except InvalidAddress:
+        return raw
+
+
+def _segments_of(parsed: ParsedSend | None, footer: Sequence[FooterDecision]) -> int | None:
+    """Segments of what was (or would have been) sent: after the footer when one was decided,
+    else of the text as given (None when there is no single text to count)."""
+    if footer:
+        return sum(d.after.segments for d in footer)
+    if parsed is None or parsed.kind is SendKind.BATCH or parsed.text is None:
+        return None
+    return count_segments(parsed.text).segments
+
+
+async def _handle_send(
+    request: web.Request, dialect: Dialect, kind: SendKind, trace: _Trace
+) -> web.Response:
     started = time.perf_counter()
     settings = request.app[SETTINGS]
     metrics = request.app[METRICS]
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request_id = trace.request_id
     shadow = settings.mode == "shadow"
     try:
         try:
@@ -279,8 +389,10 @@ async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) ->
         refusal = await _check_credentials(request, dialect)
         if refusal is not None:
             metrics.sends.labels(dialect.name, "refused", "carrier-credentials").inc()
+            trace.decision, trace.reason = "refused", "carrier-credentials"
             return refusal
         parsed = dialect.parse_send(kind, request.headers.get(hdrs.CONTENT_TYPE, ""), body)
+        trace.parsed = parsed
         verdict = await _check(
             parsed,
             request.app[INDEX],
@@ -288,11 +400,15 @@ async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) ->
             settings.consent_default,
             request.app[ERASURE_KEY],
         )
+        trace.verdict = verdict
     except BadRequest as exc:
         metrics.sends.labels(dialect.name, "refused", "bad-request").inc()
         return refuse_bad_request(dialect, exc, request_id)
     except StoreUnavailable as exc:
-        log.error("consent undeterminable, send %s refused: %s", request_id, exc)
+        log.error(
+            "consent undeterminable: send refused",
+            extra={"event": "store-unavailable", "request_id": request_id, "error": str(exc)},
+        )
         metrics.sends.labels(dialect.name, "refused", "consent-unavailable").inc()
         return refuse(
             dialect,
@@ -359,6 +475,7 @@ async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) ->
         decisions, footed = await _apply_footer(request, dialect, parsed, verdict)
     except StoreUnavailable:
         decisions, footed = [], []
+    trace.footer = decisions
     if any(d.added for d in decisions):
         if parsed.kind is SendKind.BATCH:
             dialect.set_batch(parsed, verdict.kept_items)
@@ -384,6 +501,9 @@ async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) ->
     except (UpstreamUnreachable, UpstreamTimeout) as exc:
         return refuse_upstream_failure(request, dialect, exc, request_id)
     metrics.upstream_latency.labels(dialect.name).observe(time.perf_counter() - upstream_started)
+    trace.upstream_status = response.status
+    if response.status >= 500:
+        metrics.upstream_errors.labels(dialect.name, "http-5xx").inc()
     if response.status == 401:
         # The carrier refuses these credentials now: no more consent answers on the old check.
         scope = _twilio_account(request.path) if dialect.name == "twilio" else ""
@@ -424,9 +544,19 @@ async def _learn_carrier_block(request: web.Request, dialect: Dialect, verdict: 
         for raw in verdict.allowed
     ]
     try:
-        await request.app[INDEX].apply(changes, follow_up_for(request.app[SETTINGS]))
+        applied = await request.app[INDEX].apply(changes, follow_up_for(request.app[SETTINGS]))
     except StoreUnavailable:
-        log.warning("carrier opt-out not recorded (store unavailable)")
+        log.warning(
+            "carrier opt-out not recorded (store unavailable)",
+            extra={"event": "store-unavailable", "dialect": dialect.name},
+        )
+        return
+    metrics = request.app[METRICS]
+    for result in applied:
+        if result.applied:
+            metrics.consent_changes.labels(
+                result.record.source.value, result.record.status.value
+            ).inc()
 
 
 def _with_blocked(parsed: ParsedSend, verdict: Verdict) -> list[BatchItem]:

@@ -17,5 +17,12 @@ def store_from_url(url: str) -> ConsentStore:
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
     if scheme in ("postgresql", "postgres"):
-        raise ConfigError("the PostgreSQL store is not built yet; use sqlite:///PATH")
-    raise ConfigError(f"unknown store URL scheme {scheme!r}: use sqlite:///PATH")
+        from gateway.store.postgres import PostgresStore
+
+        try:
+            return PostgresStore(url)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+    raise ConfigError(
+        f"unknown store URL scheme {scheme!r}: use sqlite:///PATH or postgresql://USER@HOST/DB"
+    )

@@ -68,6 +68,48 @@ class BlockedSend:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockedQuery:
+    """Filters of the blocked-send log (the compliance console); ``None`` / empty means any."""
+
+    from_us: int | None = None
+    """Entries logged at or after this time (``at_us >= from_us``)."""
+    to_us: int | None = None
+    """Entries logged strictly before this time (``at_us < to_us``)."""
+    from_key: str | None = None
+    to_key: str | None = None
+    reasons: tuple[str, ...] = ()
+    dialect: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DailyActivity:
+    """One UTC day of the console's chart: ``day`` counts days since 1970-01-01."""
+
+    day: int
+    blocked: int
+    """Blocked-send log entries logged that day."""
+    opted_out: int
+    """History entries whose new status is OptOut, stamped that day."""
+
+
+DAY_US = 86_400 * 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    """A signed-in compliance-console session. The cookie holds a random id; the store keeps only
+    its SHA-256 (``id_hash``), never the id or the bearer token it was opened with."""
+
+    id_hash: str
+    name: str
+    """The principal's name (as history shows it)."""
+    role: str
+    csrf_token: str
+    created_us: int
+    expires_us: int
+
+
+@dataclass(frozen=True, slots=True)
 class RecordQuery:
     """Filters for listing consent records; empty tuples mean "any"."""
 
@@ -188,6 +230,30 @@ class ConsentStore(Protocol):
         self, *, before_id: int | None, limit: int
     ) -> list[tuple[int, BlockedSend]]:
         """Newest first."""
+
+    async def find_blocked(
+        self, query: BlockedQuery, *, before_id: int | None, limit: int
+    ) -> list[tuple[int, BlockedSend]]:
+        """Entries matching ``query`` with an id below ``before_id`` (None: from the newest),
+        newest (highest id) first, at most ``limit``."""
+
+    async def blocked_totals(self, query: BlockedQuery) -> dict[str, int]:
+        """How many entries match ``query``, per reason (reasons with none are absent)."""
+
+    async def daily_activity(self, *, from_us: int, to_us: int) -> list[DailyActivity]:
+        """Per UTC day (``time // DAY_US``) within ``[from_us, to_us)``: blocked sends (by
+        ``at_us``) and opt-outs (history entries with new status OptOut, by their time). Only
+        days with any activity, oldest first."""
+
+    async def create_console_session(self, session: ConsoleSession) -> None:
+        """Keep a new console session (and forget every session expired by its creation
+        time)."""
+
+    async def console_session(self, id_hash: str, now_us: int) -> ConsoleSession | None:
+        """The session whose id hashes to ``id_hash``, unless it expired by ``now_us``."""
+
+    async def delete_console_session(self, id_hash: str) -> None:
+        """Sign-out: forget the session (nothing happens if there is none)."""
 
     async def footer_sent(self, from_key: str, to_key: str) -> bool: ...
 

@@ -19,10 +19,14 @@ from urllib.parse import parse_qsl
 
 from gateway.errors import StoreUnavailable
 from gateway.store.base import (
+    DAY_US,
     AppliedChange,
+    BlockedQuery,
     BlockedSend,
     ChangeBatch,
     ConsentChange,
+    ConsoleSession,
+    DailyActivity,
     FollowUp,
     HistoryEntry,
     InboundOutcome,
@@ -130,6 +134,20 @@ MIGRATIONS: tuple[str, ...] = (
         to_key TEXT
     );
     INSERT INTO change_log (at_us, kind) VALUES (0, 'all');
+    """,
+    """
+    CREATE INDEX blocked_send_to ON blocked_send (to_key, id);
+    CREATE INDEX blocked_send_from ON blocked_send (from_key, id);
+    CREATE INDEX consent_history_time ON consent_history (modified_us);
+    CREATE TABLE console_session (
+        id_hash TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        csrf_token TEXT NOT NULL,
+        created_us INTEGER NOT NULL,
+        expires_us INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX console_session_expiry ON console_session (expires_us);
     """,
 )
 
@@ -509,8 +527,40 @@ class SQLiteStore:
     async def blocked_sends(
         self, *, before_id: int | None, limit: int
     ) -> list[tuple[int, BlockedSend]]:
-        clause = "WHERE id < ?" if before_id is not None else ""
-        params: list[Any] = [before_id] if before_id is not None else []
+        return await self.find_blocked(BlockedQuery(), before_id=before_id, limit=limit)
+
+    @staticmethod
+    def _blocked_where(query: BlockedQuery) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if query.from_us is not None:
+            where.append("at_us >= ?")
+            params.append(query.from_us)
+        if query.to_us is not None:
+            where.append("at_us < ?")
+            params.append(query.to_us)
+        if query.from_key is not None:
+            where.append("from_key = ?")
+            params.append(query.from_key)
+        if query.to_key is not None:
+            where.append("to_key = ?")
+            params.append(query.to_key)
+        if query.reasons:
+            where.append(f"reason IN ({','.join('?' * len(query.reasons))})")
+            params.extend(query.reasons)
+        if query.dialect is not None:
+            where.append("dialect = ?")
+            params.append(query.dialect)
+        return where, params
+
+    async def find_blocked(
+        self, query: BlockedQuery, *, before_id: int | None, limit: int
+    ) -> list[tuple[int, BlockedSend]]:
+        where, params = self._blocked_where(query)
+        if before_id is not None:
+            where.append("id < ?")
+            params.append(before_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = (
             "SELECT id, at_us, dialect, from_key, to_key, reason, request_id, text_length,"
             f" text_sha256, text FROM blocked_send {clause} ORDER BY id DESC LIMIT ?"
@@ -521,6 +571,72 @@ class SQLiteStore:
             return [(row[0], BlockedSend(*row[1:])) for row in conn.execute(sql, params)]
 
         return await self._reader.run(work)
+
+    async def blocked_totals(self, query: BlockedQuery) -> dict[str, int]:
+        where, params = self._blocked_where(query)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT reason, count(*) FROM blocked_send {clause} GROUP BY reason"
+
+        def work(conn: sqlite3.Connection) -> dict[str, int]:
+            return {str(reason): int(count) for reason, count in conn.execute(sql, params)}
+
+        return await self._reader.run(work)
+
+    async def daily_activity(self, *, from_us: int, to_us: int) -> list[DailyActivity]:
+        sql = (
+            "SELECT day, sum(blocked), sum(opted_out) FROM ("
+            " SELECT at_us / ? AS day, 1 AS blocked, 0 AS opted_out FROM blocked_send"
+            " WHERE at_us >= ? AND at_us < ?"
+            " UNION ALL"
+            " SELECT modified_us / ?, 0, 1 FROM consent_history"
+            " WHERE new_status = 'OptOut' AND modified_us >= ? AND modified_us < ?"
+            ") GROUP BY day ORDER BY day"
+        )
+        params = (DAY_US, from_us, to_us, DAY_US, from_us, to_us)
+
+        def work(conn: sqlite3.Connection) -> list[DailyActivity]:
+            return [
+                DailyActivity(int(day), int(blocked), int(opted_out))
+                for day, blocked, opted_out in conn.execute(sql, params)
+            ]
+
+        return await self._reader.run(work)
+
+    async def create_console_session(self, session: ConsoleSession) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM console_session WHERE expires_us <= ?", (session.created_us,))
+            conn.execute(
+                "INSERT INTO console_session (id_hash, name, role, csrf_token, created_us,"
+                " expires_us) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    session.id_hash,
+                    session.name,
+                    session.role,
+                    session.csrf_token,
+                    session.created_us,
+                    session.expires_us,
+                ),
+            )
+            conn.execute("COMMIT")
+
+        await self._writer.run(work)
+
+    async def console_session(self, id_hash: str, now_us: int) -> ConsoleSession | None:
+        def work(conn: sqlite3.Connection) -> ConsoleSession | None:
+            row = conn.execute(
+                "SELECT id_hash, name, role, csrf_token, created_us, expires_us"
+                " FROM console_session WHERE id_hash = ? AND expires_us > ?",
+                (id_hash, now_us),
+            ).fetchone()
+            return None if row is None else ConsoleSession(*row)
+
+        return await self._reader.run(work)
+
+    async def delete_console_session(self, id_hash: str) -> None:
+        await self._writer.run(
+            lambda conn: conn.execute("DELETE FROM console_session WHERE id_hash = ?", (id_hash,))
+        )
 
     async def footer_sent(self, from_key: str, to_key: str) -> bool:
         def work(conn: sqlite3.Connection) -> bool:

@@ -8,34 +8,61 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
+import asyncpg
 import pytest
 
-from gateway.errors import StoreUnavailable
+from gateway.errors import ConfigError, StoreUnavailable
 from gateway.store import store_from_url
 from gateway.store.base import (
+    DAY_US,
+    AppliedChange,
+    BlockedQuery,
     BlockedSend,
     ConsentChange,
     ConsentStore,
+    ConsoleSession,
     OutboxItem,
     RecordQuery,
 )
-from policy.consent import OptStatus, Source
+from gateway.store.postgres import MIGRATIONS as PG_MIGRATIONS
+from gateway.store.postgres import PostgresStore
+from gateway.store.postgres import parse_url as parse_postgres_url
+from policy.consent import ConsentRecord, OptStatus, Source
+from tests.support import postgres
+from tests.support.servers import free_port
 
 IN, OUT = OptStatus.OPT_IN, OptStatus.OPT_OUT
 F1, F2, T1, T2 = "+16505550100", "+16505550101", "+16505550111", "+16505550112"
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for the session (see ``tests.support.postgres``): never skipped in
+    CI; elsewhere skipped only when no server answers and no binaries can start one."""
+    try:
+        with postgres.server() as url:
+            yield url
+    except postgres.NoPostgres as exc:
+        if postgres.in_ci():
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str]:
-    def url() -> str:
-        return f"sqlite:///{tmp_path / 'contract.db'}"
-
-    return url
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """The URL of an empty store of each backend (the same URL on every call within a test):
+    an SQLite file, or a fresh PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        path = tmp_path / "contract.db"
+        yield lambda: f"sqlite:///{path}"
+        return
+    with postgres.schema(request.getfixturevalue("postgres_server")) as url:
+        yield lambda: url
 
 
 @pytest.fixture
@@ -311,3 +338,507 @@ async def test_claimed_outbox_entries_are_not_handed_out_twice(store: ConsentSto
     assert {e.id for e in taken} == {e.id for e in second}
     # A lease that ran out is handed out again to anyone.
     assert len(await store.claim_outbox(2_000, 10, 500, "w3", 200)) == 5
+
+
+# --- The rest of the protocol, on every backend ---------------------------------------------
+
+
+async def test_a_large_batch_applies_exactly_as_one_change_at_a_time(store: ConsentStore) -> None:
+    """A batch big enough for a backend's bulk path (COPY on PostgreSQL) keeps the row-by-row
+    semantics: repeated pairs, older records, exact ties, history in order, footer state."""
+    numbers = [f"+1650558{n:04d}" for n in range(400)]
+    await store.apply([change(to_key=n, status=OUT, at=1_000) for n in numbers[:200]])
+    for n in numbers[:10] + numbers[300:310]:
+        await store.mark_footer_sent(F1, n)
+    batch: list[ConsentChange] = []
+    for i, n in enumerate(numbers):
+        batch.append(change(to_key=n, status=IN, at=1_000 + i % 3 - 1))  # older, tie, newer
+        batch.append(change(to_key=n, status=OUT if i % 2 else IN, at=1_000 + i % 5))
+        if i % 7 == 0:
+            batch.append(change(to_key=n, status=OUT, at=1_000 + i % 5))  # a tie in the batch
+    model: dict[str, tuple[OptStatus, int]] = {n: (OUT, 1_000) for n in numbers[:200]}
+    history_model: dict[str, list[tuple[OptStatus | None, OptStatus]]] = {
+        n: [(None, OUT)] for n in numbers[:200]
+    }
+    expected: list[tuple[bool, OptStatus | None]] = []
+    opted_in: set[str] = set()
+    for c in batch:  # the rule, one change at a time: newer wins, an exact tie goes to OptOut
+        assert c.modified_us is not None
+        current = model.get(c.to_key)
+        wins = (
+            current is None
+            or c.modified_us > current[1]
+            or (c.modified_us == current[1] and c.status is OUT and current[0] is IN)
+        )
+        previous = current[0] if current else None
+        expected.append((wins, previous if wins else None))
+        if wins:
+            history_model.setdefault(c.to_key, []).append((previous, c.status))
+            model[c.to_key] = (c.status, c.modified_us)
+            if c.status is IN:
+                opted_in.add(c.to_key)
+
+    results = await store.apply(batch)
+
+    assert [(r.applied, r.previous) for r in results] == expected
+    assert sum(r.applied for r in results) >= 500
+    rows = await store.list_records(RecordQuery(), after=None, limit=10_000)
+    assert {r.to_key: (r.status, r.modified_us) for r in rows} == model
+    history: dict[str, list[tuple[OptStatus | None, OptStatus | None]]] = {}
+    for h in await store.history(to_key=None, from_key=None, after_id=None, limit=10_000):
+        history.setdefault(h.to_key, []).append((h.old_status, h.new_status))
+    assert history == history_model
+    for n in numbers[:10] + numbers[300:310]:
+        assert await store.footer_sent(F1, n) is (n not in opted_in)
+    # Once more on top (a second bulk write reuses whatever the first one set up).
+    again = await store.apply([change(to_key=n, status=OUT) for n in numbers] * 2)
+    assert [r.applied for r in again] == [True] * len(again)
+    assert [r.previous for r in again[len(numbers) :]] == [OUT] * len(numbers)
+
+
+async def test_follow_up_work_is_queued_with_the_changes_that_applied(store: ConsentStore) -> None:
+    seen: list[list[str]] = []
+
+    def follow_up(applied: Sequence[AppliedChange]) -> list[OutboxItem]:
+        seen.append([a.record.to_key for a in applied])
+        return [OutboxItem("event", a.record.to_key, not_before_us=0) for a in applied]
+
+    [live] = await store.apply([change(to_key=T1)])
+    await store.apply(
+        [change(to_key=T1, status=IN, at=live.record.modified_us - 1), change(to_key=T2)],
+        follow_up,
+    )
+    assert seen == [[T2]]
+    assert [e.payload for e in await store.due_outbox(now_us=10**18, limit=10)] == [T2]
+
+
+async def test_deleting_records_keeps_each_removal_in_history(store: ConsentStore) -> None:
+    first, _ = await store.apply([change(from_key=F1), change(from_key=F2, status=IN)])
+    removed = await store.delete_records([(F1, T1), (F1, T2), (F1, T1)], "admin", "asked")
+    assert [(r.from_key, r.to_key, r.status) for r in removed] == [(F1, T1, OUT)]
+    assert set(await store.get_records(T1, [F1, F2])) == {F2}
+    last = (await store.history(to_key=T1, from_key=F1, after_id=None, limit=10))[-1]
+    assert (last.old_status, last.new_status, last.actor, last.note) == (
+        OUT,
+        None,
+        "admin",
+        "asked",
+    )
+    assert last.source is Source.API and last.modified_us > first.record.modified_us
+    [after] = await store.apply([change()])
+    assert after.record.modified_us > last.modified_us and after.previous is None
+
+
+async def test_erasure_removes_a_customer_and_keeps_the_suppression(store: ConsentStore) -> None:
+    await store.apply([change(from_key=F1, status=IN), change(from_key="*"), change(to_key=T2)])
+    await store.apply([change(from_key=F1, status=OUT)])
+    for to_key in (T1, T2):
+        await store.log_blocked(BlockedSend(1, "twilio", F1, to_key, "opt-out", "r", 1, "00"))
+    await store.mark_footer_sent(F2, T1)
+    suppression = ConsentRecord("*", "hash:abc", OUT, Source.RECIPIENT, 42, "erased")
+    removed = await store.erase(T1, suppression)
+    assert removed == 2 + 3 + 1 + 1  # records, history, blocked sends, footer state
+    assert await store.get_records(T1, [F1, "*"]) == {}
+    assert await store.history(to_key=T1, from_key=None, after_id=None, limit=10) == []
+    assert [e.to_key for _, e in await store.blocked_sends(before_id=None, limit=10)] == [T2]
+    assert not await store.footer_sent(F2, T1)
+    assert (await store.get_records("hash:abc", ["*"]))["*"] == suppression
+    assert (await store.get_records(T2, [F1]))[F1].status is OUT
+
+
+async def test_prune_drops_what_is_older_than_retention(store: ConsentStore) -> None:
+    await store.apply([change(at=100), change(to_key=T2, at=300)])
+    for at in (100, 200, 300):
+        await store.log_blocked(BlockedSend(at, "twilio", F1, T1, "opt-out", "r", 1, "00"))
+    assert await store.prune(blocked_before_us=None, history_before_us=None) == 0
+    assert await store.prune(blocked_before_us=250, history_before_us=200) == 3
+    assert [e.at_us for _, e in await store.blocked_sends(before_id=None, limit=10)] == [300]
+    history = await store.history(to_key=None, from_key=None, after_id=None, limit=10)
+    assert [h.to_key for h in history] == [T2]
+
+
+async def test_named_values(store: ConsentStore) -> None:
+    assert await store.get_value("subscription") is None
+    await store.set_value("subscription", "one")
+    await store.set_value("subscription", "two")
+    assert await store.get_value("subscription") == "two"
+    await store.set_value("subscription", None)
+    await store.set_value("subscription", None)
+    assert await store.get_value("subscription") is None
+
+
+async def test_service_membership_is_additive_and_may_move(store: ConsentStore) -> None:
+    one, two = "MG" + "1" * 32, "MG" + "2" * 32
+    await store.set_service_numbers(one, [F1, F2, F1])
+    await store.set_service_numbers(two, [F2])
+    await store.set_service_numbers(two, [])
+    assert await store.service_numbers() == {F1: one, F2: two}
+
+
+async def test_list_records_pages_backwards(store: ConsentStore) -> None:
+    numbers = [f"+1650555{n:04d}" for n in range(10)]
+    await store.apply([change(to_key=n, from_key=f) for n in numbers for f in (F1, "*")])
+    page = await store.list_records(RecordQuery(), after=None, limit=3, before=(numbers[5], F1))
+    # Ascending, and "*" sorts before "+" byte by byte.
+    assert [(r.to_key, r.from_key) for r in page] == [
+        (numbers[4], "*"),
+        (numbers[4], F1),
+        (numbers[5], "*"),
+    ]
+    filtered = await store.list_records(
+        RecordQuery(from_keys=("*",)), after=None, limit=2, before=(numbers[9], "*")
+    )
+    assert [r.to_key for r in filtered] == numbers[7:9]
+
+
+async def test_an_ordered_queue_is_delivered_one_entry_at_a_time(store: ConsentStore) -> None:
+    items = [
+        OutboxItem("push", "k1", not_before_us=0, ordering_key="K"),
+        OutboxItem("event", "free", not_before_us=0),
+        OutboxItem("push", "k2", not_before_us=0, ordering_key="K"),
+    ]
+    outcome = await store.record_inbound("twilio", "SM9", 100, [], items)
+    assert outcome.outbox_ids == sorted(outcome.outbox_ids) and len(outcome.outbox_ids) == 3
+    await store.outbox_heartbeat("w", 1_000)
+    first = await store.claim_outbox(1_000, 10, 500, "w", 300)
+    assert [e.payload for e in first] == ["k1", "free"]
+    assert all(not e.in_flight for e in first)
+    await store.outbox_begin(first[0].id)
+    await store.outbox_heartbeat("w", 1_100)
+    assert await store.claim_outbox(1_100, 10, 500, "w", 300) == []
+    # The lease ran out with the delivery begun: it comes back marked in flight, still first.
+    again = await store.claim_outbox(2_000, 10, 500, "w2", 300)
+    assert [(e.payload, e.in_flight) for e in again] == [("k1", True), ("free", False)]
+    await store.outbox_done(first[0].id)
+    await store.outbox_retry(first[1].id, not_before_us=0, error="later")
+    nxt = await store.claim_outbox(2_100, 10, 500, "w3", 300)
+    assert [(e.payload, e.in_flight, e.attempts) for e in nxt] == [
+        ("free", False, 1),
+        ("k2", False, 0),
+    ]
+
+
+async def test_two_store_instances_on_one_database_stamp_in_one_order(
+    store_url: Callable[[], str],
+) -> None:
+    """Several gateways share one store: live stamps never repeat or go back, across them."""
+    first, second = store_from_url(store_url()), store_from_url(store_url())
+    await first.open()
+    await second.open()
+    try:
+        results = await asyncio.gather(
+            *(
+                (first if n % 2 else second).apply([change(to_key=f"+1650559{n:04d}")])
+                for n in range(60)
+            )
+        )
+        stamps = [r.record.modified_us for [r] in results]
+        assert len(set(stamps)) == len(stamps)
+        history = await first.history(to_key=None, from_key=None, after_id=None, limit=100)
+        in_id_order = [h.modified_us for h in history]
+        assert in_id_order == sorted(in_id_order) and len(history) == 60
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_changes_since_names_what_changed(store: ConsentStore) -> None:
+    start = await store.changes_since(None)
+    assert start.flush_all
+    await store.apply([change(to_key=T1), change(to_key=T2)])
+    batch = await store.changes_since(start.cursor)
+    assert set(batch.pairs) == {(F1, T1), (F1, T2)} and not batch.flush_all
+    assert await store.changes_since(batch.cursor) == type(batch)(batch.cursor, False, False, ())
+    await store.set_service_numbers("MG" + "3" * 32, [F1])
+    assert (await store.changes_since(batch.cursor)).services
+    head = (await store.changes_since(None)).cursor
+    await store.apply([change(to_key=f"+1650554{n:04d}") for n in range(300)])
+    assert (await store.changes_since(head)).flush_all
+
+
+async def test_the_blocked_log_is_filtered_counted_and_paged(store: ConsentStore) -> None:
+    entries = [
+        BlockedSend(100, "twilio", F1, T1, "opt-out", "a", 1, "00"),
+        BlockedSend(200, "ringcentral", F2, T1, "opt-out-all", "b", 1, "00"),
+        BlockedSend(300, "twilio", F1, T2, "opt-out", "c", 1, "00"),
+        BlockedSend(400, "twilio", F2, T2, "no-opt-in", "d", 1, "00"),
+    ]
+    for entry in entries:
+        await store.log_blocked(entry)
+
+    async def find(query: BlockedQuery, before_id: int | None = None) -> list[str]:
+        found = await store.find_blocked(query, before_id=before_id, limit=10)
+        return [e.request_id for _, e in found]
+
+    assert await find(BlockedQuery()) == ["d", "c", "b", "a"]
+    assert await find(BlockedQuery(from_us=200, to_us=400)) == ["c", "b"]
+    assert await find(BlockedQuery(from_key=F1)) == ["c", "a"]
+    assert await find(BlockedQuery(to_key=T1, dialect="ringcentral")) == ["b"]
+    assert await find(BlockedQuery(reasons=("opt-out", "no-opt-in"))) == ["d", "c", "a"]
+    [(newest_id, _)] = await store.find_blocked(BlockedQuery(), before_id=None, limit=1)
+    assert await find(BlockedQuery(from_key=F2), before_id=newest_id) == ["b"]
+    assert await store.blocked_totals(BlockedQuery()) == {
+        "opt-out": 2,
+        "opt-out-all": 1,
+        "no-opt-in": 1,
+    }
+    assert await store.blocked_totals(BlockedQuery(to_key=T2, reasons=("opt-out",))) == {
+        "opt-out": 1
+    }
+
+
+async def test_daily_activity_counts_blocked_sends_and_opt_outs(store: ConsentStore) -> None:
+    day = DAY_US
+    await store.apply([change(at=day + 5), change(to_key=T2, status=IN, at=day + 6)])
+    await store.apply([change(from_key=F2, at=3 * day + 1), change(to_key="+16505550113", at=9)])
+    for at in (day + 1, day + 2, 2 * day):
+        await store.log_blocked(BlockedSend(at, "twilio", F1, T1, "opt-out", "r", 1, "00"))
+    activity = await store.daily_activity(from_us=day, to_us=3 * day + 2)
+    assert [(a.day, a.blocked, a.opted_out) for a in activity] == [(1, 2, 1), (2, 1, 0), (3, 0, 1)]
+    assert await store.daily_activity(from_us=4 * day, to_us=5 * day) == []
+
+
+async def test_console_sessions_expire_and_end(store: ConsentStore) -> None:
+    first = ConsoleSession("h1", "alice", "admin", "csrf1", created_us=100, expires_us=200)
+    await store.create_console_session(first)
+    assert await store.console_session("h1", now_us=150) == first
+    assert await store.console_session("h1", now_us=200) is None
+    assert await store.console_session("nope", now_us=150) is None
+    second = ConsoleSession("h2", "bob", "auditor", "csrf2", created_us=300, expires_us=900)
+    await store.create_console_session(second)  # forgets h1, expired by then
+    await store.create_console_session(ConsoleSession("h1", "alice", "admin", "c", 300, 400))
+    await store.delete_console_session("h2")
+    await store.delete_console_session("h2")
+    assert await store.console_session("h2", now_us=350) is None
+    assert (await store.console_session("h1", now_us=350)) is not None
+
+
+# --- PostgreSQL only: the URL, the pool, timeouts, lost connections, retries, migrations -------
+
+
+@pytest.fixture
+def pg_url(postgres_server: str) -> Iterator[str]:
+    with postgres.schema(postgres_server) as url:
+        yield url
+
+
+def test_postgres_url_options() -> None:
+    options = parse_postgres_url(
+        "postgresql://u:p@db.example:6432/stopgate?statement_timeout_ms=250&schema=sg"
+        "&statement_cache_size=0&sslmode=require&pool_max_size=4"
+    )
+    assert options.dsn == "postgresql://u:p@db.example:6432/stopgate?sslmode=require"
+    assert (options.statement_cache_size, options.pool_max_size, options.schema) == (0, 4, "sg")
+    assert options.server_settings() == {
+        "application_name": "stopgate",
+        "statement_timeout": "250",
+        "idle_in_transaction_session_timeout": "60000",
+        "search_path": "sg",
+    }
+    no_timeouts = parse_postgres_url(
+        "postgres://h/db?statement_timeout_ms=0&idle_in_transaction_timeout_ms=0"
+    )
+    assert no_timeouts.server_settings() == {"application_name": "stopgate"}
+    for bad in (
+        "postgresql://h/db?statment_timeout_ms=5",
+        "postgresql://h/db?statement_timeout_ms=soon",
+        "postgresql://h/db?schema=Robert');DROP",
+        "postgresql://h/",
+    ):
+        with pytest.raises(ConfigError):
+            store_from_url(bad)
+
+
+async def test_postgres_unreachable_server_is_store_unavailable() -> None:
+    store = store_from_url(
+        f"postgresql://postgres@127.0.0.1:{free_port()}/x?connect_timeout_ms=500"
+    )
+    with pytest.raises(StoreUnavailable):
+        await store.open()
+    await store.close()
+
+
+async def _admin(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url.split("?")[0])
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def test_postgres_lost_connections_are_replaced_and_work_goes_on(pg_url: str) -> None:
+    name = f"sg_{os.getpid()}_{id(pg_url)}"
+    store = store_from_url(f"{pg_url}&application_name={name}&pool_min_size=3")
+    await store.open()
+    try:
+        await store.apply([change()])
+        killed = await _admin(
+            pg_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            name,
+        )
+        assert len(killed) >= 1
+        assert (await store.get_records(T1, [F1]))[F1].status is OUT
+        await _admin(
+            pg_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            name,
+        )
+        [applied] = await store.apply([change(status=IN)])
+        assert applied.applied
+    finally:
+        await store.close()
+
+
+async def test_postgres_a_write_cut_off_before_commit_is_done_once(pg_url: str) -> None:
+    name = f"sg_cut_{os.getpid()}"
+    store = store_from_url(f"{pg_url}&application_name={name}")
+    await store.open()
+    holder = await asyncpg.connect(pg_url.split("?")[0])
+    schema = pg_url.rsplit("schema=", 1)[1]
+    try:
+        hold = holder.transaction()
+        await hold.start()
+        await holder.execute(f'SELECT * FROM "{schema}".clock FOR UPDATE')
+        write = asyncio.create_task(store.apply([change()]))
+        waiting: list[asyncpg.Record] = []
+        for _ in range(200):  # until the write waits for the clock inside its transaction
+            waiting = await _admin(
+                pg_url,
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+                " AND wait_event_type = 'Lock'",
+                name,
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.01)
+        assert waiting
+        await _admin(pg_url, "SELECT pg_terminate_backend($1)", waiting[0][0])
+        await hold.rollback()
+        [applied] = await write
+        assert applied.applied
+        history = await store.history(to_key=T1, from_key=None, after_id=None, limit=10)
+        assert len(history) == 1
+    finally:
+        await holder.close()
+        await store.close()
+
+
+async def test_postgres_statement_timeout_fails_closed(pg_url: str) -> None:
+    store = store_from_url(f"{pg_url}&statement_timeout_ms=200")
+    await store.open()
+    holder = await asyncpg.connect(pg_url.split("?")[0])
+    try:
+        schema = pg_url.rsplit("schema=", 1)[1]
+        async with holder.transaction():
+            await holder.execute(f'SELECT * FROM "{schema}".clock FOR UPDATE')
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(StoreUnavailable, match="statement timeout"):
+                await store.apply([change()])
+            assert asyncio.get_running_loop().time() - started < 2.0
+            assert await store.get_records(T1, [F1]) == {}  # reads never wait for the clock
+    finally:
+        await holder.close()
+        await store.close()
+
+
+async def test_postgres_concurrent_start_ups_migrate_once(pg_url: str) -> None:
+    stores = [store_from_url(pg_url) for _ in range(5)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        schema = pg_url.rsplit("schema=", 1)[1]
+        rows = await _admin(pg_url, f'SELECT version FROM "{schema}".schema_migrations')
+        assert sorted(r[0] for r in rows) == list(range(1, len(PG_MIGRATIONS) + 1))
+        await stores[0].apply([change()])
+        assert (await stores[4].get_records(T1, [F1]))[F1].status is OUT
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_postgres_without_statement_cache_for_pgbouncer(pg_url: str) -> None:
+    store = store_from_url(f"{pg_url}&statement_cache_size=0&pool_max_size=1")
+    await store.open()
+    try:
+        for _ in range(2):  # the bulk path twice on the one connection
+            results = await store.apply(
+                [change(to_key=f"+1650553{n:04d}", status=IN) for n in range(600)]
+            )
+            assert all(r.applied for r in results)
+        assert len(await store.list_records(RecordQuery(), after=None, limit=1000)) == 600
+    finally:
+        await store.close()
+
+
+class _FakeTransaction:
+    def __init__(self, conn: _FakeConnection) -> None:
+        self.conn = conn
+
+    async def start(self) -> None:
+        pass
+
+    async def commit(self) -> None:
+        self.conn.commits += 1
+        if self.conn.commit_errors:
+            raise self.conn.commit_errors.pop(0)
+
+    async def rollback(self) -> None:
+        pass
+
+
+class _FakeConnection:
+    def __init__(self, commit_errors: list[BaseException]) -> None:
+        self.commit_errors = commit_errors
+        self.commits = 0
+
+    def transaction(self) -> _FakeTransaction:
+        return _FakeTransaction(self)
+
+    def terminate(self) -> None:
+        pass
+
+
+class _FakePool:
+    def __init__(self, conn: _FakeConnection) -> None:
+        self.conn = conn
+
+    async def acquire(self, timeout: float) -> _FakeConnection:  # noqa: ASYNC109
+        return self.conn
+
+    async def release(self, conn: _FakeConnection) -> None:
+        pass
+
+    async def expire_connections(self) -> None:
+        pass
+
+    def terminate(self) -> None:
+        pass
+
+
+async def _nothing(conn: object) -> str:
+    return "done"
+
+
+@pytest.mark.parametrize(
+    ("error", "idempotent", "retried"),
+    [
+        (asyncpg.SerializationError("could not serialize"), False, True),
+        (asyncpg.DeadlockDetectedError("deadlock"), False, True),
+        (asyncpg.ConnectionDoesNotExistError("closed during COMMIT"), False, False),
+        (asyncpg.ConnectionDoesNotExistError("closed during COMMIT"), True, True),
+        (asyncpg.UniqueViolationError("duplicate"), False, False),
+    ],
+)
+async def test_postgres_writes_are_retried_only_when_they_surely_did_not_commit(
+    error: BaseException, idempotent: bool, retried: bool
+) -> None:
+    store = PostgresStore("postgresql://nobody@127.0.0.1/none")
+    conn = _FakeConnection([error])
+    store._pool = _FakePool(conn)
+    if retried:
+        assert await store._write(_nothing, idempotent=idempotent) == "done"
+        assert conn.commits == 2
+    else:
+        with pytest.raises(StoreUnavailable):
+            await store._write(_nothing, idempotent=idempotent)
+        assert conn.commits == 1

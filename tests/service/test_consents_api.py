@@ -438,3 +438,17 @@ async def test_retention_prunes_old_blocked_sends_and_history(gateway: Gateway) 
     assert len(await store.blocked_sends(before_id=None, limit=10)) == 1
     # The record itself stays: retention trims logs, never consent.
     assert (await gateway.twilio_send(CUSTOMER)).status == 400
+
+
+@pytest.mark.parametrize("note", ["nul \x00 inside", "lone \ud800 surrogate"])
+async def test_notes_that_no_store_can_keep_are_refused(gateway: Gateway, note: str) -> None:
+    import json as _json
+
+    body = _json.dumps(
+        {"records": [{"from": BUSINESS, "to": CUSTOMER, "optStatus": "OptOut", "note": note}]}
+    )
+    response = await gateway.client.patch(
+        CONSENTS, data=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status == 400
+    assert (await response.json())["errors"][0]["reason"] == "malformed-note"

@@ -273,7 +273,7 @@ def _use_text(case: Any, text: str | None) -> None:
 def _call_and_validate(case: Any, credentials: str | None, text: str | None, live: Live) -> None:
     headers: dict[str, str] = {}
     path = case.operation.path
-    consents = path.startswith("/restapi/v2/")
+    consents = path.startswith(("/restapi/v2/", "/admin/"))
     authentic = credentials in ("admin", "auditor", "ringcentral")
     if consents and credentials is not None:
         token = {
@@ -483,6 +483,33 @@ KNOWN = {
         path=CONSENTS + "/erase",
         headers={**ADMIN, "Content-Type": "application/json; charset=no-such-codec"},
         data=b'{"to": "+16505550111"}',
+    ),
+    # The compliance console.
+    "console blocked CSV": Known(
+        "GET", "/admin/blocked", 200, headers=ADMIN, params={"format": "csv"}
+    ),
+    "console write without a note": Known(
+        "PATCH", "/admin/consents", 400, headers=ADMIN, json={"records": [_RECORD]}
+    ),
+    "console write, auditor": Known(
+        "PATCH",
+        "/admin/consents",
+        403,
+        headers={"Authorization": f"Bearer {AUDITOR_TOKEN}"},
+        json={"records": [{**_RECORD, "note": "by hand"}]},
+    ),
+    "console sign-in from another origin": Known(
+        "POST",
+        "/admin/session",
+        403,
+        headers={"Origin": "https://elsewhere.example"},
+        json={"token": ADMIN_TOKEN},
+    ),
+    "console blocked, store down": Known(
+        "GET", "/admin/blocked", 503, gateway="down", headers=ADMIN
+    ),
+    "console sign-in, store down": Known(
+        "POST", "/admin/session", 503, gateway="down", json={"token": ADMIN_TOKEN}
     ),
     # Store down, secrets missing, carrier unreachable.
     "readyz, store down": Known("GET", "/readyz", 503, gateway="down"),

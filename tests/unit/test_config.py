@@ -84,3 +84,10 @@ def test_listen_host_port() -> None:
     assert Settings(listen="[::1]:82").listen_host_port == ("::1", 82)
     with pytest.raises(ConfigError):
         _ = Settings(listen="nowhere").listen_host_port
+
+
+def test_a_password_in_the_store_url_is_masked() -> None:
+    settings = load_settings(environ={"STOPGATE_STORE": "postgresql://app:hunter2@db:5432/sg"})
+    assert "hunter2" not in str(settings.redacted())
+    assert "hunter2" not in repr(settings)
+    assert settings.redacted()["store"] == "postgresql://app:********@db:5432/sg"
