@@ -44,6 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
         log.info("stopgate serving on %s:%d with %d workers", host, port, settings.workers)
         return serve_workers(settings.workers, child_args)
     log.info("stopgate serving on %s:%d, settings %s", host, port, settings.redacted())
+    _use_uvloop()
     web.run_app(
         create_app(settings),
         host=host,
@@ -53,6 +54,15 @@ def _serve(args: argparse.Namespace) -> int:
         reuse_port=args.reuse_port or None,
     )
     return 0
+
+
+def _use_uvloop() -> None:
+    """uvloop when installed (the ``fast`` extra): a cheaper event loop for the same code."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def _demo() -> int:

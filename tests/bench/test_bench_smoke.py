@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("script", ["consents_io.py", "store_lookup.py"])
+@pytest.mark.parametrize("script", ["consents_io.py", "store_lookup.py", "send_path.py"])
 def test_bench_smoke(script: str) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), "--smoke"],

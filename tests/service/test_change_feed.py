@@ -4,7 +4,6 @@ whatever either had cached."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 from gateway.keys import FEED
 from tests.conftest import BUSINESS, MakeGateway
@@ -19,19 +18,12 @@ async def test_a_stop_on_one_gateway_blocks_sends_on_the_other_within_100_ms(
     customers = [f"+1650777{n:04d}" for n in range(60)]
     for customer in customers:  # the sender's cache now holds "allowed" for every pair
         assert (await sender.twilio_send(customer)).status == 201
-    worst = 0.0
     for customer in customers:
         response = await post_twilio(taker, twilio_form("STOP", sender=customer))
         assert response.status == 200
-        acknowledged = time.monotonic()
-        while True:
-            reply = await sender.twilio_send(customer)
-            if reply.status == 400:
-                break
-            assert time.monotonic() - acknowledged < 0.1, "forwarded more than 100 ms after"
-            await asyncio.sleep(0.005)
-        worst = max(worst, time.monotonic() - acknowledged)
-    assert worst < 0.1
+        # The bound: any send made 100 ms or more after the acknowledgement is refused.
+        await asyncio.sleep(0.1)
+        assert (await sender.twilio_send(customer)).status == 400
     assert sender.app[FEED].healthy
 
 
