@@ -16,8 +16,10 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
+
+from aiohttp import web
 
 from gateway.store.base import ConsentChange
 from policy.consent import ConsentRecord, OptStatus, Source, format_time, parse_time
@@ -150,10 +152,30 @@ def export_lines(records: Iterable[ConsentRecord]) -> Iterator[str]:
                 record.status.value,
                 record.source.value,
                 format_time(record.modified_us),
-                _neutralise(record.note or ""),
+                neutralise_formula(record.note or ""),
             )
         )
 
 
-def _neutralise(cell: str) -> str:
+async def stream_csv(
+    request: web.Request, filename: str, chunks: AsyncIterator[bytes]
+) -> web.StreamResponse:
+    """Answer with CSV written chunk by chunk (constant memory). The caller reads its first page
+    before calling, so a store failure is still a clean error rather than a cut stream."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        }
+    )
+    await response.prepare(request)
+    async for chunk in chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+def neutralise_formula(cell: str) -> str:
+    """A cell a spreadsheet would run as a formula (starting ``= + - @``, tab, CR) made text."""
     return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell

@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.auth import Principal, Role
-from gateway.consent_csv import export_lines
+from gateway.consent_csv import export_lines, stream_csv
 from gateway.dialects import RINGCENTRAL
 from gateway.dialects.base import DialectError, ErrorKind
 from gateway.erasure import erase
@@ -433,17 +433,7 @@ async def export_consents(request: web.Request, principal: Principal) -> web.Str
     store = request.app[INDEX].store
     # Read the first page before answering, so a store failure is still a clean 503.
     first = await store.list_records(query, after=None, limit=EXPORT_PAGE)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": 'attachment; filename="consents.csv"',
-        }
-    )
-    await response.prepare(request)
-    async for chunk in _export_chunks(store, query, first):
-        await response.write(chunk)
-    await response.write_eof()
-    return response
+    return await stream_csv(request, "consents.csv", _export_chunks(store, query, first))
 
 
 async def _export_chunks(

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.consent_csv import _neutralise as neutralise_formula
+from gateway.consent_csv import neutralise_formula, stream_csv
 from gateway.consents_api import decode_page_token, encode_page_token
 from gateway.dialects import DIALECTS
 from gateway.errors import BadRequest, InvalidPageToken
@@ -219,18 +219,7 @@ async def blocked_csv(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     # The first page is read before answering, so a store failure is still a clean 503.
     first = await store.find_blocked(query, before_id=None, limit=EXPORT_PAGE)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": 'attachment; filename="blocked-sends.csv"',
-            "Cache-Control": "no-store",
-        }
-    )
-    await response.prepare(request)
-    async for chunk in _chunks(request, query, first):
-        await response.write(chunk)
-    await response.write_eof()
-    return response
+    return await stream_csv(request, "blocked-sends.csv", _chunks(request, query, first))
 
 
 async def _chunks(
