@@ -29,14 +29,23 @@ _KEEP_US = 600 * 1_000_000
 _PRUNE_EVERY_S = 60.0
 
 
+_SAFETY_POLL_S = 1.0
+"""With pushed changes, the log is still read this often in case a notification was missed."""
+
+
 async def follow(index: ConsentIndex, state: FeedState, metrics: Metrics, interval: float) -> None:
     cursor: int | None = None
     pruned = time.monotonic()
+    store = index.store
+    wait = max(interval, _SAFETY_POLL_S) if store.pushes_changes else interval
     while True:
         try:
-            batch = await index.store.changes_since(cursor)
+            if store.pushes_changes and not state.healthy:
+                # Listen first, then read the log: nothing committed in between goes unseen.
+                await store.wait_for_changes(0)
+            batch = await store.changes_since(cursor)
             if batch.services:
-                index.services = dict(await index.store.service_numbers())
+                index.services = dict(await store.service_numbers())
             if batch.flush_all or not state.healthy:
                 index.clear()
             elif batch.pairs:
@@ -52,8 +61,13 @@ async def follow(index: ConsentIndex, state: FeedState, metrics: Metrics, interv
             index.trusted = True
             if state.last_ok - pruned > _PRUNE_EVERY_S:
                 pruned = state.last_ok
-                await index.store.prune_changes(time.time_ns() // 1000 - _KEEP_US)
+                await store.prune_changes(time.time_ns() // 1000 - _KEEP_US)
+            metrics.change_feed_healthy.set(1)
+            metrics.change_feed_lag.set(0)
+            await store.wait_for_changes(wait)
         except StoreUnavailable as exc:
+            # The log or (with pushed changes) the listener is lost: a change may go unseen,
+            # so the cache is not trusted until both are back and the log was read again.
             if state.healthy:
                 log.error(
                     "change feed lost: the cache is bypassed until it is back",
@@ -61,9 +75,9 @@ async def follow(index: ConsentIndex, state: FeedState, metrics: Metrics, interv
                 )
             state.healthy = False
             index.trusted = False
-        metrics.change_feed_healthy.set(1 if state.healthy else 0)
-        metrics.change_feed_lag.set(min(state.lag(), 1e9))
-        await asyncio.sleep(interval)
+            metrics.change_feed_healthy.set(0)
+            metrics.change_feed_lag.set(min(state.lag(), 1e9))
+            await asyncio.sleep(interval)
 
 
 async def change_feed_ctx(app: web.Application) -> AsyncIterator[None]:

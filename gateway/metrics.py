@@ -221,6 +221,10 @@ class _CacheCollector:
         )
 
 
+_UNTIMED = frozenset({"wait_for_changes"})
+"""Calls that wait on purpose: timing them would drown the store's latency figures."""
+
+
 class ObservedStore:
     """The store as the app uses it: every coroutine method is timed
     (``stopgate_store_latency_seconds{operation}``) and its failures counted
@@ -243,7 +247,7 @@ class ObservedStore:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._store, name)
-        if not inspect.iscoroutinefunction(attribute):
+        if not inspect.iscoroutinefunction(attribute) or name in _UNTIMED:
             return attribute
         wrapped = self._observe(name, attribute)
         # Cached on the instance: later lookups skip __getattr__ altogether.

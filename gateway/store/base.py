@@ -324,3 +324,12 @@ class ConsentStore(Protocol):
 
     async def prune_changes(self, before_us: int) -> None:
         """Forget change-feed entries older than this (the newest is always kept)."""
+
+    async def wait_for_changes(self, within: float) -> bool:
+        """Return when another writer may have changed something (True), or after
+        ``within`` seconds (False). A store that cannot push changes just sleeps; one that can
+        (PostgreSQL's LISTEN/NOTIFY) raises :class:`StoreUnavailable` while it cannot listen."""
+
+    @property
+    def pushes_changes(self) -> bool:
+        """Whether :meth:`wait_for_changes` wakes on changes (else readers poll)."""

@@ -277,7 +277,21 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX console_session_expiry ON console_session (expires_us);
     """,
+    # 4: every change-log write wakes the gateways' feeds at commit (LISTEN/NOTIFY); the payload
+    # is the schema, so stores sharing a database in different schemas wake only their own.
+    """
+    CREATE FUNCTION stopgate_notify_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('stopgate_changes', TG_TABLE_SCHEMA);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER change_log_notify AFTER INSERT ON change_log
+        FOR EACH STATEMENT EXECUTE FUNCTION stopgate_notify_change();
+    """,
 )
+
+NOTIFY_CHANNEL = "stopgate_changes"
+CURRENT_SCHEMA = "SELECT current_schema()"
 
 MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('stopgate.migrate'), hashtext($1))"
 MIGRATION_NO_TIMEOUT = "SET LOCAL statement_timeout = 0"
@@ -757,10 +771,16 @@ class PostgresStore:
 
     url_scheme = "postgresql"
 
+    pushes_changes = True
+    """Change-feed readers are woken by NOTIFY; polling is only their safety net."""
+
     def __init__(self, url: str) -> None:
         self.options = parse_url(url)
         self._pool: Any = None
         self._closed = False
+        self._listener: Any = None
+        self._listener_schema = ""
+        self._woken = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -839,6 +859,10 @@ class PostgresStore:
 
     async def close(self) -> None:
         self._closed = True
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                await listener.close(timeout=2)
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -1449,6 +1473,44 @@ class PostgresStore:
             )
 
         return await self._read(work)
+
+    async def wait_for_changes(self, within: float) -> bool:
+        """Wait for a NOTIFY of a committed change (True) or ``within`` seconds (False) on a
+        connection of its own (LISTEN needs a session: never through a transaction-mode
+        pooler). Raises :class:`StoreUnavailable` while that connection cannot be had or was
+        lost, so the reader stops trusting its cache until it is back."""
+        listener = self._listener
+        if listener is None or listener.is_closed():
+            self._listener = None
+            listener = await self._listen()
+        self._woken.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._woken.wait(), within)
+        if listener.is_closed():
+            self._listener = None
+            raise StoreUnavailable("the change-feed listener connection was lost")
+        return self._woken.is_set()
+
+    async def _listen(self) -> Any:
+        options = self.options
+        try:
+            conn = await asyncpg.connect(
+                options.dsn,
+                timeout=options.connect_timeout_ms / 1000,
+                statement_cache_size=0,
+                server_settings=options.server_settings(),
+            )
+            self._listener_schema = str(await conn.fetchval(CURRENT_SCHEMA))
+            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        except _DRIVER_ERRORS as exc:
+            raise StoreUnavailable(f"change-feed listener: {_describe(exc)}") from exc
+        conn.add_termination_listener(lambda _conn: self._woken.set())
+        self._listener = conn
+        return conn
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload == self._listener_schema:
+            self._woken.set()
 
     async def prune_changes(self, before_us: int) -> None:
         async def work(conn: Any) -> None:

@@ -243,6 +243,7 @@ class SQLiteStore:
     """:class:`gateway.store.base.ConsentStore` on an SQLite file."""
 
     url_scheme = "sqlite"
+    pushes_changes = False
 
     def __init__(self, url: str) -> None:
         self.path, busy_timeout = parse_url(url)
@@ -930,3 +931,8 @@ class SQLiteStore:
                 (before_us,),
             )
         )
+
+    async def wait_for_changes(self, within: float) -> bool:
+        # Nothing pushes here: the feed polls the change log at its interval.
+        await asyncio.sleep(within)
+        return False

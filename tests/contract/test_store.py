@@ -842,3 +842,26 @@ async def test_postgres_writes_are_retried_only_when_they_surely_did_not_commit(
         with pytest.raises(StoreUnavailable):
             await store._write(_nothing, idempotent=idempotent)
         assert conn.commits == 1
+
+
+async def test_a_change_by_another_writer_wakes_a_waiting_reader(
+    store: ConsentStore, store_url: Callable[[], str]
+) -> None:
+    """PostgreSQL pushes changes (LISTEN/NOTIFY): a waiting reader wakes at the other's commit.
+    SQLite does not push: the wait simply lasts its time, and readers poll."""
+    other = store_from_url(store_url())
+    await other.open()
+    try:
+        await store.wait_for_changes(0)  # listening before the write
+        waiting = asyncio.create_task(store.wait_for_changes(1.5))
+        await asyncio.sleep(0.05)
+        started = asyncio.get_running_loop().time()
+        await other.apply([change(to_key="+16505550177")])
+        woken = await waiting
+        elapsed = asyncio.get_running_loop().time() - started
+        if store.pushes_changes:
+            assert woken and elapsed < 1.0
+        else:
+            assert not woken
+    finally:
+        await other.close()
