@@ -26,6 +26,7 @@ second with few connections and exits 0 only when every scenario got only the ex
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import contextlib
 import ctypes
@@ -567,6 +568,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON here")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument(
+        "--store-url",
+        help="run on this store instead of a temporary SQLite file, e.g."
+        " postgresql://postgres@127.0.0.1:5432/test (a schema of its own is made and dropped)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="consent records of other customers written into the store before the run",
+    )
+    parser.add_argument(
         "--store-dir", help="where the temporary SQLite store lives (default: the temp dir)"
     )
     parser.add_argument(
@@ -590,6 +602,73 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.duration <= 0 or args.connections < 1 or args.recipients < 1 or args.blocked < 1:
         parser.error("duration, connections, recipients and blocked must be positive")
     return args
+
+
+def store_description(info: dict[str, Any]) -> str:
+    if info.get("store") == "postgresql":
+        seeded = info.get("seeded_records", 0)
+        return (
+            f"PostgreSQL store with {seeded:,} seeded records (its server's CPU shows as"
+            " 'other CPU')"
+        )
+    seeded = info.get("seeded_records")
+    extra = f" with {seeded:,} seeded records" if seeded else ""
+    return f"SQLite store on {info.get('store_filesystem', '?')}{extra}"
+
+
+@contextlib.contextmanager
+def postgres_schema(base: str) -> Iterator[str]:
+    """A schema of its own on the PostgreSQL at ``base``: yields the store URL, drops it after."""
+    import asyncpg
+
+    name = f"bench_{secrets.token_hex(4)}"
+
+    async def execute(sql: str) -> None:
+        conn = await asyncpg.connect(base, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(execute(f'CREATE SCHEMA "{name}"'))
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}schema={name}"
+    finally:
+        asyncio.run(execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+
+
+def seed_store(url: str, records: int) -> float:
+    """Write ``records`` consent records of other customers through the store's bulk write;
+    returns rows/s."""
+    sys.path.insert(0, str(HERE.parent))
+    from gateway.store import store_from_url
+    from gateway.store.base import ConsentChange
+    from policy.consent import OptStatus, Source
+
+    async def run() -> float:
+        store = store_from_url(url)
+        await store.open()
+        started = time.perf_counter()
+        try:
+            for start in range(0, records, 10_000):
+                await store.apply(
+                    [
+                        ConsentChange(
+                            "+16505550100",
+                            f"+1{3012000000 + n}",
+                            OptStatus.OPT_OUT if n % 3 else OptStatus.OPT_IN,
+                            Source.API,
+                            actor="bench-seed",
+                            modified_us=1_700_000_000_000_000 + n,
+                        )
+                        for n in range(start, min(records, start + 10_000))
+                    ]
+                )
+        finally:
+            await store.close()
+        return records / (time.perf_counter() - started)
+
+    return asyncio.run(run())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -619,6 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with (
             terminate_on_sigterm(),
             tempfile.TemporaryDirectory(prefix="stopgate-bench-", dir=args.store_dir) as tmp,
+            contextlib.ExitStack() as stack,
         ):
             workdir = Path(tmp)
             try:
@@ -643,6 +723,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 gateway_port = free_port()
                 gateway_log = workdir / "stopgate.log"
                 store = workdir / "bench.db"
+                store_url = f"sqlite:///{store}"
+                if args.store_url:
+                    store_url = stack.enter_context(postgres_schema(args.store_url))
+                if args.seed:
+                    seeded = seed_store(store_url, args.seed)
+                    info["seeded_records"] = args.seed
+                    info["seed_rows_per_s"] = seeded
+                    print(f"seeded {args.seed:,} records ({seeded:,.0f} rows/s)", file=sys.stderr)
+                info["store"] = store_url.split("://", 1)[0]
                 gateway = processes.start(
                     "stopgate",
                     [
@@ -651,7 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "--listen",
                         f"{HOST}:{gateway_port}",
                         "--store",
-                        f"sqlite:///{store}",
+                        store_url,
                     ],
                     cpus=plan.gateway,
                     env=env,
@@ -660,7 +749,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 wait_ready(gateway_port, gateway, gateway_log)
                 opt_out(gateway_port, admin_token, blocked)
                 preflight(gateway_port, allowed[0], blocked[0])
-                info["store_filesystem"] = filesystem_of(store)
+                if not args.store_url:
+                    info["store_filesystem"] = filesystem_of(store)
                 info["gateway_rss_kib_start"] = rss_kib(gateway.pid)
 
                 for scenario in scenarios:
@@ -717,7 +807,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"load generator: bench/loadgen.py (raw asyncio streams on {loop}, pre-built requests; "
         f"(b) rotates over {len(allowed)} recipients, (c) over {len(blocked)} opted-out pairs)",
         f"gateway: stopgate serve{' from ' + args.gateway_src if args.gateway_src else ''}, "
-        f"SQLite store on {info.get('store_filesystem', '?')}; "
+        f"{store_description(info)}; "
         f"CPU pinning: {plan.note}",
         "",
     ]
