@@ -12,6 +12,7 @@ round trip. ``--smoke`` uses 20,000 rows (for CI: it must only not rot).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -19,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from pg_schema import postgres_schema  # the bench directory is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,6 +65,12 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--json", help="write the figures here too")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run on PostgreSQL at this URL (two schemas of its own, dropped after) instead of"
+        " SQLite files",
+    )
     options = parser.parse_args()
     rows = 20_000 if options.smoke else options.rows
 
@@ -71,8 +80,13 @@ def main() -> int:
         started = time.perf_counter()
         write_csv(source, rows)
         generated = time.perf_counter() - started
-        first = f"sqlite:///{work / 'first.db'}"
-        second = f"sqlite:///{work / 'second.db'}"
+        stores = contextlib.ExitStack()
+        if options.postgres:
+            first = stores.enter_context(postgres_schema(options.postgres))
+            second = stores.enter_context(postgres_schema(options.postgres))
+        else:
+            first = f"sqlite:///{work / 'first.db'}"
+            second = f"sqlite:///{work / 'second.db'}"
         exported = work / "out.csv"
         again = work / "again.csv"
 
@@ -82,8 +96,10 @@ def main() -> int:
         run(["consents", "export", "-o", str(again)], second)
         exported_lines = exported.read_text().count("\n")
         same = exported.read_bytes() == again.read_bytes()
+        stores.close()
 
     figures = {
+        "store": "postgresql" if options.postgres else "sqlite",
         "rows": rows,
         "csv_generation_s": round(generated, 2),
         "import_s": round(import_s, 2),

@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pg_schema import postgres_schema  # the bench directory is on sys.path
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 HOST = "127.0.0.1"
@@ -614,27 +616,6 @@ def store_description(info: dict[str, Any]) -> str:
     seeded = info.get("seeded_records")
     extra = f" with {seeded:,} seeded records" if seeded else ""
     return f"SQLite store on {info.get('store_filesystem', '?')}{extra}"
-
-
-@contextlib.contextmanager
-def postgres_schema(base: str) -> Iterator[str]:
-    """A schema of its own on the PostgreSQL at ``base``: yields the store URL, drops it after."""
-    import asyncpg
-
-    name = f"bench_{secrets.token_hex(4)}"
-
-    async def execute(sql: str) -> None:
-        conn = await asyncpg.connect(base, timeout=5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(execute(f'CREATE SCHEMA "{name}"'))
-    try:
-        yield f"{base}{'&' if '?' in base else '?'}schema={name}"
-    finally:
-        asyncio.run(execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
 
 
 def seed_store(url: str, records: int) -> float:
