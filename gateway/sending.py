@@ -194,6 +194,23 @@ async def _log_blocked(
             )
 
 
+def _refuse_send_parameters_in_query(request: web.Request) -> None:
+    """A carrier may read a send's parameters from the query string too; Stopgate checks the
+    body, so a send that carries any of them in its query is refused, not forwarded."""
+    names = {name.lower() for name in request.query}
+    if names & _SEND_PARAMETERS:
+        raise BadRequest(
+            "parameters-in-query",
+            "send parameters belong in the body, not the query string",
+            parameter=sorted(names & _SEND_PARAMETERS)[0],
+        )
+
+
+_SEND_PARAMETERS = frozenset(
+    {"to", "from", "body", "text", "messagingservicesid", "mediaurl", "messages"}
+)
+
+
 def _storable_text(text: str) -> str:
     """The blocked text as every store can keep it: NUL and lone surrogates replaced."""
     return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
@@ -391,6 +408,7 @@ async def _handle_send(
             metrics.sends.labels(dialect.name, "refused", "carrier-credentials").inc()
             trace.decision, trace.reason = "refused", "carrier-credentials"
             return refusal
+        _refuse_send_parameters_in_query(request)
         parsed = dialect.parse_send(kind, request.headers.get(hdrs.CONTENT_TYPE, ""), body)
         trace.parsed = parsed
         verdict = await _check(

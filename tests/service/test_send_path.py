@@ -502,3 +502,18 @@ async def test_metrics_count_decisions_without_numbers(gateway: Gateway) -> None
     assert 'stopgate_sends_total{decision="allowed",dialect="twilio",reason=""} 1.0' in text
     assert 'stopgate_sends_total{decision="blocked",dialect="twilio",reason="opt-out"} 1.0' in text
     assert "6505550111" not in text
+
+
+@pytest.mark.parametrize("query", ["?To=%2B16505550111", "?to=1", "?From=x&Body=y"])
+async def test_send_parameters_in_the_query_string_are_refused(
+    gateway: Gateway, query: str
+) -> None:
+    await gateway.opt_out()
+    response = await gateway.client.post(
+        TWILIO_SEND + query,
+        data={"To": "+16505550199", "From": BUSINESS, "Body": "x"},
+        headers=basic(SIM.twilio_account_sid, SIM.twilio_auth_token),
+    )
+    assert response.status == 400
+    assert (await response.json())["reason"] == "parameters-in-query"
+    assert await gateway.delivered() == []
