@@ -10,10 +10,10 @@ from aiohttp import hdrs, web
 
 from gateway import upstream
 from gateway.dialects.base import Dialect
-from gateway.errors import BadRequest, UpstreamTimeout, UpstreamUnreachable
+from gateway.errors import UpstreamTimeout, UpstreamUnreachable
 from gateway.keys import CLIENT, CREDENTIALS, DIALECTS, METRICS, SETTINGS
 from gateway.refusals import refuse_bad_request, refuse_upstream_failure
-from gateway.routing import classify, normalise_path
+from gateway.routing import UnknownSendPath, classify, normalise_path
 from gateway.sending import handle_send
 
 log = logging.getLogger("stopgate.proxy")
@@ -31,12 +31,8 @@ async def carrier_route(request: web.Request) -> web.StreamResponse:
     dialects = request.app[DIALECTS]
     try:
         match = classify(request.method, request.raw_path.split("?", 1)[0], dialects)
-    except BadRequest as exc:
-        # Only a path under a dialect's prefix can raise; render in that dialect's shape.
-        owner = next(
-            d for d in dialects if request.path.lower().lstrip("/").startswith(d.prefix.strip("/"))
-        )
-        return refuse_bad_request(owner, exc, request.headers.get("X-Request-Id", ""))
+    except UnknownSendPath as exc:
+        return refuse_bad_request(exc.dialect, exc, request.headers.get("X-Request-Id", ""))
     if match is None:
         raise web.HTTPNotFound(
             text='{"error": {"reason": "not-found", "message": "No such route"}}',

@@ -23,6 +23,16 @@ class RouteMatch:
     """The kind of send, or None for a request forwarded unchanged."""
 
 
+class UnknownSendPath(BadRequest):
+    """A POST under a dialect's prefix that ends like a send but has no send's shape."""
+
+    def __init__(self, dialect: Dialect, raw_path: str) -> None:
+        super().__init__(
+            "unknown-path-shape", f"{raw_path} looks like a send but has no known send path shape"
+        )
+        self.dialect = dialect
+
+
 def normalise_path(raw_path: str) -> str:
     path = unquote(raw_path, errors="replace")
     segments = [segment.split(";", 1)[0] for segment in path.split("/")]
@@ -33,7 +43,8 @@ def normalise_path(raw_path: str) -> str:
 def classify(method: str, raw_path: str, dialects: tuple[Dialect, ...]) -> RouteMatch | None:
     """Match a request to a dialect; None when no dialect owns the path (a 404, never forwarded).
 
-    Raises :class:`BadRequest` for a POST whose path ends like a send but has no send's shape.
+    Raises :class:`UnknownSendPath` for a POST whose path ends like a send but has no send's
+    shape.
     """
     path = normalise_path(raw_path)
     for dialect in dialects:
@@ -45,10 +56,6 @@ def classify(method: str, raw_path: str, dialects: tuple[Dialect, ...]) -> Route
             if route.pattern.fullmatch(path):
                 return RouteMatch(dialect, route.kind)
         if path.rsplit("/", 1)[-1] in dialect.send_markers:
-            raise BadRequest(
-                "unknown-path-shape",
-                f"{raw_path} looks like a send but has no known send path shape",
-                status=400,
-            )
+            raise UnknownSendPath(dialect, raw_path)
         return RouteMatch(dialect, None)
     return None

@@ -517,3 +517,16 @@ async def test_send_parameters_in_the_query_string_are_refused(
     assert response.status == 400
     assert (await response.json())["reason"] == "parameters-in-query"
     assert await gateway.delivered() == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/x/../restapi/v1.0/account//sms", "/%72estapi/v1.0/account/~/sms"]
+)
+async def test_odd_spellings_of_an_unknown_send_path_are_400_not_500(
+    gateway: Gateway, path: str
+) -> None:
+    response = await gateway.client.post(
+        path, json={}, headers={"Authorization": "bearer x"}, skip_auto_headers=()
+    )
+    assert response.status == 400
+    assert (await response.json())["reason"] == "unknown-path-shape"
