@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -46,6 +46,7 @@ EVIDENCE_METHODS = ("keyword", "web-form", "verbal", "point-of-sale", "paper", "
 _EVIDENCE_FIELDS = {"method", "url", "ip", "consentText", "messageId", "collectedAt", "details"}
 
 Handler = Callable[[web.Request, Principal], Any]
+T = TypeVar("T")
 
 
 def record_json(record: ConsentRecord) -> dict[str, Any]:
@@ -232,6 +233,28 @@ def _record_error(position: int, exc: BadRequest) -> dict[str, Any]:
     }
 
 
+def _each_record(
+    records: list[Any], parse: Callable[[Any], T]
+) -> tuple[list[T], list[dict[str, Any]]]:
+    """Parse each record on its own: the valid ones, and an error (with its index) for each
+    of the others."""
+    parsed: list[T] = []
+    errors: list[dict[str, Any]] = []
+    for position, raw in enumerate(records):
+        try:
+            parsed.append(parse(raw))
+        except BadRequest as exc:
+            errors.append(_record_error(position, exc))
+    return parsed, errors
+
+
+def _no_valid_record(errors: list[dict[str, Any]], message: str) -> web.Response:
+    return web.json_response(
+        {"errorCode": "CMN-101", "message": message, "reason": "invalid-records", "errors": errors},
+        status=400,
+    )
+
+
 def _store_down() -> web.Response:
     return refuse(
         RINGCENTRAL,
@@ -272,25 +295,12 @@ def _count(request: web.Request, applied: list[AppliedChange]) -> None:
 
 
 async def patch_consents(request: web.Request, principal: Principal) -> web.Response:
-    records = await _records_of(request)
     region = request.app[SETTINGS].default_region
-    changes: list[ConsentChange] = []
-    errors: list[dict[str, Any]] = []
-    for position, raw in enumerate(records):
-        try:
-            changes.append(_parse_record(raw, region, principal.name))
-        except BadRequest as exc:
-            errors.append(_record_error(position, exc))
+    changes, errors = _each_record(
+        await _records_of(request), lambda raw: _parse_record(raw, region, principal.name)
+    )
     if not changes:
-        return web.json_response(
-            {
-                "errorCode": "CMN-101",
-                "message": "no record is valid; nothing applied",
-                "reason": "invalid-records",
-                "errors": errors,
-            },
-            status=400,
-        )
+        return _no_valid_record(errors, "no record is valid; nothing applied")
     applied = await request.app[INDEX].apply(changes, follow_up_for(request.app[SETTINGS]))
     _count(request, applied)
     body: dict[str, Any] = {"records": [record_json(r.record) for r in applied]}
@@ -300,27 +310,16 @@ async def patch_consents(request: web.Request, principal: Principal) -> web.Resp
 
 
 async def delete_consents(request: web.Request, principal: Principal) -> web.Response:
-    records = await _records_of(request)
     region = request.app[SETTINGS].default_region
-    pairs: list[tuple[str, str]] = []
-    errors: list[dict[str, Any]] = []
-    for position, raw in enumerate(records):
-        try:
-            if not isinstance(raw, dict):
-                raise BadRequest("malformed-record", "each record must be an object")
-            pairs.append(_pair(raw, region))
-        except BadRequest as exc:
-            errors.append(_record_error(position, exc))
+
+    def pair_of(raw: Any) -> tuple[str, str]:
+        if not isinstance(raw, dict):
+            raise BadRequest("malformed-record", "each record must be an object")
+        return _pair(raw, region)
+
+    pairs, errors = _each_record(await _records_of(request), pair_of)
     if not pairs:
-        return web.json_response(
-            {
-                "errorCode": "CMN-101",
-                "reason": "invalid-records",
-                "message": "nothing to delete",
-                "errors": errors,
-            },
-            status=400,
-        )
+        return _no_valid_record(errors, "nothing to delete")
     index = request.app[INDEX]
     try:
         removed = await index.store.delete_records(pairs, principal.name, None)
