@@ -25,6 +25,8 @@ from gateway.store.base import ConsentChange
 from policy.consent import ConsentRecord, OptStatus, Source, format_time, parse_time
 from policy.numbers import InvalidAddress, business_key, customer_key, display_key
 
+FUTURE_TOLERANCE_US = 300 * 1_000_000
+"""Clock skew an imported time may have before it counts as "in the future"."""
 EXPORT_HEADER = ("FROM", "TO", "STATUS", "SOURCE", "LAST_MODIFIED_TIME", "NOTE")
 
 _COLUMNS = {
@@ -120,6 +122,9 @@ def _row_change(
             modified_us = parse_time(fields["time"])
         except ValueError:
             return RejectedRow(line, f"unreadable time {fields['time']!r}")
+        if modified_us > import_us + FUTURE_TOLERANCE_US:
+            # A time from the future would outrank every later STOP until it came to pass.
+            return RejectedRow(line, f"time {fields['time']!r} is in the future")
     return ConsentChange(
         from_key,
         to_key,

@@ -35,6 +35,7 @@ from gateway.events import follow_up_for
 from gateway.keys import AUTH, ERASURE_KEY, INDEX, METRICS, PAGE_KEY, SETTINGS
 from gateway.refusals import refuse, refuse_bad_request
 from gateway.store.base import AppliedChange, ConsentChange, HistoryEntry, RecordQuery
+from gateway.text import storable
 from policy.consent import ConsentRecord, OptStatus, Source, format_time, parse_time
 from policy.numbers import InvalidAddress, business_key, customer_key, display_key
 
@@ -80,18 +81,6 @@ def history_json(entry: HistoryEntry) -> dict[str, Any]:
     if entry.evidence:
         body["evidence"] = json.loads(entry.evidence)
     return body
-
-
-def storable(text: str) -> bool:
-    """Text every store keeps as given: no NUL (PostgreSQL text cannot hold it), no lone
-    surrogate (not valid UTF-8)."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 # --- page tokens ------------------------------------------------------------------------
@@ -208,7 +197,7 @@ def _parse_record(raw: Any, region: str, actor: str) -> ConsentChange:
 async def _records_of(request: web.Request) -> list[Any]:
     try:
         document = await request.json()
-    except (ValueError, UnicodeDecodeError, LookupError):
+    except (ValueError, UnicodeDecodeError, LookupError, RecursionError):
         raise BadRequest("malformed-body", "The body must be JSON") from None
     records = document.get("records") if isinstance(document, dict) else None
     if not isinstance(records, list) or not records:
@@ -492,7 +481,7 @@ async def get_history(request: web.Request, principal: Principal) -> web.Respons
 async def erase_customer(request: web.Request, principal: Principal) -> web.Response:
     try:
         document = await request.json()
-    except (ValueError, UnicodeDecodeError, LookupError):
+    except (ValueError, UnicodeDecodeError, LookupError, RecursionError):
         raise BadRequest("malformed-body", "The body must be JSON") from None
     raw = document.get("to") if isinstance(document, dict) else None
     if not isinstance(raw, str):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ from gateway.config import Settings, same_secret
 from gateway.consent_index import ConsentIndex
 from gateway.dialects import ringcentral as rc_dialect
 from gateway.dialects import twilio as twilio_dialect
-from gateway.dialects.base import InboundMessage, media_type
+from gateway.dialects.base import InboundMessage, media_type, refuse_foreign_charset
 from gateway.errors import BadRequest, StoreUnavailable
 from gateway.events import follow_up_for
 from gateway.keys import CLIENT, INDEX, KEYWORDS, METRICS, OUTBOX_WAKE, SETTINGS, SPOOL
@@ -78,7 +79,6 @@ def _consent_changes(
     businesses: Sequence[str],
     index: ConsentIndex,
     settings: Settings,
-    received_us: int,
     service: str | None,
 ) -> list[ConsentChange]:
     status = _CONSENT_CLASSES.get(classification.klass)
@@ -106,7 +106,6 @@ def _consent_changes(
             Source.RECIPIENT,
             actor=f"recipient:{message.provider}",
             note=note,
-            modified_us=received_us,
         )
         for scope in dict.fromkeys(scopes)
     ]
@@ -148,9 +147,7 @@ async def handle_inbound(
     lists = app[KEYWORDS].for_scope(message.provider, businesses[0] if businesses else None)
     classification = app[KEYWORDS].classify(message.text, lists)
     changes = (
-        _consent_changes(
-            message, classification, customer, businesses, index, settings, received_us, service
-        )
+        _consent_changes(message, classification, customer, businesses, index, settings, service)
         if customer is not None
         else []
     )
@@ -201,8 +198,11 @@ async def handle_inbound(
             follow_up_for(settings),
         )
     except StoreUnavailable:
+        # Live writes are stamped by the store's clock; a spooled change keeps its receipt
+        # time, so its replay never outranks a decision made after it.
+        spooled = tuple(dataclasses.replace(c, modified_us=received_us) for c in changes)
         event = SpooledEvent(
-            message.provider, message.message_id, received_us, tuple(changes), tuple(work)
+            message.provider, message.message_id, received_us, spooled, tuple(work)
         )
         await app[SPOOL].append(event)  # OSError -> the caller answers 503
         index.add_pending(event.records())
@@ -283,6 +283,7 @@ async def twilio_webhook(request: web.Request) -> web.StreamResponse:
         )
     try:
         body = await _read(request)
+        refuse_foreign_charset(request.headers.get(hdrs.CONTENT_TYPE, ""))
         content_type, _ = media_type(request.headers.get(hdrs.CONTENT_TYPE, ""))
         if content_type == "application/json":
             document = json.loads(body)
@@ -295,7 +296,7 @@ async def twilio_webhook(request: web.Request) -> web.StreamResponse:
             signed = params
         else:
             raise BadRequest("unsupported-content-type", f"unexpected {content_type}", status=415)
-    except (ValueError, UnicodeDecodeError, LookupError):
+    except (ValueError, UnicodeDecodeError, LookupError, RecursionError):
         return _error(400, "malformed-webhook", "the webhook body cannot be decoded")
     except BadRequest as exc:
         return _error(exc.status, exc.reason, exc.message)
@@ -385,7 +386,7 @@ async def ringcentral_webhook(request: web.Request) -> web.StreamResponse:
     try:
         document = json.loads(body)
         messages = rc_dialect.parse_notification(document)
-    except (ValueError, UnicodeDecodeError, LookupError):
+    except (ValueError, UnicodeDecodeError, LookupError, RecursionError):
         return _error(400, "malformed-webhook", "the notification is not JSON")
     except BadRequest as exc:
         return _error(exc.status, exc.reason, exc.message)
@@ -434,7 +435,6 @@ async def _record_event(
                 Source.CARRIER,
                 actor="carrier:ringcentral",
                 note=fact.detail,
-                modified_us=now_us,
             )
         )
     work = []

@@ -39,6 +39,7 @@ from gateway.refusals import (
     refuse_upstream_failure,
 )
 from gateway.store.base import BlockedSend, ConsentChange
+from gateway.text import make_storable
 from policy.consent import DefaultConsent, OptStatus, Source, applicable_from_keys, decide
 from policy.footer import FooterDecision, FooterMode, decide_footer
 from policy.numbers import (
@@ -173,7 +174,7 @@ async def _log_blocked(
             request_id=request_id,
             text_length=len(text),
             text_sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
-            text=_storable_text(text) if settings.blocked_log_text else None,
+            text=make_storable(text) if settings.blocked_log_text else None,
         )
         try:
             await index.store.log_blocked(entry)
@@ -209,11 +210,6 @@ def _refuse_send_parameters_in_query(request: web.Request) -> None:
 _SEND_PARAMETERS = frozenset(
     {"to", "from", "body", "text", "messagingservicesid", "mediaurl", "messages"}
 )
-
-
-def _storable_text(text: str) -> str:
-    """The blocked text as every store can keep it: NUL and lone surrogates replaced."""
-    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 async def _apply_footer(
@@ -593,7 +589,7 @@ def _merge_batch_reply(
 ) -> bytes:
     try:
         document = json.loads(reply)
-    except ValueError:
+    except (ValueError, RecursionError):
         return reply
     merged = dialect.merge_batch_reply(document, kept, sorted(dropped, key=lambda b: b.index or 0))
     return json.dumps(merged, ensure_ascii=False).encode()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,9 @@ class SpooledEvent:
         ]
 
 
+log = logging.getLogger("stopgate.spool")
+
+
 class Spool:
     """An append-only JSON-lines file, each append fsync'd before it returns."""
 
@@ -89,30 +93,41 @@ class Spool:
             await asyncio.to_thread(self._append, line)
 
     def _append(self, line: bytes) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             # Worker processes share the file: an append never lands between another
             # process's replay and its truncation.
             fcntl.flock(fd, fcntl.LOCK_EX)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # A crash left a torn line: end it, so this event starts a line of its own.
+                line = b"\n" + line
             os.write(fd, line)
             os.fsync(fd)
         finally:
             os.close(fd)
 
     def load(self) -> list[SpooledEvent]:
-        """Every complete event in order; a torn last line (a crash mid-append, never
-        acknowledged) is ignored."""
+        """Every complete event in order (see :meth:`read`)."""
+        return self.read()[0]
+
+    def read(self) -> tuple[list[SpooledEvent], list[str]]:
+        """(events in order, lines that are not events). A torn line - a crash mid-append,
+        never acknowledged - is among the latter; it is kept aside, never silently dropped."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
-            return []
+            return [], []
         events: list[SpooledEvent] = []
-        for line in text.splitlines():
+        unreadable: list[str] = []
+        for line in text.split("\n"):
+            if not line.strip():
+                continue
             try:
                 events.append(SpooledEvent.from_json(line))
             except (ValueError, KeyError, TypeError):
-                continue
-        return events
+                unreadable.append(line)
+        return events, unreadable
 
     def pending(self) -> bool:
         try:
@@ -127,7 +142,7 @@ class Spool:
         async with self._lock:
             fd = await asyncio.to_thread(self._lock_file)
             try:
-                events = await asyncio.to_thread(self.load)
+                events, unreadable = await asyncio.to_thread(self.read)
                 for event in events:
                     await store.record_inbound(
                         event.provider,
@@ -137,10 +152,23 @@ class Spool:
                         event.outbox,
                         follow_up,
                     )
+                if unreadable:
+                    await asyncio.to_thread(self._quarantine, unreadable)
                 await asyncio.to_thread(self._truncate, fd)
                 return len(events)
             finally:
                 os.close(fd)
+
+    def _quarantine(self, lines: list[str]) -> None:
+        """Lines that are not events go to ``<spool>.unreadable`` (fsync'd) for a person to
+        look at, before the spool is emptied."""
+        log.error("spool: %d unreadable lines kept in %s.unreadable", len(lines), self.path)
+        fd = os.open(f"{self.path}.unreadable", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, "".join(line + "\n" for line in lines).encode("utf-8", "replace"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _lock_file(self) -> int:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)

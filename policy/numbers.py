@@ -28,6 +28,7 @@ WILDCARD = "*"
 
 _CHANNEL_SHARING_SMS_KEY = ("tel:", "sms:", "smsto:", "rcs:", "mms:")
 _CHANNEL_WITH_OWN_KEY = ("whatsapp:", "messenger:")
+_UNKEYABLE_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Cn"})
 _SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 _SHORT_CODE = re.compile(r"[0-9]{3,6}")
 _ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 .&_-]{1,11}")
@@ -135,6 +136,10 @@ def canonical_key(raw: str, role: Role, region: str = "US", *, allow_wildcard: b
     text = unicodedata.normalize("NFKC", raw).strip()
     if not text:
         raise InvalidAddress(AddressProblem.EMPTY, raw, role)
+    if any(unicodedata.category(c) in _UNKEYABLE_CATEGORIES for c in text):
+        # Control characters, NUL or lone surrogates are nobody's address, and no store can
+        # keep them as a key.
+        raise InvalidAddress(AddressProblem.UNPARSEABLE, raw, role)
     if text == WILDCARD:
         if role is Role.BUSINESS and allow_wildcard:
             return WILDCARD

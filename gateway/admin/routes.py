@@ -151,7 +151,7 @@ async def sign_in(request: web.Request) -> web.Response:
             raise BadRequest("unsupported-content-type", "sign in with a JSON body", status=415)
         try:
             document = await request.json()
-        except (ValueError, UnicodeDecodeError, LookupError):
+        except (ValueError, UnicodeDecodeError, LookupError, RecursionError):
             raise BadRequest("malformed-body", "The body must be JSON") from None
         token = document.get("token") if isinstance(document, dict) else None
         if not isinstance(token, str) or not token.strip():
@@ -264,7 +264,7 @@ async def write_consents(request: web.Request, caller: sessions.Caller) -> web.S
     hand says why). Source ``Api``, actor the signed-in principal."""
     try:
         document = await request.json()
-    except (ValueError, UnicodeDecodeError, LookupError):
+    except (ValueError, UnicodeDecodeError, LookupError, RecursionError):
         raise BadRequest("malformed-body", "The body must be JSON") from None
     records = document.get("records") if isinstance(document, dict) else None
     if isinstance(records, list):

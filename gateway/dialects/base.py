@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any, Protocol
 
+from gateway.errors import BadRequest
 from policy.footer import LengthCap
 
 
@@ -176,3 +177,18 @@ class InboundMessage:
     """Twilio Messaging Service the number belongs to, when the carrier says so."""
     carrier_handled: str | None = None
     """The carrier's own keyword handling (Twilio ``OptOutType``): it already confirmed."""
+
+
+_UTF8_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+
+
+def refuse_foreign_charset(content_type_header: str) -> None:
+    """Stopgate reads bodies as UTF-8; a body declared in another charset would read
+    differently at the carrier (UTF-7 hides ``&`` and ``=``), so it is refused."""
+    message = Message()
+    message["content-type"] = content_type_header or "application/octet-stream"
+    charset = message.get_param("charset")
+    if isinstance(charset, str) and charset.strip().lower() not in _UTF8_CHARSETS:
+        raise BadRequest(
+            "unsupported-charset", f"charset {charset!r} is not accepted: use UTF-8", status=415
+        )

@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.message import Message
 from typing import Any
 
 from gateway.dialects.base import (
@@ -18,6 +19,7 @@ from gateway.dialects.base import (
     SendKind,
     SendRoute,
     media_type,
+    refuse_foreign_charset,
 )
 from gateway.errors import BadRequest
 from policy.consent import BlockReason
@@ -41,13 +43,13 @@ _STOPGATE_CODES = {
 
 @dataclass(slots=True)
 class _Multipart:
-    """A multipart body split into raw parts, so all but the JSON part are forwarded byte-exact."""
+    """A multipart body split into (headers, payload) parts: all but the JSON part are
+    forwarded byte-exact when Stopgate changes the text."""
 
     content_type: str
     boundary: bytes
-    parts: list[bytes]
+    parts: list[tuple[bytes, bytes]]
     json_index: int
-    headers: bytes
     document: dict[str, Any]
 
 
@@ -65,6 +67,7 @@ class RingCentralDialect:
     send_markers = ("sms", "mms", "a2p-sms")
 
     def parse_send(self, kind: SendKind, content_type_header: str, body: bytes) -> ParsedSend:
+        refuse_foreign_charset(content_type_header)
         content_type, boundary = media_type(content_type_header)
         if content_type == JSON:
             document = _load_json(body)
@@ -111,10 +114,12 @@ class RingCentralDialect:
             return encoded, JSON
         multipart: _Multipart = carrier
         parts = list(multipart.parts)
-        parts[multipart.json_index] = multipart.headers + b"\r\n\r\n" + encoded + b"\r\n"
+        parts[multipart.json_index] = (parts[multipart.json_index][0], encoded)
         delimiter = b"--" + multipart.boundary
-        body = delimiter + delimiter.join(parts) + delimiter + b"--\r\n"
-        return body, multipart.content_type
+        body = b"".join(
+            delimiter + b"\r\n" + head + b"\r\n\r\n" + payload + b"\r\n" for head, payload in parts
+        )
+        return body + delimiter + b"--\r\n", multipart.content_type
 
     def merge_batch_reply(
         self, reply: Any, kept: Sequence[BatchItem], dropped: Sequence[Blocked]
@@ -154,7 +159,7 @@ class RingCentralDialect:
             return False
         try:
             code = json.loads(body).get("errorCode")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             return False
         return isinstance(code, str) and _CARRIER_BLOCK.fullmatch(code) is not None
 
@@ -188,7 +193,7 @@ class RingCentralDialect:
 def _load_json(body: bytes) -> dict[str, Any]:
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise BadRequest("malformed-body", "The JSON body cannot be decoded") from None
     if not isinstance(document, dict):
         raise BadRequest("malformed-body", "The JSON body must be an object")
@@ -253,29 +258,67 @@ def _parse_batch(document: dict[str, Any]) -> ParsedSend:
 
 
 def _split_multipart(kind: str, declared: str | None, body: bytes) -> _Multipart:
-    """Split ``body`` on its boundary and find the JSON part carrying from/to/text."""
+    """Split ``body`` into its parts as RFC 2046 says (a delimiter only at the start of a line)
+    and find the one JSON part carrying from/to/text. Anything a less careful parser could read
+    differently - a boundary inside a part, text after the close, two parts that could each be
+    the request - is refused, so Stopgate never checks one request while the carrier reads
+    another."""
     if not declared:
         raise BadRequest("malformed-body", "The multipart Content-Type has no boundary")
     boundary = declared.encode("latin-1")
-    # Parse exactly as the carrier will: a body whose first delimiter is not the declared
-    # boundary could hide parts from one parser and show them to another.
-    if not body.startswith(b"--" + boundary + b"\r\n"):
-        raise BadRequest("malformed-body", "The multipart body does not start with its boundary")
     delimiter = b"--" + boundary
-    chunks = body.split(delimiter)
-    # chunks[0] is the preamble (empty), the last is the closing "--" epilogue.
-    if len(chunks) < 3 or not chunks[-1].startswith(b"--"):
+    if not body.startswith(delimiter):
+        raise BadRequest("malformed-body", "The multipart body does not start with its boundary")
+    pieces = (b"\r\n" + body).split(b"\r\n" + delimiter)
+    parts: list[tuple[bytes, bytes]] = []
+    closed = False
+    for piece in pieces[1:]:
+        if closed:
+            raise BadRequest("malformed-body", "The multipart body goes on after its end")
+        if piece.startswith(b"--"):
+            closed = True
+            if piece[2:].strip():
+                raise BadRequest("malformed-body", "The multipart body goes on after its end")
+            continue
+        line_end = piece.find(b"\r\n")
+        if line_end < 0 or piece[:line_end].strip(b" \t"):
+            raise BadRequest("malformed-body", "A multipart delimiter line is malformed")
+        part = piece[line_end + 2 :]
+        if delimiter in part:
+            raise BadRequest(
+                "ambiguous-parameter", "A multipart part contains its own boundary", status=400
+            )
+        if part.startswith(b"\r\n"):
+            head, payload = b"", part[2:]
+        else:
+            head, separator, payload = part.partition(b"\r\n\r\n")
+            if not separator:
+                raise BadRequest("malformed-body", "A multipart part has no header block")
+        parts.append((head, payload))
+    if not closed:
         raise BadRequest("malformed-body", "The multipart body is not terminated")
-    parts = chunks[1:-1]
-    for index, part in enumerate(parts):
-        head, separator, payload = part.partition(b"\r\n\r\n")
-        if not separator:
-            raise BadRequest("malformed-body", "A multipart part has no header block")
-        if b"application/json" in head.lower():
-            document = _load_json(payload.removesuffix(b"\r\n"))
-            full_type = f'{kind}; boundary="{declared}"'
-            return _Multipart(full_type, boundary, parts, index, head, document)
-    raise BadRequest("malformed-body", "The multipart body has no JSON part with from/to/text")
+    candidates = [index for index, (head, _) in enumerate(parts) if _is_request_part(head)]
+    if len(candidates) != 1:
+        raise BadRequest(
+            "ambiguous-parameter" if candidates else "malformed-body",
+            "A multipart send needs exactly one JSON part (application/json or named json)",
+        )
+    index = candidates[0]
+    document = _load_json(parts[index][1])
+    full_type = f'{kind}; boundary="{declared}"'
+    return _Multipart(full_type, boundary, parts, index, document)
+
+
+def _is_request_part(head: bytes) -> bool:
+    """A part the carrier could read as the request: JSON by type, or named ``json``."""
+    message = Message()
+    for line in head.decode("latin-1").split("\r\n"):
+        header, colon, value = line.partition(":")
+        if colon:
+            message[header.strip()] = value.strip()
+    content_type = (message.get("content-type") or "").split(";", 1)[0].strip().lower()
+    part_name = message.get_param("name", header="content-disposition")
+    return content_type == JSON or (isinstance(part_name, str) and part_name.lower() == "json")
 
 
 def parse_notification(document: Any) -> list[InboundMessage]:

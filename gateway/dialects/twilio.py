@@ -23,6 +23,7 @@ from gateway.dialects.base import (
     SendKind,
     SendRoute,
     media_type,
+    refuse_foreign_charset,
 )
 from gateway.errors import BadRequest
 from policy.footer import TWILIO_CAP
@@ -60,6 +61,7 @@ class TwilioDialect:
     send_markers = ("messages", "messages.json", "messages.xml")
 
     def parse_send(self, kind: SendKind, content_type_header: str, body: bytes) -> ParsedSend:
+        refuse_foreign_charset(content_type_header)
         content_type, _ = media_type(content_type_header)
         if content_type != FORM:
             raise BadRequest(
@@ -123,7 +125,7 @@ class TwilioDialect:
             return False
         try:
             return bool(json.loads(body).get("code") == 21610)
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             return False
 
     def error_body(self, error: DialectError) -> dict[str, Any]:

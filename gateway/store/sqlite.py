@@ -191,6 +191,9 @@ class _ConnectionThread:
         except RuntimeError as exc:
             # The executor is shut down: the store was closed under us.
             raise StoreUnavailable("the store is closed") from exc
+        except UnicodeError as exc:
+            # Text no store can encode reached the store: refuse (fail closed), never a 500.
+            raise StoreUnavailable(f"sqlite: text cannot be stored ({type(exc).__name__})") from exc
 
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:

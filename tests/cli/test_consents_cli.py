@@ -123,3 +123,16 @@ def test_history_lists_every_change_of_a_customer(tmp_path: Path, store: str) ->
     assert lines[0] == "history of +16505550111: 2 changes"
     assert "OptOut" in lines[1] and "Recipient" in lines[1]
     assert "OptOut -> OptIn" in lines[2]
+
+
+def test_rows_dated_in_the_future_are_rejected(tmp_path: Path, store: str) -> None:
+    csv = tmp_path / "future.csv"
+    csv.write_text(
+        "FROM,TO,STATUS,SOURCE,LAST_MODIFIED_TIME\n"
+        "+16505550100,+16505550111,OptIn,Api,2999-01-01T00:00:00Z\n"
+        "+16505550100,+16505550112,OptOut,Api,2025-01-01T00:00:00Z\n"
+    )
+    result = stopgate("consents", "import", str(csv), store=store)
+    assert result.returncode == 1
+    assert "line 2:" in result.stderr and "future" in result.stderr
+    assert "imported 1 records" in result.stdout
