@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway import admin, consents_api, inbound, openapi, outbox, upstream
 from gateway.auth import Authenticator
+from gateway.blocked_log import BlockedLog
 from gateway.change_feed import change_feed_ctx
 from gateway.config import Settings
 from gateway.consent_index import ConsentIndex, FeedState
@@ -21,6 +22,7 @@ from gateway.erasure import retention_ctx
 from gateway.errors import StoreUnavailable
 from gateway.keys import (
     AUTH,
+    BLOCKED_LOG,
     CLIENT,
     CREDENTIALS,
     ERASURE_KEY,
@@ -66,6 +68,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     index.services.update(await store.service_numbers())
     app[STORE] = store
     app[INDEX] = index
+    app[BLOCKED_LOG] = BlockedLog(store)
     app[PAGE_KEY] = await _store_secret(store, PAGE_TOKEN_SETTING)
     app[ERASURE_KEY] = await _store_secret(store, ERASURE_KEY_SETTING)
     yield

@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.auth import Authenticator
+from gateway.blocked_log import BlockedLog
 from gateway.config import Settings
 from gateway.consent_index import ConsentIndex, FeedState
 from gateway.credentials import CredentialChecker
@@ -33,3 +34,4 @@ RC_LOGIN = web.AppKey("ringcentral_login", RingCentralLogin)
 OUTBOX_WAKE = web.AppKey("outbox_wake", asyncio.Event)
 KEYWORDS = web.AppKey("keywords", KeywordPolicy)
 FEED = web.AppKey("change_feed", FeedState)
+BLOCKED_LOG = web.AppKey("blocked_log", BlockedLog)

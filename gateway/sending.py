@@ -31,7 +31,7 @@ from gateway.dialects.base import (
 from gateway.erasure import alias
 from gateway.errors import BadRequest, StoreUnavailable, UpstreamTimeout, UpstreamUnreachable
 from gateway.events import follow_up_for
-from gateway.keys import CLIENT, CREDENTIALS, ERASURE_KEY, INDEX, METRICS, SETTINGS
+from gateway.keys import BLOCKED_LOG, CLIENT, CREDENTIALS, ERASURE_KEY, INDEX, METRICS, SETTINGS
 from gateway.refusals import (
     DECISION_HEADER,
     refuse,
@@ -157,30 +157,33 @@ async def _log_blocked(
     prefix: str,
 ) -> None:
     settings = request.app[SETTINGS]
-    index = request.app[INDEX]
     metrics = request.app[METRICS]
     texts = {item.index: item.text for item in parsed.items}
     now_us = time.time_ns() // 1000
+    entries: list[BlockedSend] = []
     for block in verdict.blocked:
         text = texts.get(block.index) if block.index is not None else None
         text = text if text is not None else parsed.text or ""
         metrics.blocked_recipients.labels(dialect.name, prefix + block.reason).inc()
-        entry = BlockedSend(
-            at_us=now_us,
-            dialect=dialect.name,
-            from_key=verdict.sender_key,
-            to_key=customer_key(block.recipient, settings.default_region),
-            reason=prefix + block.reason,
-            request_id=request_id,
-            text_length=len(text),
-            text_sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
-            text=make_storable(text) if settings.blocked_log_text else None,
+        entries.append(
+            BlockedSend(
+                at_us=now_us,
+                dialect=dialect.name,
+                from_key=verdict.sender_key,
+                to_key=customer_key(block.recipient, settings.default_region),
+                reason=prefix + block.reason,
+                request_id=request_id,
+                text_length=len(text),
+                text_sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+                text=make_storable(text) if settings.blocked_log_text else None,
+            )
         )
-        try:
-            await index.store.log_blocked(entry)
-        except StoreUnavailable:
-            # The refusal stands either way; this line keeps the evidence meanwhile (the
-            # send's decision line names every recipient too).
+    try:
+        await request.app[BLOCKED_LOG].write(entries)
+    except StoreUnavailable:
+        # The refusal stands either way; these lines keep the evidence meanwhile (the send's
+        # decision line names every recipient too).
+        for entry in entries:
             log.error(
                 "blocked-send log unavailable: blocked send not recorded in the store",
                 extra={

@@ -226,6 +226,9 @@ class ConsentStore(Protocol):
 
     async def log_blocked(self, entry: BlockedSend) -> None: ...
 
+    async def log_blocked_many(self, entries: Sequence[BlockedSend]) -> None:
+        """Several entries in one transaction (one commit: one fsync for all of them)."""
+
     async def blocked_sends(
         self, *, before_id: int | None, limit: int
     ) -> list[tuple[int, BlockedSend]]:

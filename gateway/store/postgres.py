@@ -1223,6 +1223,27 @@ class PostgresStore:
 
         await self._write(work)
 
+    async def log_blocked_many(self, entries: Sequence[BlockedSend]) -> None:
+        rows = [
+            (
+                e.at_us,
+                e.dialect,
+                e.from_key,
+                e.to_key,
+                e.reason,
+                e.request_id,
+                e.text_length,
+                e.text_sha256,
+                e.text,
+            )
+            for e in entries
+        ]
+
+        async def work(conn: Any) -> None:
+            await conn.executemany(INSERT_BLOCKED, rows)
+
+        await self._write(work)
+
     async def blocked_sends(
         self, *, before_id: int | None, limit: int
     ) -> list[tuple[int, BlockedSend]]:

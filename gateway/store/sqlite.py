@@ -508,6 +508,33 @@ class SQLiteStore:
 
         return await self._reader.run(work)
 
+    async def log_blocked_many(self, entries: Sequence[BlockedSend]) -> None:
+        rows = [
+            (
+                e.at_us,
+                e.dialect,
+                e.from_key,
+                e.to_key,
+                e.reason,
+                e.request_id,
+                e.text_length,
+                e.text_sha256,
+                e.text,
+            )
+            for e in entries
+        ]
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO blocked_send (at_us, dialect, from_key, to_key, reason, request_id,"
+                " text_length, text_sha256, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.execute("COMMIT")
+
+        await self._writer.run(work)
+
     async def log_blocked(self, entry: BlockedSend) -> None:
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(

@@ -865,3 +865,13 @@ async def test_a_change_by_another_writer_wakes_a_waiting_reader(
             assert not woken
     finally:
         await other.close()
+
+
+async def test_blocked_sends_logged_together_are_all_kept(store: ConsentStore) -> None:
+    entries = [
+        BlockedSend(n, "twilio", F1, f"+1650555{n:04d}", "opt-out", f"req-{n}", 1, "ab" * 32)
+        for n in range(20)
+    ]
+    await store.log_blocked_many(entries)
+    logged = await store.blocked_sends(before_id=None, limit=100)
+    assert sorted(e.request_id for _, e in logged) == sorted(e.request_id for e in entries)
