@@ -1207,21 +1207,7 @@ class PostgresStore:
     # -- blocked log, footer, services, values -----------------------------------------------
 
     async def log_blocked(self, entry: BlockedSend) -> None:
-        async def work(conn: Any) -> None:
-            await conn.execute(
-                INSERT_BLOCKED,
-                entry.at_us,
-                entry.dialect,
-                entry.from_key,
-                entry.to_key,
-                entry.reason,
-                entry.request_id,
-                entry.text_length,
-                entry.text_sha256,
-                entry.text,
-            )
-
-        await self._write(work)
+        await self.log_blocked_many([entry])
 
     async def log_blocked_many(self, entries: Sequence[BlockedSend]) -> None:
         rows = [

@@ -154,6 +154,27 @@ MIGRATIONS: tuple[str, ...] = (
 _RECORD_COLUMNS = "from_key, to_key, status, source, modified_us, note, evidence"
 
 
+def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """A ``WHERE`` clause of the conditions whose value is given (not None, not empty), with
+    their parameters. A fragment's ``{}`` becomes one placeholder per value of a sequence
+    (``status IN ({})``); a tuple value fills the fragment's own placeholders in order."""
+    fragments: list[str] = []
+    params: list[Any] = []
+    for fragment, value in conditions:
+        if value is None or (isinstance(value, tuple | list) and not value):
+            continue
+        if "{}" in fragment:
+            fragments.append(fragment.format(",".join("?" * len(value))))
+            params.extend(value)
+        elif isinstance(value, tuple):
+            fragments.append(fragment)
+            params.extend(value)
+        else:
+            fragments.append(fragment)
+            params.append(value)
+    return (f"WHERE {' AND '.join(fragments)}" if fragments else ""), params
+
+
 def _record(row: Sequence[Any]) -> ConsentRecord:
     return ConsentRecord(row[0], row[1], OptStatus(row[2]), Source(row[3]), row[4], row[5], row[6])
 
@@ -431,30 +452,15 @@ class SQLiteStore:
         limit: int,
         before: PairCursor | None = None,
     ) -> list[ConsentRecord]:
-        where: list[str] = []
-        params: list[Any] = []
-        if after is not None:
-            where.append("(to_key, from_key) > (?, ?)")
-            params.extend(after)
-        if before is not None:
-            where.append("(to_key, from_key) < (?, ?)")
-            params.extend(before)
-        if query.to_key is not None:
-            where.append("to_key = ?")
-            params.append(query.to_key)
-        if query.from_keys:
-            where.append(f"from_key IN ({','.join('?' * len(query.from_keys))})")
-            params.extend(query.from_keys)
-        if query.statuses:
-            where.append(f"status IN ({','.join('?' * len(query.statuses))})")
-            params.extend(status.value for status in query.statuses)
-        if query.modified_from_us is not None:
-            where.append("modified_us >= ?")
-            params.append(query.modified_from_us)
-        if query.modified_to_us is not None:
-            where.append("modified_us < ?")
-            params.append(query.modified_to_us)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = _where(
+            ("(to_key, from_key) > (?, ?)", after),
+            ("(to_key, from_key) < (?, ?)", before),
+            ("to_key = ?", query.to_key),
+            ("from_key IN ({})", list(query.from_keys)),
+            ("status IN ({})", [status.value for status in query.statuses]),
+            ("modified_us >= ?", query.modified_from_us),
+            ("modified_us < ?", query.modified_to_us),
+        )
         order = "DESC" if before is not None else "ASC"
         sql = (
             f"SELECT {_RECORD_COLUMNS} FROM consent {clause}"
@@ -471,18 +477,9 @@ class SQLiteStore:
     async def history(
         self, *, to_key: str | None, from_key: str | None, after_id: int | None, limit: int
     ) -> list[HistoryEntry]:
-        where: list[str] = []
-        params: list[Any] = []
-        if to_key is not None:
-            where.append("to_key = ?")
-            params.append(to_key)
-        if from_key is not None:
-            where.append("from_key = ?")
-            params.append(from_key)
-        if after_id is not None:
-            where.append("id > ?")
-            params.append(after_id)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = _where(
+            ("to_key = ?", to_key), ("from_key = ?", from_key), ("id > ?", after_id)
+        )
         sql = (
             "SELECT id, from_key, to_key, old_status, new_status, source, actor, modified_us,"
             f" note, evidence FROM consent_history {clause} ORDER BY id LIMIT ?"
@@ -536,24 +533,7 @@ class SQLiteStore:
         await self._writer.run(work)
 
     async def log_blocked(self, entry: BlockedSend) -> None:
-        def work(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO blocked_send (at_us, dialect, from_key, to_key, reason, request_id,"
-                " text_length, text_sha256, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.at_us,
-                    entry.dialect,
-                    entry.from_key,
-                    entry.to_key,
-                    entry.reason,
-                    entry.request_id,
-                    entry.text_length,
-                    entry.text_sha256,
-                    entry.text,
-                ),
-            )
-
-        await self._writer.run(work)
+        await self.log_blocked_many([entry])
 
     async def blocked_sends(
         self, *, before_id: int | None, limit: int
@@ -561,37 +541,21 @@ class SQLiteStore:
         return await self.find_blocked(BlockedQuery(), before_id=before_id, limit=limit)
 
     @staticmethod
-    def _blocked_where(query: BlockedQuery) -> tuple[list[str], list[Any]]:
-        where: list[str] = []
-        params: list[Any] = []
-        if query.from_us is not None:
-            where.append("at_us >= ?")
-            params.append(query.from_us)
-        if query.to_us is not None:
-            where.append("at_us < ?")
-            params.append(query.to_us)
-        if query.from_key is not None:
-            where.append("from_key = ?")
-            params.append(query.from_key)
-        if query.to_key is not None:
-            where.append("to_key = ?")
-            params.append(query.to_key)
-        if query.reasons:
-            where.append(f"reason IN ({','.join('?' * len(query.reasons))})")
-            params.extend(query.reasons)
-        if query.dialect is not None:
-            where.append("dialect = ?")
-            params.append(query.dialect)
-        return where, params
+    def _blocked_where(query: BlockedQuery, *extra: tuple[str, Any]) -> tuple[str, list[Any]]:
+        return _where(
+            ("at_us >= ?", query.from_us),
+            ("at_us < ?", query.to_us),
+            ("from_key = ?", query.from_key),
+            ("to_key = ?", query.to_key),
+            ("reason IN ({})", list(query.reasons)),
+            ("dialect = ?", query.dialect),
+            *extra,
+        )
 
     async def find_blocked(
         self, query: BlockedQuery, *, before_id: int | None, limit: int
     ) -> list[tuple[int, BlockedSend]]:
-        where, params = self._blocked_where(query)
-        if before_id is not None:
-            where.append("id < ?")
-            params.append(before_id)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = self._blocked_where(query, ("id < ?", before_id))
         sql = (
             "SELECT id, at_us, dialect, from_key, to_key, reason, request_id, text_length,"
             f" text_sha256, text FROM blocked_send {clause} ORDER BY id DESC LIMIT ?"
@@ -604,8 +568,7 @@ class SQLiteStore:
         return await self._reader.run(work)
 
     async def blocked_totals(self, query: BlockedQuery) -> dict[str, int]:
-        where, params = self._blocked_where(query)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = self._blocked_where(query)
         sql = f"SELECT reason, count(*) FROM blocked_send {clause} GROUP BY reason"
 
         def work(conn: sqlite3.Connection) -> dict[str, int]:

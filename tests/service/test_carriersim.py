@@ -21,12 +21,11 @@ from ringcentral.http.api_exception import ApiException
 from ringcentral.platform.platform import Platform
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
-from twilio.http.http_client import TwilioHttpClient
-from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client
 
 from gateway.carriersim import SIM_STATE, SimCredentials, create_sim_app
 from gateway.carriersim.twilio_api import count_segments
+from tests.support.sdks import RebasingHttpClient, close_twilio
 from tests.support.servers import ServerThread, free_port, wait_for_http
 
 CREDS = SimCredentials()
@@ -100,24 +99,6 @@ def twilio(sim: ServerThread) -> Iterator[Client]:
     client.api.base_url = sim.url
     yield client
     close_twilio(client)
-
-
-def close_twilio(client: Client) -> None:
-    http = client.http_client
-    if isinstance(http, TwilioHttpClient) and http.session is not None:
-        http.session.close()
-
-
-class RebasingHttpClient(TwilioHttpClient):
-    """Sends every Twilio domain (api, messaging, …) to one base URL."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__()
-        self.base_url = base_url.rstrip("/")
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> TwilioResponse:
-        rebased = re.sub(r"^https://[a-z0-9.-]+\.twilio\.com", self.base_url, url)
-        return super().request(method, rebased, *args, **kwargs)
 
 
 # ---- RingCentral SDK ---------------------------------------------------------------------
