@@ -14,8 +14,8 @@ import hashlib
 import hmac
 import logging
 import time
-from functools import lru_cache
 from collections.abc import AsyncIterator
+from functools import lru_cache
 
 from aiohttp import web
 
