@@ -32,6 +32,7 @@ from gateway.store.postgres import PostgresStore
 from gateway.store.postgres import parse_url as parse_postgres_url
 from policy.consent import ConsentRecord, OptStatus, Source
 from tests.support import postgres
+from tests.support.ci import in_ci
 from tests.support.servers import free_port
 
 IN, OUT = OptStatus.OPT_IN, OptStatus.OPT_OUT
@@ -48,7 +49,7 @@ def postgres_server() -> Iterator[str]:
         with postgres.server() as url:
             yield url
     except postgres.NoPostgres as exc:
-        if postgres.in_ci():
+        if in_ci():
             pytest.fail(str(exc))
         pytest.skip(str(exc))
 

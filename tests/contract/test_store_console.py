@@ -26,6 +26,7 @@ from gateway.store.base import (
     DailyActivity,
 )
 from policy.consent import OptStatus, Source
+from tests.support.ci import in_ci
 
 F1, F2, T1, T2 = "+16505550100", "+16505550101", "+16505550111", "+16505550112"
 BACKENDS = ["sqlite", "postgresql"]
@@ -40,7 +41,7 @@ def postgres_server() -> Iterator[str]:
         with postgres.server() as url:
             yield url
     except postgres.NoPostgres as exc:
-        if postgres.in_ci():
+        if in_ci():
             pytest.fail(str(exc))
         pytest.skip(str(exc))
 

@@ -26,6 +26,7 @@ from gateway.app import create_app
 from gateway.carriersim.app import create_sim_app
 from gateway.carriersim.state import SimCredentials
 from gateway.config import Secret, Settings, TokenSpec
+from tests.support.ci import in_ci
 from tests.support.servers import ServerThread
 
 try:
@@ -65,10 +66,6 @@ _numbers = itertools.count(10)
 def new_customer() -> str:
     """A fictional number (+1 650 555-02xx) no other test of this module uses."""
     return f"+1650555{200 + next(_numbers):04d}"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
 
 def chromium_missing() -> str | None:

@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     stopgate_command,
 )
 from tests.support import postgres
+from tests.support.ci import in_ci
 from tests.support.processes import ServiceProcess
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +39,7 @@ def database() -> Iterator[tuple[str, str]]:
         with postgres.server() as base, postgres.schema(base) as url:
             yield base, url
     except postgres.NoPostgres as exc:
-        if postgres.in_ci():
+        if in_ci():
             raise
         pytest.skip(str(exc))
 

@@ -7,13 +7,14 @@ it fails the test instead, so a CI machine without the tools can never pass by s
 from __future__ import annotations
 
 import importlib
-import os
 import re
 import shutil
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.support.ci import in_ci
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -23,10 +24,6 @@ DASHBOARD = GRAFANA / "dashboards" / "stopgate.json"
 
 APT = "apt-get install -y prometheus"
 PIP = "pip install kubernetes-validate==1.37.0 check-jsonschema==0.39.0 dockerfile-parse==2.0.1"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
 
 def unavailable(reason: str) -> None:

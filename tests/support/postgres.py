@@ -48,10 +48,6 @@ class NoPostgres(RuntimeError):
     """No server answers and no PostgreSQL binaries are installed to start one."""
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
-
-
 def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion on a fresh loop in a helper thread."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
