@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
+from policy.categories import Category, parse_category
 from policy.consent import DefaultConsent
 from policy.footer import DEFAULT_FOOTER, FooterMode
+from policy.frequency_caps import FrequencyCaps, frequency_caps_from_config
 from policy.numbers import InvalidAddress, Role, canonical_key
+from policy.quiet_hours import QuietHours, quiet_hours_from_config
 
 
 def mask_url(url: str) -> str:
@@ -169,6 +172,14 @@ class Settings:
     log_format: str = "auto"
     """``json`` (one object per line), ``text``, or ``auto``: JSON for ``serve``, text for the
     other commands (``STOPGATE_LOG_FORMAT``)."""
+    category_default: Category = Category.MARKETING
+    """The category of a send whose business number and service have none configured."""
+    categories: Mapping[str, Category] = field(default_factory=dict)
+    """``[categories]`` business number or ``MG…`` service -> ``marketing`` | ``transactional``."""
+    quiet_hours: QuietHours = field(default_factory=QuietHours)
+    """``[quiet_hours]``: marketing sends only inside the recipient's local window (off)."""
+    frequency_caps: FrequencyCaps = field(default_factory=FrequencyCaps)
+    """``[frequency_caps]``: at most N marketing sends per recipient per window (off)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -233,6 +244,8 @@ def _coerce(name: str, raw: Any) -> Any:
             return _tokens(raw)
         if name == "subscribers":
             return _subscribers(raw)
+        if name in _SCHEDULE_PARSERS:
+            return _SCHEDULE_PARSERS[name](raw)
         if kind.startswith("Mapping"):
             if not isinstance(raw, Mapping):
                 raise ConfigError(f"{name} must be a table")
@@ -309,6 +322,38 @@ def _services(raw: Any) -> dict[str, tuple[str, ...]]:
             raise ConfigError(f"messaging_services: {exc}") from None
         services[service_key] = keys
     return services
+
+
+def _categories(raw: Any) -> dict[str, Category]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("categories must be a table of business number or MG SID = category")
+    categories: dict[str, Category] = {}
+    for sender, category in raw.items():
+        try:
+            categories[canonical_key(str(sender), Role.BUSINESS)] = parse_category(str(category))
+        except InvalidAddress as exc:
+            raise ConfigError(f"categories: {exc}") from None
+    return categories
+
+
+def _quiet_hours(raw: Any) -> QuietHours:
+    if isinstance(raw, Mapping) and isinstance(raw.get("numbers"), Mapping):
+        numbers = {}
+        for sender, table in raw["numbers"].items():
+            try:
+                numbers[canonical_key(str(sender), Role.BUSINESS)] = table
+            except InvalidAddress as exc:
+                raise ConfigError(f"quiet_hours.numbers: {exc}") from None
+        raw = {**raw, "numbers": numbers}
+    return quiet_hours_from_config(raw)
+
+
+_SCHEDULE_PARSERS: dict[str, Any] = {
+    "category_default": lambda raw: parse_category(str(raw)),
+    "categories": _categories,
+    "quiet_hours": _quiet_hours,
+    "frequency_caps": frequency_caps_from_config,
+}
 
 
 def load_settings(

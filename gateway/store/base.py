@@ -173,6 +173,16 @@ class ChangeBatch:
     """(from_key, to_key) pairs whose records changed."""
 
 
+@dataclass(frozen=True, slots=True)
+class SendSlotRequest:
+    """Count one more send to ``to_key`` if fewer than ``limit`` were counted within the last
+    ``window_us`` microseconds (a frequency cap, see :mod:`policy.frequency_caps`)."""
+
+    to_key: str
+    limit: int
+    window_us: int
+
+
 PairCursor = tuple[str, str]
 """Position in the (to_key, from_key) key order; paging is keyset-based, never by offset."""
 
@@ -336,3 +346,15 @@ class ConsentStore(Protocol):
     @property
     def pushes_changes(self) -> bool:
         """Whether :meth:`wait_for_changes` wakes on changes (else readers poll)."""
+
+    async def take_send_slots(
+        self, requests: Sequence[SendSlotRequest], now_us: int
+    ) -> list[int | None]:
+        """In one transaction, for each request in order: when the sends to its ``to_key``
+        counted within ``(now_us - window_us, now_us]`` are fewer than ``limit``, count one more
+        at ``now_us`` and give its slot id, else None. Atomic across every process and gateway
+        sharing the store (two racing callers never exceed a limit). Slots older than the
+        window are forgotten on the way."""
+
+    async def release_send_slots(self, slot_ids: Sequence[int]) -> None:
+        """Un-count sends (taken, then not forwarded after all); unknown ids are ignored."""

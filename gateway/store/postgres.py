@@ -156,8 +156,10 @@ from gateway.store.base import (
     OutboxItem,
     PairCursor,
     RecordQuery,
+    SendSlotRequest,
 )
 from policy.consent import ConsentRecord, OptStatus, Source, supersedes
+from policy.frequency_caps import Cap, admits
 
 T = TypeVar("T")
 log = logging.getLogger("stopgate.store.postgres")
@@ -287,6 +289,15 @@ MIGRATIONS: tuple[str, ...] = (
     END $$;
     CREATE TRIGGER change_log_notify AFTER INSERT ON change_log
         FOR EACH STATEMENT EXECUTE FUNCTION stopgate_notify_change();
+    """,
+    # 5: frequency caps: the marketing sends counted per recipient.
+    """
+    CREATE TABLE send_slot (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        to_key text COLLATE "C" NOT NULL,
+        at_us bigint NOT NULL
+    );
+    CREATE INDEX send_slot_to ON send_slot (to_key, at_us);
     """,
 )
 
@@ -483,10 +494,24 @@ ERASE = """
     WITH a AS (DELETE FROM consent WHERE to_key = $1 RETURNING 1),
     b AS (DELETE FROM consent_history WHERE to_key = $1 RETURNING 1),
     c AS (DELETE FROM blocked_send WHERE to_key = $1 RETURNING 1),
-    d AS (DELETE FROM footer_sent WHERE to_key = $1 RETURNING 1)
+    d AS (DELETE FROM footer_sent WHERE to_key = $1 RETURNING 1),
+    e AS (DELETE FROM send_slot WHERE to_key = $1 RETURNING 1)
     SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b) + (SELECT count(*) FROM c)
-        + (SELECT count(*) FROM d)
+        + (SELECT count(*) FROM d) + (SELECT count(*) FROM e)
 """
+# Frequency caps: one recipient's slots are counted under a transaction-scoped advisory lock on
+# its key, so gateways racing for the same recipient count in turn (the lock is taken for every
+# recipient of a call, in key order, before any is counted: no deadlock between two calls).
+LOCK_SEND_SLOTS = (
+    "SELECT pg_advisory_xact_lock(hashtext('stopgate.send_slot'), hashtext(k))"
+    " FROM unnest($1::text[]) AS k ORDER BY k"
+)
+COUNTED_SEND_SLOTS = """
+    WITH expired AS (DELETE FROM send_slot WHERE to_key = $1 AND at_us <= $2)
+    SELECT at_us FROM send_slot WHERE to_key = $1 AND at_us > $2
+"""
+INSERT_SEND_SLOT = "INSERT INTO send_slot (to_key, at_us) VALUES ($1, $2) RETURNING id"
+DELETE_SEND_SLOTS = "DELETE FROM send_slot WHERE id = ANY($1::bigint[])"
 PRUNE = """
     WITH a AS (DELETE FROM blocked_send WHERE at_us < $1 RETURNING 1),
     b AS (DELETE FROM consent_history WHERE modified_us < $2 RETURNING 1)
@@ -1522,5 +1547,36 @@ class PostgresStore:
     async def prune_changes(self, before_us: int) -> None:
         async def work(conn: Any) -> None:
             await conn.execute(PRUNE_CHANGES, before_us)
+
+        await self._write(work, idempotent=True)
+
+    async def take_send_slots(
+        self, requests: Sequence[SendSlotRequest], now_us: int
+    ) -> list[int | None]:
+        keys = sorted({request.to_key for request in requests})
+        if not keys:
+            return []
+
+        async def work(conn: Any) -> list[int | None]:
+            await conn.execute(LOCK_SEND_SLOTS, keys)
+            slots: list[int | None] = []
+            for request in requests:
+                since = now_us - request.window_us
+                sent = [row[0] for row in await conn.fetch(COUNTED_SEND_SLOTS, request.to_key, since)]
+                if admits(sent, now_us, Cap(request.limit, request.window_us)):
+                    slots.append(int(await conn.fetchval(INSERT_SEND_SLOT, request.to_key, now_us)))
+                else:
+                    slots.append(None)
+            return slots
+
+        return await self._write(work)
+
+    async def release_send_slots(self, slot_ids: Sequence[int]) -> None:
+        ids = list(slot_ids)
+        if not ids:
+            return
+
+        async def work(conn: Any) -> None:
+            await conn.execute(DELETE_SEND_SLOTS, ids)
 
         await self._write(work, idempotent=True)

@@ -34,8 +34,10 @@ from gateway.store.base import (
     OutboxItem,
     PairCursor,
     RecordQuery,
+    SendSlotRequest,
 )
 from policy.consent import ConsentRecord, OptStatus, Source, supersedes
+from policy.frequency_caps import Cap, admits
 
 T = TypeVar("T")
 
@@ -148,6 +150,14 @@ MIGRATIONS: tuple[str, ...] = (
         expires_us INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX console_session_expiry ON console_session (expires_us);
+    """,
+    """
+    CREATE TABLE send_slot (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        to_key TEXT NOT NULL,
+        at_us INTEGER NOT NULL
+    );
+    CREATE INDEX send_slot_to ON send_slot (to_key, at_us);
     """,
 )
 
@@ -852,7 +862,7 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             removed = 0
             self._log_changes(conn, [], kind="all")
-            for table in ("consent", "consent_history", "blocked_send", "footer_sent"):
+            for table in ("consent", "consent_history", "blocked_send", "footer_sent", "send_slot"):
                 removed += conn.execute(f"DELETE FROM {table} WHERE to_key = ?", (to_key,)).rowcount
             if suppression is not None:
                 self._apply_in_transaction(
@@ -929,3 +939,46 @@ class SQLiteStore:
         # Nothing pushes here: the feed polls the change log at its interval.
         await asyncio.sleep(within)
         return False
+
+    async def take_send_slots(
+        self, requests: Sequence[SendSlotRequest], now_us: int
+    ) -> list[int | None]:
+        def work(conn: sqlite3.Connection) -> list[int | None]:
+            # BEGIN IMMEDIATE takes the file's write lock first: every process counts in turn.
+            conn.execute("BEGIN IMMEDIATE")
+            slots: list[int | None] = []
+            for request in requests:
+                since = now_us - request.window_us
+                conn.execute(
+                    "DELETE FROM send_slot WHERE to_key = ? AND at_us <= ?", (request.to_key, since)
+                )
+                sent = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT at_us FROM send_slot WHERE to_key = ?", (request.to_key,)
+                    )
+                ]
+                if admits(sent, now_us, Cap(request.limit, request.window_us)):
+                    cursor = conn.execute(
+                        "INSERT INTO send_slot (to_key, at_us) VALUES (?, ?)",
+                        (request.to_key, now_us),
+                    )
+                    slots.append(cursor.lastrowid)
+                else:
+                    slots.append(None)
+            conn.execute("COMMIT")
+            return slots
+
+        return await self._writer.run(work)
+
+    async def release_send_slots(self, slot_ids: Sequence[int]) -> None:
+        ids = [(slot_id,) for slot_id in slot_ids]
+        if not ids:
+            return
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("DELETE FROM send_slot WHERE id = ?", ids)
+            conn.execute("COMMIT")
+
+        await self._writer.run(work)
