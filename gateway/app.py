@@ -14,6 +14,7 @@ from gateway import admin, consents_api, inbound, openapi, outbox, upstream
 from gateway.auth import Authenticator
 from gateway.blocked_log import BlockedLog
 from gateway.change_feed import change_feed_ctx
+from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.consent_index import ConsentIndex, FeedState
 from gateway.credentials import CredentialChecker
@@ -24,6 +25,7 @@ from gateway.keys import (
     AUTH,
     BLOCKED_LOG,
     CLIENT,
+    CLOCK,
     CREDENTIALS,
     ERASURE_KEY,
     FEED,
@@ -130,10 +132,13 @@ async def metrics_route(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
-def create_app(settings: Settings, *, registry: CollectorRegistry | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, registry: CollectorRegistry | None = None, clock: Clock | None = None
+) -> web.Application:
     """Build the gateway. Resources (store, upstream client) open in cleanup contexts."""
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[CLOCK] = clock if clock is not None else Clock()
     metrics = Metrics(registry)
     metrics.build.info({"version": __version__, "mode": settings.mode})
     metrics.prime([d.name for d in DIALECTS], outbox.KINDS)

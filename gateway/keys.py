@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gateway.auth import Authenticator
 from gateway.blocked_log import BlockedLog
+from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.consent_index import ConsentIndex, FeedState
 from gateway.credentials import CredentialChecker
@@ -35,3 +36,4 @@ OUTBOX_WAKE = web.AppKey("outbox_wake", asyncio.Event)
 KEYWORDS = web.AppKey("keywords", KeywordPolicy)
 FEED = web.AppKey("change_feed", FeedState)
 BLOCKED_LOG = web.AppKey("blocked_log", BlockedLog)
+CLOCK = web.AppKey("clock", Clock)

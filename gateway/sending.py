@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import hdrs, web
 
-from gateway import upstream
+from gateway import schedule, upstream
 from gateway.consent_index import ConsentIndex
 from gateway.dialects.base import (
     BatchItem,
@@ -418,6 +418,7 @@ async def _handle_send(
             request.app[ERASURE_KEY],
         )
         trace.verdict = verdict
+        slots = await schedule.apply_sending_rules(request, parsed, verdict, shadow)
     except BadRequest as exc:
         metrics.sends.labels(dialect.name, "refused", "bad-request").inc()
         return refuse_bad_request(dialect, exc, request_id)
@@ -465,7 +466,8 @@ async def _handle_send(
                 names = ", ".join(b.recipient for b in verdict.blocked)
                 return refuse(
                     dialect,
-                    DialectError(
+                    schedule.refusal(first, verdict.blocked)
+                    or DialectError(
                         ErrorKind.BLOCKED,
                         first,
                         f"The recipient opted out: {names}",
@@ -498,7 +500,9 @@ async def _handle_send(
             dialect.set_batch(parsed, verdict.kept_items)
         changed = True
 
-    headers = upstream.end_to_end_headers(request.headers, drop=("Accept-Encoding",))
+    headers = upstream.end_to_end_headers(
+        request.headers, drop=("Accept-Encoding", schedule.CATEGORY_HEADER)
+    )
     if changed:
         body, content_type = dialect.encode_send(parsed)
         headers[hdrs.CONTENT_TYPE] = content_type
@@ -519,6 +523,8 @@ async def _handle_send(
         return refuse_upstream_failure(request, dialect, exc, request_id)
     metrics.upstream_latency.labels(dialect.name).observe(time.perf_counter() - upstream_started)
     trace.upstream_status = response.status
+    if slots and not 200 <= response.status < 300:
+        await schedule.give_back(request, slots)
     if response.status >= 500:
         metrics.upstream_errors.labels(dialect.name, "http-5xx").inc()
     if response.status == 401:

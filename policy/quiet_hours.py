@@ -224,7 +224,7 @@ def _rule(table: Mapping[str, Any], base: QuietHoursRule, where: str) -> QuietHo
     if "states" in table:
         states = table["states"]
         if not isinstance(states, Mapping):
-            raise ValueError(f"{where}.states must be a table of STATE = \"HH:MM-HH:MM\"")
+            raise ValueError(f'{where}.states must be a table of STATE = "HH:MM-HH:MM"')
         merged = dict(rule.states)
         for state, window in states.items():
             merged[str(state).upper()] = parse_window(window)

@@ -70,6 +70,9 @@ class ErrorKind(enum.Enum):
     CONSENT_UNAVAILABLE = "consent-unavailable"
     UPSTREAM_UNREACHABLE = "upstream-unreachable"
     UPSTREAM_TIMEOUT = "upstream-timeout"
+    RESTRICTED = "restricted"
+    """Refused by a sending rule (quiet hours, frequency cap), not by consent: the recipient
+    did not opt out, so the carriers' opt-out codes would mislead the app."""
 
 
 ERROR_STATUS: Mapping[ErrorKind, int] = {
@@ -83,6 +86,7 @@ ERROR_STATUS: Mapping[ErrorKind, int] = {
     ErrorKind.CONSENT_UNAVAILABLE: 503,
     ErrorKind.UPSTREAM_UNREACHABLE: 502,
     ErrorKind.UPSTREAM_TIMEOUT: 504,
+    ErrorKind.RESTRICTED: 400,
 }
 
 

@@ -39,6 +39,9 @@ _STOPGATE_CODES = {
     ErrorKind.UPSTREAM_UNREACHABLE: "STOPGATE-502",
     ErrorKind.UPSTREAM_TIMEOUT: "STOPGATE-504",
 }
+# Sending rules, one code each in RingCentral's SMS code layout (source "STOPGATE"): 451 the
+# law forbids it now (quiet hours), 429 too many (frequency cap).
+_RESTRICTED_CODES = {"quiet-hours": "SMS-STOPGATE-451", "frequency-cap": "SMS-STOPGATE-429"}
 
 
 @dataclass(slots=True)
@@ -135,16 +138,20 @@ class RingCentralDialect:
             rejected.append(entry)
         for block in dropped:
             opted_out = block.reason in _CONSENT_REASONS
+            code, description = (
+                ("SMS-RC-413", f"The destination subscriber opted out ({block.reason})")
+                if opted_out
+                else ("SMS-RC-410", f"The destination number is invalid ({block.reason})")
+            )
+            if block.reason in _RESTRICTED_CODES:
+                code = _RESTRICTED_CODES[block.reason]
+                description = f"Not sent: a sending rule refused it ({block.reason})"
             rejected.append(
                 {
                     "index": block.index,
                     "to": [block.recipient],
-                    "errorCode": "SMS-RC-413" if opted_out else "SMS-RC-410",
-                    "description": (
-                        f"The destination subscriber opted out ({block.reason})"
-                        if opted_out
-                        else f"The destination number is invalid ({block.reason})"
-                    ),
+                    "errorCode": code,
+                    "description": description,
                 }
             )
         rejected.sort(key=lambda e: e.get("index", 0) if isinstance(e, dict) else 0)
@@ -179,6 +186,8 @@ class RingCentralDialect:
                 ],
             }
         code = _STOPGATE_CODES.get(error.kind, "CMN-101")
+        if error.kind is ErrorKind.RESTRICTED:
+            code = _RESTRICTED_CODES.get(error.reason, "SMS-STOPGATE-400")
         detail: dict[str, Any] = {"errorCode": code, "message": error.message}
         if error.parameter:
             detail["parameterName"] = error.parameter

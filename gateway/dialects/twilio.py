@@ -40,6 +40,8 @@ _ERROR_CODES = {
     ErrorKind.CONSENT_UNAVAILABLE: 20503,
     ErrorKind.UPSTREAM_UNREACHABLE: 20500,
     ErrorKind.UPSTREAM_TIMEOUT: 20500,
+    # "Message filtered": what Twilio reports for a message it would not deliver.
+    ErrorKind.RESTRICTED: 30007,
 }
 # Twilio's own codes for the parameter problems its API reports, so SDK users see familiar ones.
 _PARAMETER_CODES = {"to": 21211, "from": 21212, "messagingservicesid": 21701}

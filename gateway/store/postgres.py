@@ -1562,7 +1562,9 @@ class PostgresStore:
             slots: list[int | None] = []
             for request in requests:
                 since = now_us - request.window_us
-                sent = [row[0] for row in await conn.fetch(COUNTED_SEND_SLOTS, request.to_key, since)]
+                sent = [
+                    row[0] for row in await conn.fetch(COUNTED_SEND_SLOTS, request.to_key, since)
+                ]
                 if admits(sent, now_us, Cap(request.limit, request.window_us)):
                     slots.append(int(await conn.fetchval(INSERT_SEND_SLOT, request.to_key, now_us)))
                 else:
