@@ -182,7 +182,7 @@ def test_an_empty_window_admits_nothing() -> None:
     "text", ["8-21", "08:00", "21:00-08:00", "08:00-08:00", "25:00-26:00", "08:60-09:00", ""]
 )
 def test_bad_windows_are_refused(text: str) -> None:
-    with pytest.raises(ValueError, match="window|time of day"):
+    with pytest.raises(ValueError, match=r"window|time of day"):
         parse_window(text)
 
 
@@ -336,4 +336,4 @@ def test_a_state_window_lies_within_the_rule_window(
 ) -> None:
     rule = QuietHoursRule(True, window, {"FL": state_window, "OK": state_window})
     chosen = rule.window_for(state)
-    assert window.start <= chosen.start and chosen.end <= window.end or chosen.start == chosen.end
+    assert (window.start <= chosen.start and chosen.end <= window.end) or chosen.start == chosen.end
