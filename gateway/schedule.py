@@ -31,7 +31,13 @@ from gateway.dialects.base import (
 from gateway.errors import BadRequest, StoreUnavailable
 from gateway.keys import CLOCK, INDEX, SETTINGS
 from gateway.store.base import SendSlotRequest
-from policy.categories import Category, UnknownCategory, category_of
+from policy.categories import (
+    FREQUENCY_CAP,
+    QUIET_HOURS,
+    Category,
+    UnknownCategory,
+    category_of,
+)
 from policy.numbers import InvalidAddress, business_key, customer_key
 from policy.quiet_hours import decide_quiet_hours
 from policy.us_states import state_of
@@ -39,9 +45,6 @@ from policy.us_states import state_of
 if TYPE_CHECKING:
     from gateway.sending import Verdict
 
-QUIET_HOURS = "quiet-hours"
-FREQUENCY_CAP = "frequency-cap"
-REASONS = (QUIET_HOURS, FREQUENCY_CAP)
 CATEGORY_HEADER = "X-Stopgate-Category"
 
 _MESSAGES = {

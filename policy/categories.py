@@ -13,6 +13,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 
+QUIET_HOURS = "quiet-hours"
+FREQUENCY_CAP = "frequency-cap"
+RULE_REASONS = (QUIET_HOURS, FREQUENCY_CAP)
+"""Block reasons of the sending rules marketing texts are subject to."""
+
 
 class Category(enum.StrEnum):
     MARKETING = "marketing"
