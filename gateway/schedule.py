@@ -3,7 +3,8 @@
 Called by the send path once consent has decided (``gateway.sending``). Recipients these rules
 refuse join the verdict's blocked list with reason ``quiet-hours`` or ``frequency-cap``, so they
 are refused, dropped from a batch, logged, counted and (in shadow mode) forwarded exactly like
-consent blocks. With both features off and no ``X-Stopgate-Category`` header, nothing is done.
+consent blocks. The send path calls this only when a rule is on (with both off, a send costs
+nothing more and the ``X-Stopgate-Category`` header is not read).
 
 Frequency caps count in the store (shared by every gateway on it). A slot is taken only for a
 send that passed every other check; it is given back when the send is refused after all (a
@@ -61,18 +62,16 @@ async def apply_sending_rules(
     """Move the recipients quiet hours or frequency caps refuse from ``verdict.allowed`` (and
     its kept batch items) to ``verdict.blocked``. Returns the frequency-cap slots taken for
     what will be forwarded (give them back with :func:`give_back` if the carrier refuses).
-    Raises :class:`BadRequest` for an unknown category header."""
+    Raises :class:`BadRequest` for an unknown category header. Call only when a rule is on."""
     settings = request.app[SETTINGS]
-    header = request.headers.get(CATEGORY_HEADER)
     quiet, caps = settings.quiet_hours, settings.frequency_caps
-    if header is None and not (quiet.active or caps.enabled):
-        return []
     senders = _sender_keys(request, parsed, settings.default_region)
+    header = request.headers.get(CATEGORY_HEADER)
     try:
         category = category_of(header, senders, settings.categories, settings.category_default)
     except UnknownCategory as exc:
         raise BadRequest("invalid-category", str(exc), parameter=CATEGORY_HEADER) from None
-    if category is not Category.MARKETING or not (quiet.active or caps.enabled):
+    if category is not Category.MARKETING:
         return []
     if parsed.kind is SendKind.MESSAGE and verdict.blocked and not shadow:
         return []  # refused whole for consent already: nothing to add, nothing to count

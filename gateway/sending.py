@@ -393,6 +393,7 @@ async def _handle_send(
     metrics = request.app[METRICS]
     request_id = trace.request_id
     shadow = settings.mode == "shadow"
+    slots: list[int] = []
     try:
         try:
             body = await request.read()
@@ -418,7 +419,8 @@ async def _handle_send(
             request.app[ERASURE_KEY],
         )
         trace.verdict = verdict
-        slots = await schedule.apply_sending_rules(request, parsed, verdict, shadow)
+        if settings.quiet_hours.active or settings.frequency_caps.enabled:
+            slots = await schedule.apply_sending_rules(request, parsed, verdict, shadow)
     except BadRequest as exc:
         metrics.sends.labels(dialect.name, "refused", "bad-request").inc()
         return refuse_bad_request(dialect, exc, request_id)

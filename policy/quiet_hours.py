@@ -106,11 +106,13 @@ class QuietHours:
     numbers: Mapping[str, QuietHoursRule] = field(default_factory=dict)
     """Canonical business key (number or ``MG…`` service) -> its own rule."""
     fallback_zone: str | None = None
+    active: bool = field(init=False, default=False)
+    """Whether any send can be subject to quiet hours (read on every send: kept, not
+    computed)."""
 
-    @property
-    def active(self) -> bool:
-        """Whether any send can be subject to quiet hours (else the check costs nothing)."""
-        return self.rule.enabled or any(r.enabled for r in self.numbers.values())
+    def __post_init__(self) -> None:
+        active = self.rule.enabled or any(r.enabled for r in self.numbers.values())
+        object.__setattr__(self, "active", active)
 
     def rule_for(self, sender_keys: Sequence[str]) -> QuietHoursRule:
         """The rule of the first sender key that has its own (number before service)."""

@@ -165,7 +165,7 @@ async def test_the_category_header_overrides_the_default(build: Build) -> None:
 async def test_an_unknown_category_header_is_a_400_with_a_reason(
     build: Build, dialect: str
 ) -> None:
-    gateway = await build(Time(AT_NOON_NEW_YORK))  # features off: the header is still checked
+    gateway = await build(Time(AT_NOON_NEW_YORK), frequency_caps=CAPS)
     headers = {"X-Stopgate-Category": "promo"}
     if dialect == "twilio":
         response = await twilio_send(gateway, NEW_YORK, category="promo")
@@ -324,6 +324,8 @@ async def test_both_features_off_touch_nothing(build: Build) -> None:
     gateway = await build(Time(AT_22_NEW_YORK))
     for _ in range(5):
         assert (await gateway.twilio_send(MIAMI)).status == 201
+    # With both rules off the category header is not even read.
+    assert (await twilio_send(gateway, MIAMI, category="promo")).status == 201
     text = await (await gateway.client.get("/metrics")).text()
     assert "take_send_slots" not in text
 
