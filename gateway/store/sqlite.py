@@ -34,8 +34,17 @@ from gateway.store.base import (
     OutboxItem,
     PairCursor,
     RecordQuery,
+    SuppressionList,
+    SuppressionRefresh,
 )
-from policy.consent import ConsentRecord, OptStatus, Source, supersedes
+from policy.consent import (
+    ConsentRecord,
+    OptStatus,
+    Source,
+    Suppression,
+    SuppressionKind,
+    supersedes,
+)
 
 T = TypeVar("T")
 
@@ -149,6 +158,24 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX console_session_expiry ON console_session (expires_us);
     """,
+    """
+    CREATE TABLE suppression_list (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('internal', 'dnc', 'reassigned')),
+        listed_us INTEGER NOT NULL,
+        imported_us INTEGER NOT NULL,
+        members INTEGER NOT NULL,
+        note TEXT,
+        generation INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE suppression (
+        to_key TEXT NOT NULL,
+        list_name TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        PRIMARY KEY (to_key, list_name, generation)
+    ) WITHOUT ROWID;
+    CREATE INDEX suppression_members ON suppression (list_name, generation, to_key);
+    """,
 )
 
 _RECORD_COLUMNS = "from_key, to_key, status, source, modified_us, note, evidence"
@@ -177,6 +204,22 @@ def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
 
 def _record(row: Sequence[Any]) -> ConsentRecord:
     return ConsentRecord(row[0], row[1], OptStatus(row[2]), Source(row[3]), row[4], row[5], row[6])
+
+
+_SUPPRESSIONS_OF = (
+    "SELECT l.name, l.kind, l.listed_us FROM suppression s JOIN suppression_list l"
+    " ON l.name = s.list_name AND l.generation = s.generation WHERE s.to_key = ? ORDER BY l.name"
+)
+_COUNT_STAGED = (
+    "SELECT count(*), coalesce(sum(NOT EXISTS (SELECT 1 FROM suppression o"
+    " WHERE o.list_name = ? AND o.generation = ? AND o.to_key = n.to_key)), 0)"
+    " FROM suppression n WHERE n.list_name = ? AND n.generation = ?"
+)
+
+
+def _suppression_list(row: Sequence[Any]) -> SuppressionList:
+    name, kind, listed_us, imported_us, members, note = row
+    return SuppressionList(name, SuppressionKind(kind), listed_us, imported_us, members, note)
 
 
 def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
@@ -890,6 +933,113 @@ class SQLiteStore:
             return removed
 
         return await self._writer.run(work)
+
+    # -- suppression lists ----------------------------------------------------------------------
+
+    async def stage_suppressions(self, name: str) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                "SELECT generation FROM suppression_list WHERE name = ?", (name,)
+            ).fetchone()
+            published = 0 if row is None else int(row[0])
+            conn.execute(
+                "DELETE FROM suppression WHERE list_name = ? AND generation > ?",
+                (name, published),
+            )
+            conn.execute("COMMIT")
+            return published + 1
+
+        return await self._writer.run(work)
+
+    async def add_suppressions(self, name: str, generation: int, to_keys: Sequence[str]) -> None:
+        rows = [(key, name, generation) for key in to_keys]
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT OR IGNORE INTO suppression (to_key, list_name, generation)"
+                " VALUES (?, ?, ?)",
+                rows,
+            )
+            conn.execute("COMMIT")
+
+        await self._writer.run(work)
+
+    async def publish_suppressions(
+        self, name: str, generation: int, kind: SuppressionKind, listed_us: int, note: str | None
+    ) -> SuppressionRefresh:
+        def work(conn: sqlite3.Connection) -> SuppressionRefresh:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                "SELECT generation, members FROM suppression_list WHERE name = ?", (name,)
+            ).fetchone()
+            old_generation, old_members = (0, 0) if row is None else (int(row[0]), int(row[1]))
+            members, added = conn.execute(
+                _COUNT_STAGED, (name, old_generation, name, generation)
+            ).fetchone()
+            imported_us = time.time_ns() // 1000
+            conn.execute(
+                "INSERT INTO suppression_list (name, kind, listed_us, imported_us, members, note,"
+                " generation) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                " kind = excluded.kind, listed_us = excluded.listed_us,"
+                " imported_us = excluded.imported_us, members = excluded.members,"
+                " note = excluded.note, generation = excluded.generation",
+                (name, kind.value, listed_us, imported_us, members, note, generation),
+            )
+            conn.execute(
+                "DELETE FROM suppression WHERE list_name = ? AND generation <> ?",
+                (name, generation),
+            )
+            self._log_changes(conn, [], kind="all")
+            conn.execute("COMMIT")
+            listed = SuppressionList(name, kind, listed_us, imported_us, members, note)
+            return SuppressionRefresh(listed, added, old_members - (members - added))
+
+        return await self._writer.run(work)
+
+    async def drop_suppression_list(self, name: str) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                "DELETE FROM suppression_list WHERE name = ? RETURNING members", (name,)
+            ).fetchone()
+            conn.execute("DELETE FROM suppression WHERE list_name = ?", (name,))
+            if row is not None:
+                self._log_changes(conn, [], kind="all")
+            conn.execute("COMMIT")
+            return 0 if row is None else int(row[0])
+
+        return await self._writer.run(work)
+
+    async def suppressions_of(self, to_key: str) -> list[Suppression]:
+        def work(conn: sqlite3.Connection) -> list[Suppression]:
+            rows = conn.execute(_SUPPRESSIONS_OF, (to_key,))
+            return [Suppression(n, SuppressionKind(k), int(t)) for n, k, t in rows]
+
+        return await self._reader.run(work)
+
+    async def suppression_lists(self) -> list[SuppressionList]:
+        def work(conn: sqlite3.Connection) -> list[SuppressionList]:
+            rows = conn.execute(
+                "SELECT name, kind, listed_us, imported_us, members, note"
+                " FROM suppression_list ORDER BY name"
+            )
+            return [_suppression_list(row) for row in rows]
+
+        return await self._reader.run(work)
+
+    async def suppression_members(self, name: str, *, after: str | None, limit: int) -> list[str]:
+        def work(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT s.to_key FROM suppression s JOIN suppression_list l"
+                " ON l.name = s.list_name AND l.generation = s.generation"
+                " WHERE s.list_name = ? AND s.to_key > ? ORDER BY s.to_key LIMIT ?",
+                (name, after or "", limit),
+            )
+            return [str(row[0]) for row in rows]
+
+        return await self._reader.run(work)
 
     async def changes_since(self, cursor: int | None) -> ChangeBatch:
         def work(conn: sqlite3.Connection) -> ChangeBatch:
