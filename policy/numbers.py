@@ -234,6 +234,11 @@ def brand_key(name: str) -> str:
     return canonical_key(BRAND_PREFIX + name, Role.BUSINESS, allow_wildcard=True)
 
 
+def is_scope_name(name: str) -> bool:
+    """Whether ``name`` can name a brand or a suppression list: ``[a-z0-9][a-z0-9_-]{0,31}``."""
+    return _BRAND_NAME.fullmatch(name) is not None
+
+
 def is_brand_key(key: str) -> bool:
     """Whether a canonical business key names a brand."""
     return key.startswith(BRAND_PREFIX)
