@@ -250,15 +250,13 @@ def _consents_check(args: argparse.Namespace) -> int:
 
 def _suppressions_import(args: argparse.Namespace) -> int:
     from gateway.consent_csv import parse_numbers
-    from gateway.suppressions import ImportOutcome, check_list_name, import_list
+    from gateway.suppressions import ImportOutcome, import_list
     from policy.consent import SuppressionKind, parse_time
 
     settings = _settings(args, store=args.store)
+    name = _list_name(args.name)
     try:
-        name = check_list_name(args.name)
         listed_us = parse_time(args.as_of) if args.as_of else time.time_ns() // 1000
-    except BadRequest as exc:
-        raise StopgateError(exc.message) from None
     except ValueError as exc:
         raise StopgateError(f"--as-of: {exc}") from None
     kind = SuppressionKind(args.kind)
@@ -304,6 +302,9 @@ def _suppressions_import(args: argparse.Namespace) -> int:
 
 
 def _suppressions_list(args: argparse.Namespace) -> int:
+    import csv
+
+    from gateway.consent_csv import neutralise_formula
     from gateway.store.base import SuppressionList
     from policy.consent import format_time
 
@@ -316,17 +317,34 @@ def _suppressions_list(args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
-    print("NAME,KIND,MEMBERS,AS_OF,IMPORTED,REASON")
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(("NAME", "KIND", "MEMBERS", "AS_OF", "IMPORTED", "REASON"))
     for listed in asyncio.run(run()):
-        print(
-            f"{listed.name},{listed.kind.value},{listed.members},{format_time(listed.listed_us)},"
-            f"{format_time(listed.imported_us)},{listed.note or ''}"
+        writer.writerow(
+            (
+                listed.name,
+                listed.kind.value,
+                listed.members,
+                format_time(listed.listed_us),
+                format_time(listed.imported_us),
+                neutralise_formula(listed.note or ""),
+            )
         )
     return 0
 
 
+def _list_name(raw: str) -> str:
+    from gateway.suppressions import check_list_name
+
+    try:
+        return check_list_name(raw)
+    except BadRequest as exc:
+        raise StopgateError(exc.message) from None
+
+
 def _suppressions_export(args: argparse.Namespace) -> int:
     settings = _settings(args, store=args.store)
+    name = _list_name(args.name)
 
     async def run(out: TextIO) -> None:
         store = await _with_store(settings)
@@ -334,7 +352,7 @@ def _suppressions_export(args: argparse.Namespace) -> int:
             out.write("TO\n")
             after = None
             while True:
-                page = await store.suppression_members(args.name, after=after, limit=5000)
+                page = await store.suppression_members(name, after=after, limit=5000)
                 out.writelines(f"{key}\n" for key in page)
                 if len(page) < 5000:
                     break
@@ -352,16 +370,17 @@ def _suppressions_export(args: argparse.Namespace) -> int:
 
 def _suppressions_drop(args: argparse.Namespace) -> int:
     settings = _settings(args, store=args.store)
+    name = _list_name(args.name)
 
     async def run() -> int:
         store = await _with_store(settings)
         try:
-            return await store.drop_suppression_list(args.name)
+            return await store.drop_suppression_list(name)
         finally:
             await store.close()
 
     released = asyncio.run(run())
-    print(f"suppression list {args.name!r} dropped: {released} numbers released")
+    print(f"suppression list {name!r} dropped: {released} numbers released")
     return 0
 
 
