@@ -456,7 +456,12 @@ SELECT_SERVICE_NUMBERS = "SELECT number_key, service_key FROM service_number"
 SELECT_LIST_GENERATION = (
     "SELECT generation, members FROM suppression_list WHERE name = $1 FOR UPDATE"
 )
-DELETE_UNPUBLISHED = "DELETE FROM suppression WHERE list_name = $1 AND generation > $2"
+SELECT_LIST = "SELECT generation FROM suppression_list WHERE name = $1"
+DELETE_STALE = """
+    DELETE FROM suppression WHERE ctid = ANY (ARRAY(
+        SELECT ctid FROM suppression WHERE list_name = $1 AND generation <> $2 LIMIT $3))
+"""
+SUPPRESSION_DELETE_BATCH = 5000
 INSERT_SUPPRESSIONS = """
     INSERT INTO suppression (to_key, list_name, generation)
     SELECT k, $2::text, $3::bigint FROM unnest($1::text[]) AS k
@@ -475,9 +480,7 @@ UPSERT_LIST = """
         imported_us = excluded.imported_us, members = excluded.members, note = excluded.note,
         generation = excluded.generation
 """
-DELETE_OTHER_GENERATIONS = "DELETE FROM suppression WHERE list_name = $1 AND generation <> $2"
 DELETE_LIST = "DELETE FROM suppression_list WHERE name = $1 RETURNING members"
-DELETE_LIST_MEMBERS = "DELETE FROM suppression WHERE list_name = $1"
 SELECT_SUPPRESSIONS_OF = """
     SELECT l.name, l.kind, l.listed_us FROM suppression s JOIN suppression_list l
         ON l.name = s.list_name AND l.generation = s.generation
@@ -1529,12 +1532,24 @@ class PostgresStore:
 
     async def stage_suppressions(self, name: str) -> int:
         async def work(conn: Any) -> int:
-            row = await conn.fetchrow(SELECT_LIST_GENERATION, name)
-            published = 0 if row is None else int(row[0])
-            await conn.execute(DELETE_UNPUBLISHED, name, published)
-            return published + 1
+            value = await conn.fetchval(SELECT_LIST, name)
+            return 0 if value is None else int(value)
 
-        return await self._write(work, idempotent=True)
+        published = await self._read(work)
+        # Whatever an unfinished import staged, or an interrupted clean-up left behind.
+        await self._release_stale(name, published)
+        return published + 1
+
+    async def _release_stale(self, name: str, keep: int) -> None:
+        """Delete the rows of ``name`` outside generation ``keep``, a batch per transaction
+        (lookups never see them: they join on the published generation)."""
+
+        async def work(conn: Any) -> int:
+            status = await conn.execute(DELETE_STALE, name, keep, SUPPRESSION_DELETE_BATCH)
+            return int(status.split()[-1])
+
+        while await self._write(work, idempotent=True) == SUPPRESSION_DELETE_BATCH:
+            pass
 
     async def add_suppressions(self, name: str, generation: int, to_keys: Sequence[str]) -> None:
         keys = list(to_keys)
@@ -1548,7 +1563,6 @@ class PostgresStore:
         self, name: str, generation: int, kind: SuppressionKind, listed_us: int, note: str | None
     ) -> SuppressionRefresh:
         async def work(conn: Any) -> SuppressionRefresh:
-            writes = await self._lock_clock(conn)
             row = await conn.fetchrow(SELECT_LIST_GENERATION, name)
             old_generation, old_members = (0, 0) if row is None else (int(row[0]), int(row[1]))
             counted = await conn.fetchrow(COUNT_STAGED, name, old_generation, generation)
@@ -1557,25 +1571,29 @@ class PostgresStore:
             await conn.execute(
                 UPSERT_LIST, name, kind.value, listed_us, imported_us, members, note, generation
             )
-            await conn.execute(DELETE_OTHER_GENERATIONS, name, generation)
+            # The clock last, so consent writes wait for this commit only, not for the count.
+            writes = await self._lock_clock(conn)
             writes.log_changes([], kind="all")
             await self._flush(conn, writes)
             listed = SuppressionList(name, kind, listed_us, imported_us, members, note)
             return SuppressionRefresh(listed, added, old_members - (members - added))
 
-        return await self._write(work)
+        refresh = await self._write(work)
+        await self._release_stale(name, generation)
+        return refresh
 
     async def drop_suppression_list(self, name: str) -> int:
         async def work(conn: Any) -> int:
-            writes = await self._lock_clock(conn)
             members = await conn.fetchval(DELETE_LIST, name)
-            await conn.execute(DELETE_LIST_MEMBERS, name)
             if members is not None:
+                writes = await self._lock_clock(conn)
                 writes.log_changes([], kind="all")
                 await self._flush(conn, writes)
             return 0 if members is None else int(members)
 
-        return await self._write(work, idempotent=True)
+        released = await self._write(work, idempotent=True)
+        await self._release_stale(name, 0)  # generations start at 1: every row goes
+        return released
 
     async def suppressions_of(self, to_key: str) -> list[Suppression]:
         async def work(conn: Any) -> list[Suppression]:

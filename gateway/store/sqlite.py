@@ -210,6 +210,12 @@ _SUPPRESSIONS_OF = (
     "SELECT l.name, l.kind, l.listed_us FROM suppression s JOIN suppression_list l"
     " ON l.name = s.list_name AND l.generation = s.generation WHERE s.to_key = ? ORDER BY l.name"
 )
+_DELETE_STALE = (
+    "DELETE FROM suppression WHERE (to_key, list_name, generation) IN (SELECT to_key,"
+    " list_name, generation FROM suppression WHERE list_name = ? AND generation <> ? LIMIT ?)"
+)
+SUPPRESSION_DELETE_BATCH = 5000
+SUPPRESSION_DELETE_PAUSE = 0.05
 _COUNT_STAGED = (
     "SELECT count(*), coalesce(sum(NOT EXISTS (SELECT 1 FROM suppression o"
     " WHERE o.list_name = ? AND o.generation = ? AND o.to_key = n.to_key)), 0)"
@@ -938,19 +944,33 @@ class SQLiteStore:
 
     async def stage_suppressions(self, name: str) -> int:
         def work(conn: sqlite3.Connection) -> int:
-            conn.execute("BEGIN IMMEDIATE")
             row = conn.execute(
                 "SELECT generation FROM suppression_list WHERE name = ?", (name,)
             ).fetchone()
-            published = 0 if row is None else int(row[0])
-            conn.execute(
-                "DELETE FROM suppression WHERE list_name = ? AND generation > ?",
-                (name, published),
-            )
-            conn.execute("COMMIT")
-            return published + 1
+            return 0 if row is None else int(row[0])
 
-        return await self._writer.run(work)
+        published = await self._reader.run(work)
+        # Whatever an unfinished import staged, or an interrupted clean-up left behind.
+        await self._release_stale(name, published)
+        return published + 1
+
+    async def _release_stale(self, name: str, keep: int) -> None:
+        """Delete the rows of ``name`` outside generation ``keep``, a batch per transaction:
+        lookups never see them (they join on the published generation), and small
+        transactions keep the single writer free for consent changes meanwhile."""
+
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            deleted = conn.execute(_DELETE_STALE, (name, keep, SUPPRESSION_DELETE_BATCH)).rowcount
+            conn.execute("COMMIT")
+            return int(deleted)
+
+        deleted = SUPPRESSION_DELETE_BATCH
+        while deleted == SUPPRESSION_DELETE_BATCH:
+            deleted = await self._writer.run(work)
+            # A pause between batches: another process's writer, sleeping in SQLite's busy
+            # handler, would otherwise seldom find the lock free (a STOP stuck behind a purge).
+            await asyncio.sleep(SUPPRESSION_DELETE_PAUSE if deleted else 0)
 
     async def add_suppressions(self, name: str, generation: int, to_keys: Sequence[str]) -> None:
         rows = [(key, name, generation) for key in to_keys]
@@ -969,8 +989,7 @@ class SQLiteStore:
     async def publish_suppressions(
         self, name: str, generation: int, kind: SuppressionKind, listed_us: int, note: str | None
     ) -> SuppressionRefresh:
-        def work(conn: sqlite3.Connection) -> SuppressionRefresh:
-            conn.execute("BEGIN IMMEDIATE")
+        def count(conn: sqlite3.Connection) -> tuple[int, int, int]:
             row = conn.execute(
                 "SELECT generation, members FROM suppression_list WHERE name = ?", (name,)
             ).fetchone()
@@ -978,6 +997,13 @@ class SQLiteStore:
             members, added = conn.execute(
                 _COUNT_STAGED, (name, old_generation, name, generation)
             ).fetchone()
+            return int(members), int(added), old_members
+
+        # Counted on the reader, outside the write lock (one import per list at a time).
+        members, added, old_members = await self._reader.run(count)
+
+        def work(conn: sqlite3.Connection) -> SuppressionRefresh:
+            conn.execute("BEGIN IMMEDIATE")
             imported_us = time.time_ns() // 1000
             conn.execute(
                 "INSERT INTO suppression_list (name, kind, listed_us, imported_us, members, note,"
@@ -987,16 +1013,14 @@ class SQLiteStore:
                 " note = excluded.note, generation = excluded.generation",
                 (name, kind.value, listed_us, imported_us, members, note, generation),
             )
-            conn.execute(
-                "DELETE FROM suppression WHERE list_name = ? AND generation <> ?",
-                (name, generation),
-            )
             self._log_changes(conn, [], kind="all")
             conn.execute("COMMIT")
             listed = SuppressionList(name, kind, listed_us, imported_us, members, note)
             return SuppressionRefresh(listed, added, old_members - (members - added))
 
-        return await self._writer.run(work)
+        refresh = await self._writer.run(work)
+        await self._release_stale(name, generation)
+        return refresh
 
     async def drop_suppression_list(self, name: str) -> int:
         def work(conn: sqlite3.Connection) -> int:
@@ -1004,13 +1028,14 @@ class SQLiteStore:
             row = conn.execute(
                 "DELETE FROM suppression_list WHERE name = ? RETURNING members", (name,)
             ).fetchone()
-            conn.execute("DELETE FROM suppression WHERE list_name = ?", (name,))
             if row is not None:
                 self._log_changes(conn, [], kind="all")
             conn.execute("COMMIT")
             return 0 if row is None else int(row[0])
 
-        return await self._writer.run(work)
+        released = await self._writer.run(work)
+        await self._release_stale(name, 0)  # generations start at 1: every row goes
+        return released
 
     async def suppressions_of(self, to_key: str) -> list[Suppression]:
         def work(conn: sqlite3.Connection) -> list[Suppression]:
