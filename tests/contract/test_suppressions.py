@@ -4,6 +4,7 @@ release what a list no longer holds, and the change feed flushing caches when a 
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 
 from gateway.consent_csv import RejectedRow, parse_numbers
@@ -147,3 +148,46 @@ async def test_the_index_caches_suppressions_until_a_flush(tmp_path: Path) -> No
     finally:
         await sqlite.close()
     await asyncio.sleep(0)
+
+
+async def test_random_refreshes_match_a_model(store: ConsentStore) -> None:
+    """Publishes, abandoned imports and drops in a seeded random order: after each, every
+    lookup and every listing matches a dictionary of what was last published."""
+    rnd = random.Random(1234)
+    customers = [f"+1650555{n:04d}" for n in range(200, 208)]
+    model: dict[str, tuple[SuppressionKind, set[str]]] = {}
+    for step in range(40):
+        name = rnd.choice(["a", "b", "c"])
+        action = rnd.random()
+        if action < 0.6:
+            members = set(rnd.sample(customers, rnd.randint(0, len(customers))))
+            kind = rnd.choice(list(SuppressionKind))
+            generation = await store.stage_suppressions(name)
+            staged = sorted(members)
+            for start in range(0, len(staged), 3):
+                await store.add_suppressions(name, generation, staged[start : start + 3])
+            refresh = await store.publish_suppressions(name, generation, kind, step, None)
+            before = model.get(name, (kind, set()))[1]
+            assert (refresh.added, refresh.released) == (
+                len(members - before),
+                len(before - members),
+            )
+            model[name] = (kind, members)
+        elif action < 0.8:
+            generation = await store.stage_suppressions(name)  # an import that never finishes
+            await store.add_suppressions(name, generation, rnd.sample(customers, 3))
+        else:
+            released = await store.drop_suppression_list(name)
+            assert released == len(model.pop(name, (None, set()))[1])
+        for customer in customers:
+            found = await store.suppressions_of(customer)
+            expected = sorted(n for n, (_, members) in model.items() if customer in members)
+            assert [s.list_name for s in found] == expected, (step, customer)
+            assert all(s.kind is model[s.list_name][0] for s in found)
+        lists = await store.suppression_lists()
+        assert {listed.name: listed.members for listed in lists} == {
+            n: len(members) for n, (_, members) in model.items()
+        }
+        for listed_name, (_, members) in model.items():
+            page = await store.suppression_members(listed_name, after=None, limit=100)
+            assert page == sorted(members)
