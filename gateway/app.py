@@ -68,6 +68,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     for service, numbers in settings.messaging_services.items():
         await store.set_service_numbers(service, numbers)
     index.services.update(await store.service_numbers())
+    index.configure_brands(settings.brands, settings.consent_defaults)
     app[STORE] = store
     app[INDEX] = index
     app[BLOCKED_LOG] = BlockedLog(store)

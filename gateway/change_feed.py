@@ -47,6 +47,8 @@ async def follow(index: ConsentIndex, state: FeedState, metrics: Metrics, interv
             if batch.services:
                 index.services = dict(await store.service_numbers())
             if batch.flush_all or not state.healthy:
+                # Suppression lists are published with a flush: learn whether any exist.
+                index.has_suppressions = bool(await store.suppression_lists())
                 index.clear()
             elif batch.pairs:
                 index.invalidate(batch.pairs)

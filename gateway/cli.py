@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway import logs
 from gateway.config import Settings, load_settings, mask_url
-from gateway.errors import ConfigError, StopgateError
+from gateway.errors import BadRequest, ConfigError, StopgateError
 from gateway.store import store_from_url
 from gateway.store.base import ConsentChange, ConsentStore, RecordQuery
 
@@ -203,7 +203,8 @@ def _consents_export(args: argparse.Namespace) -> int:
 
 
 def _consents_check(args: argparse.Namespace) -> int:
-    from policy.consent import applicable_from_keys, decide, explain
+    from gateway.consent_index import ConsentIndex
+    from policy.consent import applicable_from_keys, decide, default_for, explain
     from policy.numbers import InvalidAddress, business_key, customer_key
 
     settings = _settings(args, store=args.store)
@@ -218,12 +219,18 @@ def _consents_check(args: argparse.Namespace) -> int:
     async def run() -> str:
         store = await _with_store(settings)
         try:
+            index = ConsentIndex(store, 1)
+            index.configure_brands(settings.brands, settings.consent_defaults)
             service = await store.service_of(from_key)
-            keys = applicable_from_keys(from_key, service)
+            keys = applicable_from_keys(
+                from_key, None, number_service=service, brand_of=index.brand_of
+            )
             found = await store.get_records(to_key, keys)
+            suppressions = await store.suppressions_of(to_key)
         finally:
             await store.close()
-        decision = decide((found.get(k) for k in keys), settings.consent_default)
+        default = default_for(keys, index.defaults, settings.consent_default)
+        decision = decide((found.get(k) for k in keys), default, suppressions)
         lines = [f"pair {from_key} -> {to_key}"]
         for key in keys:
             record = found.get(key)
@@ -232,10 +239,148 @@ def _consents_check(args: argparse.Namespace) -> int:
                 f"  record for {label}: "
                 + (f"{record.status.value} ({record.source.value})" if record else "none")
             )
-        lines.append(explain(decision, settings.consent_default))
+        for entry in suppressions:
+            lines.append(f"  on suppression list {entry.list_name!r} ({entry.kind.value})")
+        lines.append(explain(decision, default))
         return "\n".join(lines)
 
     print(asyncio.run(run()))
+    return 0
+
+
+def _suppressions_import(args: argparse.Namespace) -> int:
+    from gateway.consent_csv import parse_numbers
+    from gateway.suppressions import ImportOutcome, import_list
+    from policy.consent import SuppressionKind, parse_time
+
+    settings = _settings(args, store=args.store)
+    name = _list_name(args.name)
+    try:
+        listed_us = parse_time(args.as_of) if args.as_of else time.time_ns() // 1000
+    except ValueError as exc:
+        raise StopgateError(f"--as-of: {exc}") from None
+    kind = SuppressionKind(args.kind)
+    progress = _Progress(args.file) if sys.stderr.isatty() or args.progress else None
+
+    async def run(handle: TextIO) -> ImportOutcome:
+        store = await _with_store(settings)
+        try:
+            return await import_list(
+                store,
+                name,
+                kind,
+                parse_numbers(handle, region=settings.default_region),
+                listed_us=listed_us,
+                note=args.reason,
+                progress=progress.show if progress is not None else None,
+            )
+        finally:
+            await store.close()
+            if progress is not None:
+                progress.done()
+
+    started = time.monotonic()
+    try:
+        with open(args.file, encoding="utf-8-sig", newline="") as handle:
+            outcome = asyncio.run(run(handle))
+    except OSError as exc:
+        raise StopgateError(f"cannot read {args.file}: {exc}") from None
+    elapsed = time.monotonic() - started
+    for row in outcome.first_rejections:
+        print(f"line {row.line}: {row.reason}", file=sys.stderr)
+    if outcome.rejected > len(outcome.first_rejections):
+        more = outcome.rejected - len(outcome.first_rejections)
+        print(f"... and {more} more rejected lines", file=sys.stderr)
+    refresh = outcome.refresh
+    assert refresh is not None
+    print(
+        f"suppression list {name!r} ({kind.value}): {refresh.list.members} numbers, "
+        f"{refresh.added} added, {refresh.released} released, {outcome.rejected} rejected "
+        f"({outcome.rows / max(elapsed, 1e-9):,.0f} rows/s)"
+    )
+    return 1 if outcome.rejected else 0
+
+
+def _suppressions_list(args: argparse.Namespace) -> int:
+    import csv
+
+    from gateway.consent_csv import neutralise_formula
+    from gateway.store.base import SuppressionList
+    from policy.consent import format_time
+
+    settings = _settings(args, store=args.store)
+
+    async def run() -> list[SuppressionList]:
+        store = await _with_store(settings)
+        try:
+            return await store.suppression_lists()
+        finally:
+            await store.close()
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(("NAME", "KIND", "MEMBERS", "AS_OF", "IMPORTED", "REASON"))
+    for listed in asyncio.run(run()):
+        writer.writerow(
+            (
+                listed.name,
+                listed.kind.value,
+                listed.members,
+                format_time(listed.listed_us),
+                format_time(listed.imported_us),
+                neutralise_formula(listed.note or ""),
+            )
+        )
+    return 0
+
+
+def _list_name(raw: str) -> str:
+    from gateway.suppressions import check_list_name
+
+    try:
+        return check_list_name(raw)
+    except BadRequest as exc:
+        raise StopgateError(exc.message) from None
+
+
+def _suppressions_export(args: argparse.Namespace) -> int:
+    settings = _settings(args, store=args.store)
+    name = _list_name(args.name)
+
+    async def run(out: TextIO) -> None:
+        store = await _with_store(settings)
+        try:
+            out.write("TO\n")
+            after = None
+            while True:
+                page = await store.suppression_members(name, after=after, limit=5000)
+                out.writelines(f"{key}\n" for key in page)
+                if len(page) < 5000:
+                    break
+                after = page[-1]
+        finally:
+            await store.close()
+
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            asyncio.run(run(out))
+    else:
+        asyncio.run(run(sys.stdout))
+    return 0
+
+
+def _suppressions_drop(args: argparse.Namespace) -> int:
+    settings = _settings(args, store=args.store)
+    name = _list_name(args.name)
+
+    async def run() -> int:
+        store = await _with_store(settings)
+        try:
+            return await store.drop_suppression_list(name)
+        finally:
+            await store.close()
+
+    released = asyncio.run(run())
+    print(f"suppression list {name!r} dropped: {released} numbers released")
     return 0
 
 
@@ -374,6 +519,36 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             action.add_argument("sender", metavar="FROM")
             action.add_argument("recipient", metavar="TO")
+    suppressions = commands.add_parser("suppressions", help="suppression lists (do-not-call)")
+    lists = suppressions.add_subparsers(dest="action", required=True)
+    for name, handler, text in (
+        ("import", _suppressions_import, "replace a list's members with a file's numbers"),
+        ("list", _suppressions_list, "every list, its kind and size (CSV)"),
+        ("export", _suppressions_export, "a list's members (CSV)"),
+        ("drop", _suppressions_drop, "remove a list, releasing its numbers"),
+    ):
+        action = lists.add_parser(name, help=text)
+        action.add_argument("--config", help="TOML settings file (STOPGATE_CONFIG)")
+        action.add_argument("--store", help="store URL (STOPGATE_STORE)")
+        action.set_defaults(run=handler)
+        if name != "list":
+            action.add_argument("name", metavar="NAME")
+        if name == "import":
+            action.add_argument("file", metavar="FILE")
+            action.add_argument(
+                "--kind",
+                choices=("internal", "dnc", "reassigned"),
+                default="internal",
+                help="internal: always blocks (default); dnc: a customer's OptIn overrides it;"
+                " reassigned: only an OptIn newer than --as-of overrides it",
+            )
+            action.add_argument("--as-of", help="the list's date (ISO 8601; default: now)")
+            action.add_argument("--reason", help="why these numbers are suppressed (kept, shown)")
+            action.add_argument(
+                "--progress", action="store_true", help="report progress on stderr (default: tty)"
+            )
+        elif name == "export":
+            action.add_argument("--output", "-o", help="file to write (default: stdout)")
     ringcentral = commands.add_parser("ringcentral", help="RingCentral set-up")
     rc_actions = ringcentral.add_subparsers(dest="action", required=True)
     subscribe = rc_actions.add_parser(

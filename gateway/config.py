@@ -19,10 +19,10 @@ from typing import Any
 
 from gateway.errors import ConfigError
 from policy.categories import Category, parse_category
-from policy.consent import DefaultConsent
+from policy.consent import DefaultConsent, OptOutScope
 from policy.footer import DEFAULT_FOOTER, FooterMode
 from policy.frequency_caps import FrequencyCaps, frequency_caps_from_config
-from policy.numbers import InvalidAddress, Role, canonical_key
+from policy.numbers import InvalidAddress, Role, brand_key, canonical_key
 from policy.quiet_hours import QuietHours, quiet_hours_from_config
 
 
@@ -93,6 +93,20 @@ class TokenSpec:
     name: str
     sha256: str
     role: str
+
+
+@dataclass(frozen=True, slots=True)
+class BrandSpec:
+    """A brand: business numbers (of any carrier) that share one consent scope, ``[brands.NAME]``.
+
+    ``opt_out_scope``: ``brand`` (default) - a STOP or START on any of its numbers is written
+    for the whole brand too - or ``pair``. ``consent_default``: the brand's own default
+    (``require-opt-in`` for marketing brands); ``None`` leaves the global one."""
+
+    key: str
+    numbers: tuple[str, ...]
+    opt_out_scope: OptOutScope = OptOutScope.BRAND
+    consent_default: DefaultConsent | None = None
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -181,6 +195,12 @@ class Settings:
     frequency_caps: FrequencyCaps = field(default_factory=FrequencyCaps)
     """``[frequency_caps]``: at most N marketing sends per recipient per window (off)."""
 
+    brands: tuple[BrandSpec, ...] = ()
+    """Groups of business numbers sharing one consent scope (``[brands.NAME]`` tables)."""
+    consent_defaults: Mapping[str, DefaultConsent] = field(default_factory=dict)
+    """Per business number or Messaging Service: its own ``consent_default`` (``[consent_defaults]``
+    table of number = "allow" | "require-opt-in"); it wins over its brand's and the global one."""
+
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, not {self.mode!r}")
@@ -246,6 +266,10 @@ def _coerce(name: str, raw: Any) -> Any:
             return _subscribers(raw)
         if name in _SCHEDULE_PARSERS:
             return _SCHEDULE_PARSERS[name](raw)
+        if name == "brands":
+            return _brands(raw)
+        if name == "consent_defaults":
+            return _consent_defaults(raw)
         if kind.startswith("Mapping"):
             if not isinstance(raw, Mapping):
                 raise ConfigError(f"{name} must be a table")
@@ -354,6 +378,56 @@ _SCHEDULE_PARSERS: dict[str, Any] = {
     "quiet_hours": _quiet_hours,
     "frequency_caps": frequency_caps_from_config,
 }
+
+
+def _brands(raw: Any) -> tuple[BrandSpec, ...]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("brands must be tables: [brands.NAME] numbers = [...]")
+    specs: list[BrandSpec] = []
+    owner: dict[str, str] = {}
+    allowed = set(BrandSpec.__dataclass_fields__) - {"key"}
+    for name, table in raw.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"brands.{name} must be a table")
+        unknown = set(table) - allowed
+        if unknown:
+            raise ConfigError(f"brands.{name}: unknown setting {sorted(unknown)[0]!r}")
+        try:
+            key = brand_key(str(name))
+            numbers = tuple(
+                dict.fromkeys(canonical_key(str(n), Role.BUSINESS) for n in table["numbers"])
+            )
+        except InvalidAddress as exc:
+            raise ConfigError(f"brands.{name}: {exc}") from None
+        except (KeyError, TypeError):
+            raise ConfigError(f"brands.{name}.numbers must be an array of numbers") from None
+        for number in numbers:
+            if number in owner:
+                raise ConfigError(f"{number} is in two brands: {owner[number]} and {key}")
+            owner[number] = key
+        scope = OptOutScope(str(table.get("opt_out_scope", OptOutScope.BRAND.value)))
+        default = table.get("consent_default")
+        specs.append(
+            BrandSpec(
+                key,
+                numbers,
+                scope,
+                None if default is None else DefaultConsent(str(default)),
+            )
+        )
+    return tuple(specs)
+
+
+def _consent_defaults(raw: Any) -> dict[str, DefaultConsent]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError('consent_defaults must be a table of number = "require-opt-in"')
+    try:
+        return {
+            canonical_key(str(number), Role.BUSINESS): DefaultConsent(str(value))
+            for number, value in raw.items()
+        }
+    except InvalidAddress as exc:
+        raise ConfigError(f"consent_defaults: {exc}") from None
 
 
 def load_settings(

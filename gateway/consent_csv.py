@@ -98,6 +98,46 @@ def parse_rows(
         yield _row_change(fields, reader.line_num, region, actor, import_us)
 
 
+_NUMBER_COLUMNS = frozenset(
+    {"to", "number", "phone", "phonenumber", "externalpartynumber", "telephone", "msisdn"}
+)
+
+
+def parse_numbers(lines: Iterable[str], *, region: str) -> Iterator[str | RejectedRow]:
+    """A suppression list, one customer key (or rejection) per data row, one row at a time.
+
+    Either one number per line (extra columns ignored; do-not-call extracts and plain lists),
+    or CSV with a header naming the number column (``TO``, ``Number``, ``Phone``, ...). A first
+    line without a digit is taken as that header."""
+    reader = csv.reader(lines)
+    column = 0
+    first = True
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield RejectedRow(reader.line_num, f"malformed CSV: {exc}")
+            continue
+        if not any(cell.strip() for cell in row):
+            continue
+        if first:
+            first = False
+            if not any(c.isdigit() for c in "".join(row)):
+                folded = [_fold(name) for name in row]
+                named = [i for i, name in enumerate(folded) if name in _NUMBER_COLUMNS]
+                if not named:
+                    yield RejectedRow(reader.line_num, "header names no number column")
+                    return
+                column = named[0]
+                continue
+        try:
+            yield customer_key(row[column] if column < len(row) else "", region)
+        except InvalidAddress as exc:
+            yield RejectedRow(reader.line_num, str(exc))
+
+
 def _row_change(
     fields: dict[str, str], line: int, region: str, actor: str, import_us: int
 ) -> ConsentChange | RejectedRow:

@@ -3,18 +3,23 @@
 Entries are keyed by ``(from_key, to_key)`` and hold the record or ``None`` (known to have no
 record). Every write through :meth:`ConsentIndex.apply` drops the affected entries. A generation
 counter stops a lookup that raced a write from caching the value it read before the write.
+
+A customer's suppression list entries are cached beside them, by ``to_key``; publishing a list
+flushes every cache through the change feed. While no list exists (the usual case) a lookup
+costs nothing more - unless the cache is not trusted, when the store is always asked.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cachetools import LRUCache
 
+from gateway.config import BrandSpec
 from gateway.store.base import AppliedChange, ConsentChange, ConsentStore, FollowUp
-from policy.consent import ConsentRecord, newest
+from policy.consent import ConsentRecord, DefaultConsent, OptOutScope, Suppression, newest
 
 PairKey = tuple[str, str]
 
@@ -47,6 +52,15 @@ class ConsentIndex:
         the store."""
         self._pending: dict[PairKey, ConsentRecord] = {}
         """Changes acknowledged but not yet in the store (spooled while it was down)."""
+        self.brand_of: dict[str, str] = {}
+        """Business number or service key -> its brand's key (configured)."""
+        self.brand_scoped: frozenset[str] = frozenset()
+        """Brands whose keywords are written for the whole brand (``opt_out_scope = "brand"``)."""
+        self.defaults: dict[str, DefaultConsent] = {}
+        """Number, service or brand key -> its own consent default (configured)."""
+        self.has_suppressions = True
+        """Whether any suppression list exists (reloaded by the change feed on every flush)."""
+        self._suppressed: LRUCache[str, tuple[Suppression, ...]] = LRUCache(maxsize=self.capacity)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -82,6 +96,21 @@ class ConsentIndex:
                     found[from_key] = newest((found[from_key], spooled))
         return [found[from_key] for from_key in from_keys]
 
+    async def suppressions(self, to_key: str) -> tuple[Suppression, ...]:
+        """The suppression list entries of a customer (cached like records)."""
+        trusted = self.trusted
+        if trusted:
+            if not self.has_suppressions:
+                return ()
+            cached = self._suppressed.get(to_key)
+            if cached is not None:
+                return cached
+        generation = self._generation
+        found = tuple(await self.store.suppressions_of(to_key))
+        if trusted and self.trusted and generation == self._generation:
+            self._suppressed[to_key] = found
+        return found
+
     def add_pending(self, records: Iterable[ConsentRecord]) -> None:
         """Honour changes that are durable in the spool but not yet in the store."""
         for record in records:
@@ -110,6 +139,19 @@ class ConsentIndex:
     def clear(self) -> None:
         self._generation += 1
         self._entries.clear()
+        self._suppressed.clear()
+
+    def configure_brands(
+        self, brands: Iterable[BrandSpec], consent_defaults: Mapping[str, DefaultConsent]
+    ) -> None:
+        """Take the configured brands and per-sender defaults (a brand's default is kept under
+        its key, which :func:`policy.consent.default_for` ranks below a number's own)."""
+        self.brand_of = {number: brand.key for brand in brands for number in brand.numbers}
+        self.brand_scoped = frozenset(
+            brand.key for brand in brands if brand.opt_out_scope is OptOutScope.BRAND
+        )
+        defaults = {b.key: b.consent_default for b in brands if b.consent_default is not None}
+        self.defaults = {**defaults, **consent_defaults}
 
     def service_of(self, number_key: str | None) -> str | None:
         return None if number_key is None else self.services.get(number_key)

@@ -35,10 +35,9 @@ from gateway.keys import CLIENT, INDEX, KEYWORDS, METRICS, OUTBOX_WAKE, SETTINGS
 from gateway.outbox import FORWARD, RINGCENTRAL_REPLY, forward_request
 from gateway.spool import SpooledEvent
 from gateway.store.base import ConsentChange, OutboxItem
-from policy.consent import OptStatus, Source
+from policy.consent import OptStatus, Source, keyword_scopes
 from policy.keywords import Classification, KeywordClass
 from policy.numbers import (
-    WILDCARD,
     AddressProblem,
     InvalidAddress,
     Role,
@@ -85,19 +84,17 @@ def _consent_changes(
     if status is None:
         return []
     note = f"keyword {classification.keyword!r} via {message.provider} {message.message_id}"
-    if classification.klass is KeywordClass.OPT_OUT_ALL or (
-        status is OptStatus.OPT_OUT and settings.opt_out_scope == "all"
-    ):
-        scopes = [WILDCARD]
-    else:
-        scopes = list(businesses)
-        if service is not None:
-            scopes.append(service)
-        for number in businesses:
-            service = index.service_of(number)
-            if service is not None:
-                # Twilio scopes opt-outs (and their reversal) to the whole Messaging Service.
-                scopes.append(service)
+    scopes = keyword_scopes(
+        status,
+        businesses,
+        service,
+        everywhere=(
+            classification.klass is KeywordClass.OPT_OUT_ALL or settings.opt_out_scope == "all"
+        ),
+        service_of=index.services,
+        brand_of=index.brand_of,
+        brand_scoped=index.brand_scoped,
+    )
     return [
         ConsentChange(
             scope,
@@ -107,7 +104,7 @@ def _consent_changes(
             actor=f"recipient:{message.provider}",
             note=note,
         )
-        for scope in dict.fromkeys(scopes)
+        for scope in scopes
     ]
 
 

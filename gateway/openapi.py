@@ -61,7 +61,8 @@ def _schemas() -> Json:
         "description": (
             "The business side: a phone number in any common notation (canonicalised to E.164 "
             "with the configured default region), a short code, an alphanumeric sender ID, a "
-            "Twilio Messaging Service SID (`MG…`), or `*` for every business number."
+            "Twilio Messaging Service SID (`MG…`), `brand:NAME` for every number of a configured "
+            "brand, or `*` for every business number."
         ),
         "examples": ["+16505550100", "(650) 555-0100", "*", "12345"],
     }
@@ -136,7 +137,9 @@ def _schemas() -> Json:
         "properties": {
             "from": {
                 "type": "string",
-                "description": "E.164, a short code, a sender ID, an `MG…` SID, or `*`.",
+                "description": (
+                    "E.164, a short code, a sender ID, an `MG…` SID, `brand:NAME`, or `*`."
+                ),
             },
             "to": {"type": "string", "description": "E.164 (or a channel-prefixed address)."},
             "optStatus": {"type": "string", "enum": _OPT_STATUSES},
@@ -589,7 +592,9 @@ def _parameters() -> Json:
             "(tokens are signed and tied to the filters they were issued for).",
         ),
         "historyFrom": query(
-            "from", {"type": "string", "format": "sms-address"}, "One business address (or `*`)."
+            "from",
+            {"type": "string", "format": "sms-address"},
+            "One business address (or `brand:NAME`, or `*`).",
         ),
     }
 

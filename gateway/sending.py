@@ -40,7 +40,14 @@ from gateway.refusals import (
 )
 from gateway.store.base import BlockedSend, ConsentChange
 from gateway.text import make_storable
-from policy.consent import DefaultConsent, OptStatus, Source, applicable_from_keys, decide
+from policy.consent import (
+    DefaultConsent,
+    OptStatus,
+    Source,
+    applicable_from_keys,
+    decide,
+    default_for,
+)
 from policy.footer import FooterDecision, FooterMode, decide_footer
 from policy.numbers import (
     WILDCARD,
@@ -89,11 +96,11 @@ def _keys(
                 "MessagingServiceSid must be MG followed by 32 hex digits",
                 parameter="MessagingServiceSid",
             )
-    from_keys = applicable_from_keys(business, service)
-    # A number that belongs to a Messaging Service is bound by the service's opt-outs too.
-    member_of = index.service_of(business)
-    if member_of is not None and member_of not in from_keys:
-        from_keys = (member_of, *from_keys)
+    # A number that belongs to a Messaging Service is bound by the service's opt-outs too, and
+    # a number or service of a brand by the brand's.
+    from_keys = applicable_from_keys(
+        business, service, number_service=index.service_of(business), brand_of=index.brand_of
+    )
     return business or service, from_keys
 
 
@@ -106,6 +113,8 @@ async def _check(
 ) -> Verdict:
     sender, from_keys = _keys(parsed, region, index)
     assert sender is not None  # dialects refuse a send with neither from nor service
+    if index.defaults:
+        default = default_for(from_keys, index.defaults, default)
     verdict = Verdict(sender)
     decisions: dict[str, str | None] = {}
 
@@ -118,7 +127,7 @@ async def _check(
             records = await index.records(to_key, from_keys)
             # An erased customer who had opted out is kept as a suppression under a keyed hash.
             records += await index.records(alias(erasure_key, to_key), (WILDCARD,))
-            decision = decide(records, default)
+            decision = decide(records, default, await index.suppressions(to_key))
             decisions[to_key] = None if decision.allowed else str(decision.reason)
         return decisions[to_key]
 

@@ -1,19 +1,24 @@
 """Consent records and how the effective status of a (business, customer) pair is resolved.
 
 A send from business key ``F`` (optionally through Messaging Service ``S``) to customer key ``T``
-is decided by the records that apply to it: ``(F, T)``, ``(S, T)`` when a service is involved, and
-the wildcard ``(*, T)``. The newest record (by ``modified_us``) wins; an exact tie goes to
-``OptOut``. With no record the configured default applies.
+is decided by the records that apply to it: ``(F, T)``, ``(S, T)`` when a service is involved,
+``(brand:B, T)`` when ``F`` or ``S`` belongs to a configured brand ``B``, and the wildcard
+``(*, T)``. The newest record (by ``modified_us``) wins; an exact tie goes to ``OptOut``. With no
+record the default applies: the sender's own setting, else its brand's, else the global one.
+
+Suppression lists (do-not-call extracts, reassigned numbers, internal lists) block a customer
+for every sender on top of the records; whether a customer's consent overrides an entry depends
+on the list's kind (see :class:`SuppressionKind`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import enum
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from policy.numbers import WILDCARD, is_service_sid
+from policy.numbers import WILDCARD, is_brand_key, is_service_sid
 
 
 class OptStatus(enum.StrEnum):
@@ -44,6 +49,40 @@ class BlockReason(enum.StrEnum):
     OPT_OUT_ALL = "opt-out-all"
     OPT_OUT_SERVICE = "opt-out-service"
     NO_OPT_IN = "no-opt-in"
+    OPT_OUT_BRAND = "opt-out-brand"
+    SUPPRESSED = "suppressed"
+    """The customer is on a suppression list (which one: ``stopgate consents check``)."""
+
+
+class SuppressionKind(enum.StrEnum):
+    """What a suppression list is, which decides whether a customer's consent overrides it."""
+
+    INTERNAL = "internal"
+    """The business's own do-not-contact list: blocks always; no OptIn overrides it."""
+    DNC = "dnc"
+    """A do-not-call registry extract: the customer's express consent (an OptIn governing the
+    send) overrides it, as it does the registry itself."""
+    REASSIGNED = "reassigned"
+    """Numbers reassigned to a new subscriber since the list date: consent given before that
+    date came from someone else, so only an OptIn newer than the entry overrides it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """One customer's entry on one suppression list; ``listed_us`` is the list's as-of date."""
+
+    list_name: str
+    kind: SuppressionKind
+    listed_us: int
+
+
+class OptOutScope(enum.StrEnum):
+    """A brand's ``opt_out_scope``: which ``from`` keys a STOP (and START) on its numbers writes."""
+
+    PAIR = "pair"
+    """The number (and its Messaging Service, as Twilio scopes it)."""
+    BRAND = "brand"
+    """Also the brand: every number of the brand, whatever the carrier."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +105,8 @@ class Decision:
     reason: BlockReason | None
     deciding: ConsentRecord | None
     """The record that decided, or ``None`` when the default applied."""
+    suppression: Suppression | None = None
+    """The suppression list entry that blocked the send, if one did."""
 
 
 def newest(records: Iterable[ConsentRecord | None]) -> ConsentRecord | None:
@@ -98,12 +139,33 @@ def _block_reason(record: ConsentRecord) -> BlockReason:
         return BlockReason.OPT_OUT_ALL
     if is_service_sid(record.from_key):
         return BlockReason.OPT_OUT_SERVICE
+    if is_brand_key(record.from_key):
+        return BlockReason.OPT_OUT_BRAND
     return BlockReason.OPT_OUT
 
 
-def decide(records: Iterable[ConsentRecord | None], default: DefaultConsent) -> Decision:
-    """Decide a send from the records that apply to it (pair, service, wildcard)."""
+def suppression_holds(entry: Suppression, governing: ConsentRecord | None) -> bool:
+    """Whether a suppression list entry blocks a send that ``governing`` would otherwise decide."""
+    if entry.kind is SuppressionKind.INTERNAL:
+        return True
+    if governing is None or governing.status is not OptStatus.OPT_IN:
+        return True
+    if entry.kind is SuppressionKind.REASSIGNED:
+        return governing.modified_us <= entry.listed_us
+    return False
+
+
+def decide(
+    records: Iterable[ConsentRecord | None],
+    default: DefaultConsent,
+    suppressions: Iterable[Suppression] = (),
+) -> Decision:
+    """Decide a send from the records that apply to it (pair, service, brand, wildcard) and the
+    customer's suppression list entries. A holding suppression is named before an opt-out."""
     governing = newest(records)
+    for entry in suppressions:
+        if suppression_holds(entry, governing):
+            return Decision(False, BlockReason.SUPPRESSED, governing, entry)
     if governing is None:
         if default is DefaultConsent.ALLOW:
             return Decision(True, None, None)
@@ -113,10 +175,74 @@ def decide(records: Iterable[ConsentRecord | None], default: DefaultConsent) -> 
     return Decision(False, _block_reason(governing), governing)
 
 
-def applicable_from_keys(business: str | None, service: str | None) -> tuple[str, ...]:
-    """The ``from`` keys whose records govern a send from ``business`` and/or ``service``."""
-    keys = [key for key in (business, service) if key is not None]
+def applicable_from_keys(
+    business: str | None,
+    service: str | None,
+    *,
+    number_service: str | None = None,
+    brand_of: Mapping[str, str] | None = None,
+) -> tuple[str, ...]:
+    """The ``from`` keys whose records govern a send from ``business`` and/or ``service``:
+    the senders themselves, ``number_service`` (the Messaging Service ``business`` belongs to),
+    the brand of each of them (``brand_of``: business key -> brand key), then ``*``."""
+    senders = [key for key in (business, service, number_service) if key is not None]
+    keys = list(senders)
+    if brand_of:
+        keys.extend(brand_of[key] for key in senders if key in brand_of)
     keys.append(WILDCARD)
+    return tuple(dict.fromkeys(keys))
+
+
+def default_for(
+    from_keys: Iterable[str],
+    overrides: Mapping[str, DefaultConsent],
+    fallback: DefaultConsent,
+) -> DefaultConsent:
+    """The default of a send governed by ``from_keys``: the senders' own settings (number or
+    Messaging Service) win over their brand's, which win over ``fallback``. Where settings of
+    the same rank disagree, ``require-opt-in`` wins (the stricter one)."""
+    own: set[DefaultConsent] = set()
+    brand: set[DefaultConsent] = set()
+    for key in from_keys:
+        setting = overrides.get(key)
+        if setting is not None and key != WILDCARD:
+            (brand if is_brand_key(key) else own).add(setting)
+    for rank in (own, brand):
+        if rank:
+            return (
+                DefaultConsent.REQUIRE_OPT_IN
+                if DefaultConsent.REQUIRE_OPT_IN in rank
+                else DefaultConsent.ALLOW
+            )
+    return fallback
+
+
+def keyword_scopes(
+    status: OptStatus,
+    businesses: Sequence[str],
+    service: str | None,
+    *,
+    everywhere: bool,
+    service_of: Mapping[str, str],
+    brand_of: Mapping[str, str],
+    brand_scoped: Collection[str],
+) -> tuple[str, ...]:
+    """The ``from`` keys a recipient's keyword writes ``status`` under.
+
+    ``businesses`` received it (through ``service``, when the webhook names one). An opt-out
+    ``everywhere`` (``opt_out_scope = "all"``, or a STOPALL keyword) writes ``*`` alone.
+    Otherwise the numbers, the Messaging Services (Twilio scopes opt-outs to the whole service)
+    and - for brands in ``brand_scoped`` - the brand. A START is scoped like a STOP, so it can
+    always undo the STOP it follows: after a brand-wide STOP, a START on any number of the brand
+    reopens the brand.
+    """
+    if status is OptStatus.OPT_OUT and everywhere:
+        return (WILDCARD,)
+    keys = list(businesses)
+    if service is not None:
+        keys.append(service)
+    keys.extend(service_of[number] for number in businesses if number in service_of)
+    keys.extend(brand_of[key] for key in list(keys) if brand_of.get(key) in brand_scoped)
     return tuple(dict.fromkeys(keys))
 
 
@@ -124,6 +250,19 @@ def explain(decision: Decision, default: DefaultConsent) -> str:
     """One human sentence on why a pair is allowed or blocked (``stopgate consents check``)."""
     record = decision.deciding
     verdict = "allowed" if decision.allowed else f"blocked ({decision.reason})"
+    if decision.suppression is not None:
+        entry = decision.suppression
+        return (
+            f"{verdict}: on the {entry.kind.value} suppression list {entry.list_name!r} "
+            f"(as of {format_time(entry.listed_us)}); "
+            + (
+                "no consent overrides that list"
+                if entry.kind is SuppressionKind.INTERNAL
+                else "only an OptIn "
+                + ("newer than that date " if entry.kind is SuppressionKind.REASSIGNED else "")
+                + "overrides it"
+            )
+        )
     if record is None:
         return f"{verdict}: no consent record applies; the default is {default.value!r}"
     scope = "every business number (*)" if record.from_key == WILDCARD else record.from_key

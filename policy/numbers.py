@@ -8,8 +8,9 @@ slip past a block. The contract:
   channel prefix (consent there is separate), e.g. ``whatsapp:+16505550111``.
 * A business (``from``) address may also be a short code (``sc:12345`` - a short code is not a +1
   number), an alphanumeric sender ID (``alpha:ACME``; case-insensitive) or a Twilio Messaging
-  Service SID (``MG`` + 32 lower-case hex). ``*`` is the wildcard "every business number", valid
-  only where a consent record is written or read.
+  Service SID (``MG`` + 32 lower-case hex). ``*`` is the wildcard "every business number", and
+  ``brand:<name>`` (lower case) every number of one configured brand; both are valid only where
+  a consent record is written or read.
 * Numbers that are *possible* are accepted even when the metadata calls them invalid (metadata
   lags new ranges); impossible ones raise :class:`InvalidAddress` with a machine-readable reason.
 """
@@ -25,6 +26,8 @@ from functools import lru_cache
 import phonenumbers
 
 WILDCARD = "*"
+BRAND_PREFIX = "brand:"
+"""A brand (a configured group of business numbers) is keyed ``brand:<name>``."""
 
 _CHANNEL_SHARING_SMS_KEY = ("tel:", "sms:", "smsto:", "rcs:", "mms:")
 _CHANNEL_WITH_OWN_KEY = ("whatsapp:", "messenger:")
@@ -34,6 +37,7 @@ _SHORT_CODE = re.compile(r"[0-9]{3,6}")
 _ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 .&_-]{1,11}")
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
 _PHONE_CONTEXT = re.compile(r";\s*phone-context\s*=", re.IGNORECASE)
+_BRAND_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
 class Role(enum.Enum):
@@ -54,6 +58,7 @@ class AddressProblem(enum.StrEnum):
     IMPOSSIBLE = "impossible-number"
     NOT_A_CUSTOMER_ADDRESS = "not-a-customer-address"
     WILDCARD_NOT_ALLOWED = "wildcard-not-allowed"
+    BAD_BRAND_NAME = "bad-brand-name"
 
 
 @dataclass(eq=False)
@@ -145,6 +150,16 @@ def canonical_key(raw: str, role: Role, region: str = "US", *, allow_wildcard: b
             return WILDCARD
         raise InvalidAddress(AddressProblem.WILDCARD_NOT_ALLOWED, raw, role)
     lowered = text.lower()
+    if lowered.startswith(BRAND_PREFIX):
+        if role is not Role.BUSINESS:
+            raise InvalidAddress(AddressProblem.NOT_A_CUSTOMER_ADDRESS, raw, role)
+        if not allow_wildcard:
+            # Like ``*``: a scope of consent records, never an address a message is sent from.
+            raise InvalidAddress(AddressProblem.WILDCARD_NOT_ALLOWED, raw, role)
+        name = lowered[len(BRAND_PREFIX) :].strip()
+        if _BRAND_NAME.fullmatch(name) is None:
+            raise InvalidAddress(AddressProblem.BAD_BRAND_NAME, raw, role)
+        return BRAND_PREFIX + name
     for prefix in _CHANNEL_WITH_OWN_KEY:
         if lowered.startswith(prefix):
             rest = text[len(prefix) :].strip()
@@ -211,6 +226,22 @@ def business_key(raw: str, region: str = "US", *, allow_wildcard: bool = False) 
 def is_service_sid(key: str) -> bool:
     """Whether a canonical business key names a Twilio Messaging Service."""
     return key.startswith("MG") and len(key) == 34
+
+
+def brand_key(name: str) -> str:
+    """The key of a brand name as configured (``Acme`` -> ``brand:acme``); raises
+    :class:`InvalidAddress` for a name that cannot be one (``[a-z0-9][a-z0-9_-]{0,31}``)."""
+    return canonical_key(BRAND_PREFIX + name, Role.BUSINESS, allow_wildcard=True)
+
+
+def is_scope_name(name: str) -> bool:
+    """Whether ``name`` can name a brand or a suppression list: ``[a-z0-9][a-z0-9_-]{0,31}``."""
+    return _BRAND_NAME.fullmatch(name) is not None
+
+
+def is_brand_key(key: str) -> bool:
+    """Whether a canonical business key names a brand."""
+    return key.startswith(BRAND_PREFIX)
 
 
 def display_key(key: str) -> str:

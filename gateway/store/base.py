@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from policy.consent import ConsentRecord, OptStatus, Source
+from policy.consent import ConsentRecord, OptStatus, Source, Suppression, SuppressionKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +183,30 @@ class SendSlotRequest:
     window_us: int
 
 
+@dataclass(frozen=True, slots=True)
+class SuppressionList:
+    """A named suppression list as last published (``stopgate suppressions list``)."""
+
+    name: str
+    kind: SuppressionKind
+    listed_us: int
+    """The list's as-of date: what a ``reassigned`` entry compares an OptIn's time with."""
+    imported_us: int
+    members: int
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionRefresh:
+    """What publishing a list's new members did."""
+
+    list: SuppressionList
+    added: int
+    """Numbers listed now that the previous version did not list."""
+    released: int
+    """Numbers the previous version listed that are no longer suppressed by this list."""
+
+
 PairCursor = tuple[str, str]
 """Position in the (to_key, from_key) key order; paging is keyset-based, never by offset."""
 
@@ -330,6 +354,31 @@ class ConsentStore(Protocol):
 
     async def prune(self, *, blocked_before_us: int | None, history_before_us: int | None) -> int:
         """Drop blocked-send log entries and history older than the retention periods."""
+
+    async def stage_suppressions(self, name: str) -> int:
+        """Start replacing the members of list ``name``: returns the generation to stage them
+        under (and forgets what an unfinished earlier import staged)."""
+
+    async def add_suppressions(self, name: str, generation: int, to_keys: Sequence[str]) -> None:
+        """Stage members (duplicates are ignored); invisible to lookups until published."""
+
+    async def publish_suppressions(
+        self, name: str, generation: int, kind: SuppressionKind, listed_us: int, note: str | None
+    ) -> SuppressionRefresh:
+        """In one transaction: make the staged generation the list's members (the previous
+        ones are released), and flush every cache through the change feed."""
+
+    async def drop_suppression_list(self, name: str) -> int:
+        """Remove a list and release its members (flushing the caches); returns how many."""
+
+    async def suppressions_of(self, to_key: str) -> list[Suppression]:
+        """The published lists that hold ``to_key``, by list name."""
+
+    async def suppression_lists(self) -> list[SuppressionList]:
+        """Every published list, by name."""
+
+    async def suppression_members(self, name: str, *, after: str | None, limit: int) -> list[str]:
+        """Members of a published list in key order, strictly after ``after``."""
 
     async def changes_since(self, cursor: int | None) -> ChangeBatch:
         """Changes committed after ``cursor`` (None: just the current head, to start from;

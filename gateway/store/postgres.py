@@ -157,8 +157,17 @@ from gateway.store.base import (
     PairCursor,
     RecordQuery,
     SendSlotRequest,
+    SuppressionList,
+    SuppressionRefresh,
 )
-from policy.consent import ConsentRecord, OptStatus, Source, supersedes
+from policy.consent import (
+    ConsentRecord,
+    OptStatus,
+    Source,
+    Suppression,
+    SuppressionKind,
+    supersedes,
+)
 from policy.frequency_caps import Cap, admits
 
 T = TypeVar("T")
@@ -299,6 +308,25 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX send_slot_to ON send_slot (to_key, at_us);
     """,
+    # 6: suppression lists; a list's members are replaced by publishing a staged generation.
+    """
+    CREATE TABLE suppression_list (
+        name text COLLATE "C" PRIMARY KEY,
+        kind text NOT NULL CHECK (kind IN ('internal', 'dnc', 'reassigned')),
+        listed_us bigint NOT NULL,
+        imported_us bigint NOT NULL,
+        members bigint NOT NULL,
+        note text,
+        generation bigint NOT NULL
+    );
+    CREATE TABLE suppression (
+        to_key text COLLATE "C" NOT NULL,
+        list_name text COLLATE "C" NOT NULL,
+        generation bigint NOT NULL,
+        PRIMARY KEY (to_key, list_name, generation)
+    );
+    CREATE INDEX suppression_members ON suppression (list_name, generation, to_key);
+    """,
 )
 
 NOTIFY_CHANNEL = "stopgate_changes"
@@ -435,6 +463,48 @@ UPSERT_SERVICE_NUMBERS = """
 """
 SELECT_SERVICE_OF = "SELECT service_key FROM service_number WHERE number_key = $1"
 SELECT_SERVICE_NUMBERS = "SELECT number_key, service_key FROM service_number"
+
+SELECT_LIST_GENERATION = (
+    "SELECT generation, members FROM suppression_list WHERE name = $1 FOR UPDATE"
+)
+SELECT_LIST = "SELECT generation FROM suppression_list WHERE name = $1"
+DELETE_STALE = """
+    DELETE FROM suppression WHERE ctid = ANY (ARRAY(
+        SELECT ctid FROM suppression WHERE list_name = $1 AND generation <> $2 LIMIT $3))
+"""
+SUPPRESSION_DELETE_BATCH = 5000
+INSERT_SUPPRESSIONS = """
+    INSERT INTO suppression (to_key, list_name, generation)
+    SELECT k, $2::text, $3::bigint FROM unnest($1::text[]) AS k
+    ON CONFLICT DO NOTHING
+"""
+COUNT_STAGED = """
+    SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (
+        SELECT 1 FROM suppression o
+        WHERE o.list_name = $1 AND o.generation = $2 AND o.to_key = n.to_key))
+    FROM suppression n WHERE n.list_name = $1 AND n.generation = $3
+"""
+UPSERT_LIST = """
+    INSERT INTO suppression_list (name, kind, listed_us, imported_us, members, note, generation)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, listed_us = excluded.listed_us,
+        imported_us = excluded.imported_us, members = excluded.members, note = excluded.note,
+        generation = excluded.generation
+"""
+DELETE_LIST = "DELETE FROM suppression_list WHERE name = $1 RETURNING members"
+SELECT_SUPPRESSIONS_OF = """
+    SELECT l.name, l.kind, l.listed_us FROM suppression s JOIN suppression_list l
+        ON l.name = s.list_name AND l.generation = s.generation
+    WHERE s.to_key = $1 ORDER BY l.name
+"""
+SELECT_LISTS = (
+    "SELECT name, kind, listed_us, imported_us, members, note FROM suppression_list ORDER BY name"
+)
+SELECT_LIST_MEMBERS = """
+    SELECT s.to_key FROM suppression s JOIN suppression_list l
+        ON l.name = s.list_name AND l.generation = s.generation
+    WHERE s.list_name = $1 AND s.to_key > $2 ORDER BY s.to_key LIMIT $3
+"""
 
 INSERT_INBOUND = (
     "INSERT INTO inbound_message (provider, message_id, received_us) VALUES ($1, $2, $3)"
@@ -1480,6 +1550,96 @@ class PostgresStore:
             row = await conn.fetchrow(OUTBOX_STATS)
             count, oldest = row[0], row[1]
             return int(count), None if oldest is None else now_us - int(oldest)
+
+        return await self._read(work)
+
+    # -- suppression lists -------------------------------------------------------------------
+
+    async def stage_suppressions(self, name: str) -> int:
+        async def work(conn: Any) -> int:
+            value = await conn.fetchval(SELECT_LIST, name)
+            return 0 if value is None else int(value)
+
+        published = await self._read(work)
+        # Whatever an unfinished import staged, or an interrupted clean-up left behind.
+        await self._release_stale(name, published)
+        return published + 1
+
+    async def _release_stale(self, name: str, keep: int) -> None:
+        """Delete the rows of ``name`` outside generation ``keep``, a batch per transaction
+        (lookups never see them: they join on the published generation)."""
+
+        async def work(conn: Any) -> int:
+            status = await conn.execute(DELETE_STALE, name, keep, SUPPRESSION_DELETE_BATCH)
+            return int(status.split()[-1])
+
+        while await self._write(work, idempotent=True) == SUPPRESSION_DELETE_BATCH:
+            pass
+
+    async def add_suppressions(self, name: str, generation: int, to_keys: Sequence[str]) -> None:
+        keys = list(to_keys)
+
+        async def work(conn: Any) -> None:
+            await conn.execute(INSERT_SUPPRESSIONS, keys, name, generation)
+
+        await self._write(work, idempotent=True)
+
+    async def publish_suppressions(
+        self, name: str, generation: int, kind: SuppressionKind, listed_us: int, note: str | None
+    ) -> SuppressionRefresh:
+        async def work(conn: Any) -> SuppressionRefresh:
+            row = await conn.fetchrow(SELECT_LIST_GENERATION, name)
+            old_generation, old_members = (0, 0) if row is None else (int(row[0]), int(row[1]))
+            counted = await conn.fetchrow(COUNT_STAGED, name, old_generation, generation)
+            members, added = int(counted[0]), int(counted[1])
+            imported_us = time.time_ns() // 1000
+            await conn.execute(
+                UPSERT_LIST, name, kind.value, listed_us, imported_us, members, note, generation
+            )
+            # The clock last, so consent writes wait for this commit only, not for the count.
+            writes = await self._lock_clock(conn)
+            writes.log_changes([], kind="all")
+            await self._flush(conn, writes)
+            listed = SuppressionList(name, kind, listed_us, imported_us, members, note)
+            return SuppressionRefresh(listed, added, old_members - (members - added))
+
+        refresh = await self._write(work)
+        await self._release_stale(name, generation)
+        return refresh
+
+    async def drop_suppression_list(self, name: str) -> int:
+        async def work(conn: Any) -> int:
+            members = await conn.fetchval(DELETE_LIST, name)
+            if members is not None:
+                writes = await self._lock_clock(conn)
+                writes.log_changes([], kind="all")
+                await self._flush(conn, writes)
+            return 0 if members is None else int(members)
+
+        released = await self._write(work, idempotent=True)
+        await self._release_stale(name, 0)  # generations start at 1: every row goes
+        return released
+
+    async def suppressions_of(self, to_key: str) -> list[Suppression]:
+        async def work(conn: Any) -> list[Suppression]:
+            rows = await conn.fetch(SELECT_SUPPRESSIONS_OF, to_key)
+            return [Suppression(r[0], SuppressionKind(r[1]), int(r[2])) for r in rows]
+
+        return await self._read(work)
+
+    async def suppression_lists(self) -> list[SuppressionList]:
+        async def work(conn: Any) -> list[SuppressionList]:
+            return [
+                SuppressionList(r[0], SuppressionKind(r[1]), int(r[2]), int(r[3]), int(r[4]), r[5])
+                for r in await conn.fetch(SELECT_LISTS)
+            ]
+
+        return await self._read(work)
+
+    async def suppression_members(self, name: str, *, after: str | None, limit: int) -> list[str]:
+        async def work(conn: Any) -> list[str]:
+            rows = await conn.fetch(SELECT_LIST_MEMBERS, name, after or "", limit)
+            return [str(r[0]) for r in rows]
 
         return await self._read(work)
 

@@ -35,8 +35,17 @@ from gateway.store.base import (
     PairCursor,
     RecordQuery,
     SendSlotRequest,
+    SuppressionList,
+    SuppressionRefresh,
 )
-from policy.consent import ConsentRecord, OptStatus, Source, supersedes
+from policy.consent import (
+    ConsentRecord,
+    OptStatus,
+    Source,
+    Suppression,
+    SuppressionKind,
+    supersedes,
+)
 from policy.frequency_caps import Cap, admits
 
 T = TypeVar("T")
@@ -159,6 +168,24 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX send_slot_to ON send_slot (to_key, at_us);
     """,
+    """
+    CREATE TABLE suppression_list (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('internal', 'dnc', 'reassigned')),
+        listed_us INTEGER NOT NULL,
+        imported_us INTEGER NOT NULL,
+        members INTEGER NOT NULL,
+        note TEXT,
+        generation INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE suppression (
+        to_key TEXT NOT NULL,
+        list_name TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        PRIMARY KEY (to_key, list_name, generation)
+    ) WITHOUT ROWID;
+    CREATE INDEX suppression_members ON suppression (list_name, generation, to_key);
+    """,
 )
 
 _RECORD_COLUMNS = "from_key, to_key, status, source, modified_us, note, evidence"
@@ -187,6 +214,28 @@ def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
 
 def _record(row: Sequence[Any]) -> ConsentRecord:
     return ConsentRecord(row[0], row[1], OptStatus(row[2]), Source(row[3]), row[4], row[5], row[6])
+
+
+_SUPPRESSIONS_OF = (
+    "SELECT l.name, l.kind, l.listed_us FROM suppression s JOIN suppression_list l"
+    " ON l.name = s.list_name AND l.generation = s.generation WHERE s.to_key = ? ORDER BY l.name"
+)
+_DELETE_STALE = (
+    "DELETE FROM suppression WHERE (to_key, list_name, generation) IN (SELECT to_key,"
+    " list_name, generation FROM suppression WHERE list_name = ? AND generation <> ? LIMIT ?)"
+)
+SUPPRESSION_DELETE_BATCH = 5000
+SUPPRESSION_DELETE_PAUSE = 0.05
+_COUNT_STAGED = (
+    "SELECT count(*), coalesce(sum(NOT EXISTS (SELECT 1 FROM suppression o"
+    " WHERE o.list_name = ? AND o.generation = ? AND o.to_key = n.to_key)), 0)"
+    " FROM suppression n WHERE n.list_name = ? AND n.generation = ?"
+)
+
+
+def _suppression_list(row: Sequence[Any]) -> SuppressionList:
+    name, kind, listed_us, imported_us, members, note = row
+    return SuppressionList(name, SuppressionKind(kind), listed_us, imported_us, members, note)
 
 
 def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
@@ -900,6 +949,132 @@ class SQLiteStore:
             return removed
 
         return await self._writer.run(work)
+
+    # -- suppression lists ----------------------------------------------------------------------
+
+    async def stage_suppressions(self, name: str) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT generation FROM suppression_list WHERE name = ?", (name,)
+            ).fetchone()
+            return 0 if row is None else int(row[0])
+
+        published = await self._reader.run(work)
+        # Whatever an unfinished import staged, or an interrupted clean-up left behind.
+        await self._release_stale(name, published)
+        return published + 1
+
+    async def _release_stale(self, name: str, keep: int) -> None:
+        """Delete the rows of ``name`` outside generation ``keep``, a batch per transaction:
+        lookups never see them (they join on the published generation), and small
+        transactions keep the single writer free for consent changes meanwhile."""
+
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            deleted = conn.execute(_DELETE_STALE, (name, keep, SUPPRESSION_DELETE_BATCH)).rowcount
+            conn.execute("COMMIT")
+            return int(deleted)
+
+        deleted = SUPPRESSION_DELETE_BATCH
+        while deleted == SUPPRESSION_DELETE_BATCH:
+            deleted = await self._writer.run(work)
+            # A pause between batches: another process's writer, sleeping in SQLite's busy
+            # handler, would otherwise seldom find the lock free (a STOP stuck behind a purge).
+            await asyncio.sleep(SUPPRESSION_DELETE_PAUSE if deleted else 0)
+
+    async def add_suppressions(self, name: str, generation: int, to_keys: Sequence[str]) -> None:
+        rows = [(key, name, generation) for key in to_keys]
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT OR IGNORE INTO suppression (to_key, list_name, generation)"
+                " VALUES (?, ?, ?)",
+                rows,
+            )
+            conn.execute("COMMIT")
+
+        await self._writer.run(work)
+
+    async def publish_suppressions(
+        self, name: str, generation: int, kind: SuppressionKind, listed_us: int, note: str | None
+    ) -> SuppressionRefresh:
+        def count(conn: sqlite3.Connection) -> tuple[int, int, int]:
+            row = conn.execute(
+                "SELECT generation, members FROM suppression_list WHERE name = ?", (name,)
+            ).fetchone()
+            old_generation, old_members = (0, 0) if row is None else (int(row[0]), int(row[1]))
+            members, added = conn.execute(
+                _COUNT_STAGED, (name, old_generation, name, generation)
+            ).fetchone()
+            return int(members), int(added), old_members
+
+        # Counted on the reader, outside the write lock (one import per list at a time).
+        members, added, old_members = await self._reader.run(count)
+
+        def work(conn: sqlite3.Connection) -> SuppressionRefresh:
+            conn.execute("BEGIN IMMEDIATE")
+            imported_us = time.time_ns() // 1000
+            conn.execute(
+                "INSERT INTO suppression_list (name, kind, listed_us, imported_us, members, note,"
+                " generation) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                " kind = excluded.kind, listed_us = excluded.listed_us,"
+                " imported_us = excluded.imported_us, members = excluded.members,"
+                " note = excluded.note, generation = excluded.generation",
+                (name, kind.value, listed_us, imported_us, members, note, generation),
+            )
+            self._log_changes(conn, [], kind="all")
+            conn.execute("COMMIT")
+            listed = SuppressionList(name, kind, listed_us, imported_us, members, note)
+            return SuppressionRefresh(listed, added, old_members - (members - added))
+
+        refresh = await self._writer.run(work)
+        await self._release_stale(name, generation)
+        return refresh
+
+    async def drop_suppression_list(self, name: str) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                "DELETE FROM suppression_list WHERE name = ? RETURNING members", (name,)
+            ).fetchone()
+            if row is not None:
+                self._log_changes(conn, [], kind="all")
+            conn.execute("COMMIT")
+            return 0 if row is None else int(row[0])
+
+        released = await self._writer.run(work)
+        await self._release_stale(name, 0)  # generations start at 1: every row goes
+        return released
+
+    async def suppressions_of(self, to_key: str) -> list[Suppression]:
+        def work(conn: sqlite3.Connection) -> list[Suppression]:
+            rows = conn.execute(_SUPPRESSIONS_OF, (to_key,))
+            return [Suppression(n, SuppressionKind(k), int(t)) for n, k, t in rows]
+
+        return await self._reader.run(work)
+
+    async def suppression_lists(self) -> list[SuppressionList]:
+        def work(conn: sqlite3.Connection) -> list[SuppressionList]:
+            rows = conn.execute(
+                "SELECT name, kind, listed_us, imported_us, members, note"
+                " FROM suppression_list ORDER BY name"
+            )
+            return [_suppression_list(row) for row in rows]
+
+        return await self._reader.run(work)
+
+    async def suppression_members(self, name: str, *, after: str | None, limit: int) -> list[str]:
+        def work(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT s.to_key FROM suppression s JOIN suppression_list l"
+                " ON l.name = s.list_name AND l.generation = s.generation"
+                " WHERE s.list_name = ? AND s.to_key > ? ORDER BY s.to_key LIMIT ?",
+                (name, after or "", limit),
+            )
+            return [str(row[0]) for row in rows]
+
+        return await self._reader.run(work)
 
     async def changes_since(self, cursor: int | None) -> ChangeBatch:
         def work(conn: sqlite3.Connection) -> ChangeBatch:

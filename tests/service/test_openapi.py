@@ -75,7 +75,7 @@ _PHONES = st.sampled_from(
     ]
 )
 _BUSINESSES = st.sampled_from(
-    [BUSINESS, "(650) 555-0199", "*", "12345", "ACME", "MG" + "0123456789abcdef" * 2]
+    [BUSINESS, "(650) 555-0199", "*", "12345", "ACME", "MG" + "0123456789abcdef" * 2, "brand:acme"]
 )
 _JUNK = st.text(max_size=20)
 schemathesis.openapi.format("phone", st.one_of(_PHONES, _PHONES, _JUNK))

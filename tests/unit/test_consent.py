@@ -64,6 +64,8 @@ def test_enum_values_are_the_wire_vocabulary() -> None:
         "OPT_OUT_ALL": "opt-out-all",
         "OPT_OUT_SERVICE": "opt-out-service",
         "NO_OPT_IN": "no-opt-in",
+        "OPT_OUT_BRAND": "opt-out-brand",
+        "SUPPRESSED": "suppressed",
     }
     # X-Stopgate-Decision carries str(reason).
     assert str(BlockReason.OPT_OUT_ALL) == "opt-out-all"

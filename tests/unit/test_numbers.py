@@ -633,6 +633,7 @@ def test_problem_values_are_stable() -> None:
         "IMPOSSIBLE": "impossible-number",
         "NOT_A_CUSTOMER_ADDRESS": "not-a-customer-address",
         "WILDCARD_NOT_ALLOWED": "wildcard-not-allowed",
+        "BAD_BRAND_NAME": "bad-brand-name",
     }
     assert Role.BUSINESS.value == "from"
     assert Role.CUSTOMER.value == "to"
