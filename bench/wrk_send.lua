@@ -1,15 +1,15 @@
 -- wrk script of the bench suite: SMS send POSTs in either carrier's wire format.
 --
 --   wrk -t2 -c16 -d8s -s bench/wrk_send.lua http://127.0.0.1:PORT -- \
---       DIALECT AUTHORIZATION PATH FROM FIRST STEP COUNT
+--       DIALECT AUTHORIZATION PATH FROM FIRST STEP COUNT THREADS
 --
 -- DIALECT is "twilio" (form-encoded Messages.json) or "ringcentral" (JSON .../sms). Recipients
--- are +1(FIRST + STEP * k) for k rotating over 0 .. COUNT-1; each wrk thread starts at its own
--- offset, so a short run with a large COUNT sends to recipients nobody asked for before (a cold
--- cache). Small rotations are built once; large ones per request. done() prints one JSON line
+-- are +1(FIRST + STEP * k) for k rotating over 0 .. COUNT-1; the THREADS wrk threads start at
+-- evenly spaced offsets, so a short run with a large COUNT sends to recipients nobody asked for
+-- before (a cold cache). Small rotations are built once; large ones per request. done() prints one JSON line
 -- "WRK_RESULT {...}" that bench/suite.py reads (latencies in microseconds).
 
-local dialect, authorization, path, sender, first, step, count
+local dialect, authorization, path, sender, first, step, count, thread_count
 local prebuilt = {}
 local position = 0
 local text = "Your appointment is confirmed for tomorrow at 10:00."
@@ -45,7 +45,8 @@ end
 function init(args)
   dialect, authorization, path, sender = args[1], args[2], args[3], args[4]
   first, step, count = tonumber(args[5]), tonumber(args[6]), tonumber(args[7])
-  position = (thread_index * 7919) % count
+  thread_count = tonumber(args[8])
+  position = math.floor(thread_index * count / thread_count) % count
   if count <= 5000 then
     for k = 0, count - 1 do
       prebuilt[k] = build(k)
