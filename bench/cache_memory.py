@@ -1,6 +1,6 @@
 """Memory of the consent cache: bytes per cached entry, and the budget of a million.
 
-    .venv/bin/python bench/cache_memory.py [--pairs 1000000] [--smoke] [--json OUT]
+    .venv/bin/python bench/cache_memory.py [--pairs 500000] [--baseline] [--smoke] [--json OUT]
 
 A send from business number F to customer T looks up two cache entries, ``(F, T)`` and
 ``(*, T)`` (plus ``(S, T)`` for a Twilio Messaging Service); ``cache_size`` counts entries. Each
@@ -147,7 +147,9 @@ def render(pairs: int, results: dict[str, dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--pairs", type=int, default=1_000_000, help="customers cached")
+    parser.add_argument(
+        "--pairs", type=int, default=500_000, help="customers cached (2 entries each)"
+    )
     parser.add_argument("--smoke", action="store_true", help="20,000 customers (CI)")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON here")
     parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)

@@ -97,6 +97,8 @@ SEED_FIRST = 3012000000
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 WRK_SLACK = 30.0
 NOISY_BUSY_PERCENT = 30.0
+PREFLIGHT_TIMEOUT = 30.0
+"""Seconds the first send may take (generous: a loaded machine, a store just written)."""
 INBOUND_CUSTOMER_BASE = 6505552000
 CONFIRMATION_TIMEOUT = 30.0
 FIGURES = ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_us_per_request", "peak_rss_mib")
@@ -330,7 +332,7 @@ def one_send(port: int, dialect: str, to: str) -> tuple[int, bytes, str]:
         f"http://{HOST}:{port}{path}", data=body.encode(), method="POST", headers=headers
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=PREFLIGHT_TIMEOUT) as response:
             return response.status, response.read(), response.headers.get("X-Stopgate-Decision", "")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(), exc.headers.get("X-Stopgate-Decision", "")
@@ -340,7 +342,10 @@ def preflight(port: int, load: Load, *, gateway: bool) -> None:
     """One send before the load, so a broken setup fails in its own words (to the last
     recipient of the rotation, which a run reaches last if at all: a cold cache stays cold)."""
     to = f"+1{load.first + load.step * (load.count - 1)}"
-    status, body, decision = one_send(port, load.dialect, to)
+    try:
+        status, body, decision = one_send(port, load.dialect, to)
+    except OSError as exc:
+        raise BenchError(f"preflight {load.dialect} send to {to}: {exc!r}") from None
     if status != load.expect_status or (gateway and not decision.startswith("allowed")):
         raise BenchError(
             f"preflight {load.dialect} send to {to}: expected {load.expect_status} (allowed), "
