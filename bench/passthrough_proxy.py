@@ -2,8 +2,9 @@
 
 Every request is forwarded to ``--upstream`` with its method, path, query, headers (hop-by-hop
 ones dropped) and body, through one shared ``ClientSession``, and the upstream's status, headers
-and body are relayed. No parsing, no consent check, no logging: what any aiohttp proxy costs
-before it does anything useful. It runs on uvloop when installed, like ``stopgate serve``.
+and body are relayed (the hop-by-hop rule is Stopgate's own ``end_to_end_headers``). No
+parsing, no consent check, no logging: what any aiohttp proxy costs before it does anything
+useful. It runs on uvloop when installed, like ``stopgate serve``.
 
     python bench/passthrough_proxy.py --port 8092 --upstream http://127.0.0.1:8091
 """
@@ -16,31 +17,10 @@ import sys
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    }
-)
+from gateway.upstream import end_to_end_headers
+
 SESSION = web.AppKey("session", aiohttp.ClientSession)
-
-
-def _passed_on(headers: CIMultiDict[str] | object) -> CIMultiDict[str]:
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():  # type: ignore[attr-defined]
-        if name.lower() not in HOP_BY_HOP:
-            out.add(name, value)
-    return out
 
 
 def create_app(upstream: str) -> web.Application:
@@ -51,13 +31,13 @@ def create_app(upstream: str) -> web.Application:
         async with request.app[SESSION].request(
             request.method,
             base + request.raw_path,
-            headers=_passed_on(request.headers),
+            headers=end_to_end_headers(request.headers),
             data=body,
             allow_redirects=False,
         ) as reply:
             payload = await reply.read()
             return web.Response(
-                status=reply.status, body=payload, headers=_passed_on(reply.headers)
+                status=reply.status, body=payload, headers=end_to_end_headers(reply.headers)
             )
 
     async def session(app: web.Application):  # type: ignore[no-untyped-def]
