@@ -1130,7 +1130,10 @@ def overloaded(key: str, row: Row) -> bool:
     return (
         key.startswith("ol-")
         and set(errors) <= OVERLOAD_ERRORS
-        and (bool(errors) or row.details.get("backlog_at_end", 0) > 0)
+        # More than 10 ms worth of sends still waiting for a connection when the window closed.
+        and (
+            bool(errors) or row.details.get("backlog_at_end", 0) > row.details["offered_rps"] / 100
+        )
     )
 
 
