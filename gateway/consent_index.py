@@ -8,39 +8,15 @@ counter stops a lookup that raced a write from caching the value it read before 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from cachetools import LRUCache
 
 from gateway.store.base import AppliedChange, ConsentChange, ConsentStore, FollowUp
 from policy.consent import ConsentRecord, newest
 
 PairKey = tuple[str, str]
-
-
-class PairCache(OrderedDict[PairKey, ConsentRecord | None]):
-    """The cached entries, least recently used first, at most ``maxsize`` of them.
-
-    One C ``OrderedDict`` (a hash table and a link per entry): about 190 bytes per entry with
-    its key, where cachetools' ``LRUCache`` (three tables per entry) took about 245, and a hit
-    costs less (``bench/cache_memory.py`` measures it; the README gives the budget)."""
-
-    __slots__ = ("maxsize",)
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__()
-        self.maxsize = maxsize
-
-    def __getitem__(self, key: PairKey) -> ConsentRecord | None:
-        value = OrderedDict.__getitem__(self, key)
-        self.move_to_end(key)
-        return value
-
-    def __setitem__(self, key: PairKey, value: ConsentRecord | None) -> None:
-        OrderedDict.__setitem__(self, key, value)
-        self.move_to_end(key)
-        if len(self) > self.maxsize:
-            self.popitem(last=False)
 
 
 @dataclass(slots=True)
@@ -59,7 +35,7 @@ class ConsentIndex:
     def __init__(self, store: ConsentStore, size: int) -> None:
         self.store = store
         self.capacity = max(size, 1)
-        self._entries = PairCache(self.capacity)
+        self._entries: LRUCache[PairKey, ConsentRecord | None] = LRUCache(maxsize=self.capacity)
         self._generation = 0
         self.hits = 0
         self.misses = 0
