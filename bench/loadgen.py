@@ -1,8 +1,14 @@
-"""Closed-loop HTTP/1.1 load generator for the send-path bench.
+"""HTTP/1.1 load generator of the benches: closed loop, or open loop at a constant rate.
 
-N connections, each keep-alive, each with one request in flight at a time (closed loop): send
-pre-built request bytes, read the response (status line, headers, ``Content-Length`` or
-``chunked`` body), record the latency, send the next. The requests rotate over the list in the
+Closed loop (the default): N connections, each keep-alive, each with one request in flight at a
+time: send pre-built request bytes, read the response (status line, headers, ``Content-Length``
+or ``chunked`` body), record the latency, send the next.
+
+Open loop (``rate`` > 0 in the spec): requests are *due* at a constant rate, whatever the
+server does; a pool of N keep-alive connections takes them in turn, and a request's latency
+runs from the moment it was due, not from when a connection got free - so a server that falls
+behind shows its queueing in the latency (no coordinated omission). There is no priming phase:
+the warm-up sends at the same rate. The requests rotate over the list in the
 spec, so a few thousand distinct recipients cost nothing to generate. Raw asyncio streams (uvloop
 when installed): no HTTP client library, so the generator stays cheap next to what it measures.
 
@@ -50,6 +56,8 @@ class Spec:
     prime: bool = True
     watch: dict[str, int] = field(default_factory=dict)
     """Processes (name -> pid) whose CPU use over the measure window is reported."""
+    rate: float = 0.0
+    """Requests per second offered at a constant rate (open loop); 0: closed loop."""
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> Spec:
@@ -65,6 +73,7 @@ class Spec:
             expect_body=expect_body.encode() if expect_body else None,
             prime=bool(document.get("prime", True)),
             watch={str(k): int(v) for k, v in document.get("watch", {}).items()},
+            rate=float(document.get("rate", 0.0)),
         )
 
 
@@ -134,7 +143,6 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
 
 
 async def connection_worker(run: Run, prime: list[bytes]) -> None:
-    spec = run.spec
     connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     perf = time.perf_counter_ns
     try:
@@ -143,12 +151,8 @@ async def connection_worker(run: Run, prime: list[bytes]) -> None:
             if now >= run.window_end:
                 return
             if connection is None:
-                try:
-                    connection = await asyncio.wait_for(
-                        asyncio.open_connection(spec.host, spec.port), READ_TIMEOUT
-                    )
-                except (OSError, TimeoutError) as exc:
-                    run.error("connect", repr(exc), now >= run.window_start)
+                connection = await open_connection(run, now >= run.window_start)
+                if connection is None:
                     await asyncio.sleep(0.05)
                     continue
             reader, writer = connection
@@ -175,20 +179,92 @@ async def connection_worker(run: Run, prime: list[bytes]) -> None:
                 continue
             ended = perf()
             if measured and ended <= run.window_end * 1e9:
-                run.latencies_ns.append(ended - started)
-                run.statuses[status] += 1
-                if status != spec.expect_status or (
-                    spec.expect_body is not None and spec.expect_body not in body
-                ):
-                    run.unexpected += 1
-                    if len(run.error_samples) < ERROR_SAMPLES:
-                        run.error_samples.append(f"unexpected {status}: {body[:200]!r}")
+                record(run, status, body, ended - started)
             if not keep_alive:
                 writer.close()
                 connection = None
     finally:
         if connection is not None:
             connection[1].close()
+
+
+async def open_connection(
+    run: Run, measured: bool
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    try:
+        return await asyncio.wait_for(
+            asyncio.open_connection(run.spec.host, run.spec.port), READ_TIMEOUT
+        )
+    except (OSError, TimeoutError) as exc:
+        run.error("connect", repr(exc), measured)
+        return None
+
+
+def record(run: Run, status: int, body: bytes, latency_ns: int) -> None:
+    spec = run.spec
+    run.latencies_ns.append(latency_ns)
+    run.statuses[status] += 1
+    if status != spec.expect_status or (
+        spec.expect_body is not None and spec.expect_body not in body
+    ):
+        run.unexpected += 1
+        if len(run.error_samples) < ERROR_SAMPLES:
+            run.error_samples.append(f"unexpected {status}: {body[:200]!r}")
+
+
+async def open_loop_worker(run: Run, due: asyncio.Queue[float | None]) -> None:
+    """Takes due times (``perf_counter`` seconds) off the queue; one request each."""
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    try:
+        while (intended := await due.get()) is not None:
+            measured = run.window_start <= intended < run.window_end
+            if connection is None:
+                connection = await open_connection(run, measured)
+                if connection is None:
+                    continue
+            reader, writer = connection
+            try:
+                writer.write(run.take())
+                status, body, keep_alive = await asyncio.wait_for(
+                    read_response(reader), READ_TIMEOUT
+                )
+            except (
+                OSError,
+                TimeoutError,
+                BadResponse,
+                ValueError,
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+            ) as exc:
+                run.error(type(exc).__name__, repr(exc), measured)
+                writer.close()
+                connection = None
+                continue
+            if measured:
+                record(run, status, body, time.perf_counter_ns() - int(intended * 1e9))
+            if not keep_alive:
+                writer.close()
+                connection = None
+    finally:
+        if connection is not None:
+            connection[1].close()
+
+
+async def dispatch(run: Run, due: asyncio.Queue[float | None], begin: float) -> int:
+    """Puts a due time on the queue every 1/rate seconds from ``begin`` to the window's end;
+    returns how many were still waiting for a connection at the end (the backlog)."""
+    interval = 1.0 / run.spec.rate
+    sent = 0
+    while (intended := begin + sent * interval) < run.window_end:
+        delay = intended - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        # Everything due by now goes out together (a late wake-up does not lower the rate).
+        now = time.perf_counter()
+        while (intended := begin + sent * interval) <= now and intended < run.window_end:
+            due.put_nowait(intended)
+            sent += 1
+    return due.qsize()
 
 
 def percentile(sorted_ns: list[int], fraction: float) -> float | None:
@@ -239,13 +315,19 @@ def busy_percent(
 
 
 async def drive(spec: Spec) -> dict[str, Any]:
-    prime = list(reversed(spec.requests)) if spec.prime else []
+    prime = list(reversed(spec.requests)) if spec.prime and not spec.rate else []
     primed = len(prime)
     run = Run(spec)
     # Generous window until priming is done; fixed once the warm-up starts.
     run.window_start = run.window_end = time.perf_counter() + 3600.0
     prime_started = time.perf_counter()
-    workers = [asyncio.create_task(connection_worker(run, prime)) for _ in range(spec.connections)]
+    due: asyncio.Queue[float | None] = asyncio.Queue()
+    if spec.rate:
+        workers = [asyncio.create_task(open_loop_worker(run, due)) for _ in range(spec.connections)]
+    else:
+        workers = [
+            asyncio.create_task(connection_worker(run, prime)) for _ in range(spec.connections)
+        ]
     # Priming is bounded too: a gateway that cannot answer fails the run instead of hanging it.
     prime_deadline = prime_started + READ_TIMEOUT + 0.01 * primed
     while prime and time.perf_counter() < prime_deadline:
@@ -253,8 +335,10 @@ async def drive(spec: Spec) -> dict[str, Any]:
             break
         await asyncio.sleep(0.005)
     prime_seconds = time.perf_counter() - prime_started
-    run.window_start = time.perf_counter() + spec.warmup
+    begin = time.perf_counter()
+    run.window_start = begin + spec.warmup
     run.window_end = run.window_start + spec.duration
+    dispatcher = asyncio.create_task(dispatch(run, due, begin)) if spec.rate else None
     await asyncio.sleep(max(0.0, run.window_start - time.perf_counter()))
     watch_start = {name: cpu_seconds(pid) for name, pid in spec.watch.items()}
     own_start = time.process_time()
@@ -264,6 +348,11 @@ async def drive(spec: Spec) -> dict[str, Any]:
     own_end = time.process_time()
     system_end = cpu_times()
     window = run.window_end - run.window_start
+    backlog = 0
+    if dispatcher is not None:
+        backlog = await dispatcher
+        for _ in workers:
+            due.put_nowait(None)
     _, pending = await asyncio.wait(workers, timeout=GRACE)
     run.stop = True
     for task in pending:
@@ -287,6 +376,7 @@ async def drive(spec: Spec) -> dict[str, Any]:
         "p50_ms": percentile(latencies, 0.50),
         "p90_ms": percentile(latencies, 0.90),
         "p99_ms": percentile(latencies, 0.99),
+        "p999_ms": percentile(latencies, 0.999),
         "max_ms": latencies[-1] / 1e6 if latencies else None,
         "mean_ms": sum(latencies) / len(latencies) / 1e6 if latencies else None,
         "statuses": {str(k): v for k, v in sorted(run.statuses.items())},
@@ -299,6 +389,8 @@ async def drive(spec: Spec) -> dict[str, Any]:
         "cpu_percent": cpu,
         "cpu_busy_percent": busy_percent(system_start, system_end),
         "connections": spec.connections,
+        "offered_rps": spec.rate or None,
+        "backlog_at_end": backlog,
     }
 
 

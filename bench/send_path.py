@@ -330,7 +330,10 @@ def run_loadgen(
     watch: dict[str, int],
     cpus: frozenset[int] | None,
     workdir: Path,
+    rate: float = 0.0,
 ) -> dict[str, Any]:
+    """Run ``bench/loadgen.py`` on Twilio sends to ``scenario.numbers``: closed loop, or open
+    loop at ``rate`` requests/s when given."""
     spec = {
         "host": HOST,
         "port": port,
@@ -342,6 +345,7 @@ def run_loadgen(
         "expect_body": scenario.expect_body,
         "prime": True,
         "watch": watch,
+        "rate": rate,
     }
     spec_path = workdir / f"spec-{scenario.key}.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.ci import in_ci
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("script", ["consents_io.py", "store_lookup.py", "send_path.py"])
+@pytest.mark.parametrize(
+    "script", ["consents_io.py", "store_lookup.py", "send_path.py", "cache_memory.py"]
+)
 def test_bench_smoke(script: str) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), "--smoke"],
@@ -22,3 +28,40 @@ def test_bench_smoke(script: str) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_bench_suite_quick(tmp_path: Path) -> None:
+    """Every scenario of bench/suite.py runs end to end and answers as expected (``--quick``:
+    1 s runs, 30,000 records). In CI nothing may be skipped: scripts/system-deps installs nginx
+    and wrk, and PostgreSQL is there."""
+    nginx = shutil.which("nginx") or Path("/usr/sbin/nginx").exists()
+    if not (nginx and shutil.which("wrk")) and not in_ci():
+        pytest.skip("nginx or wrk missing (make system-deps installs them)")
+    out = tmp_path / "suite.json"
+    command = [sys.executable, str(ROOT / "bench" / "suite.py"), "--quick", "--json", str(out)]
+    if in_ci():
+        command.append("--require-all")
+    done = subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    document = json.loads(out.read_text(encoding="utf-8"))
+    scenarios = document["scenarios"]
+    expected = {"a", "b", "c", "d-twilio", "d-ringcentral", "d-twilio-footer"}
+    expected |= {"d-ringcentral-footer", "e-sqlite", "e-postgresql", "f", "g"}
+    expected |= {"ol-direct", "ol-stopgate"}
+    assert set(scenarios) == expected
+    for key, scenario in scenarios.items():
+        if scenario["skipped"]:
+            continue
+        assert scenario["rps"] > 0, key
+        assert scenario["ratio_to_b"]["rps"] is not None, key
+        assert scenario["ratio_to_c"]["rps"] is not None, key
+        assert scenario["cpu_us_per_request"] > 0, key
+        assert scenario["peak_rss_mib"] > 0, key
+    # A cold cache is cold: every send of (e) read the store.
+    for key in ("e-sqlite", "e-postgresql"):
+        if not scenarios[key]["skipped"]:
+            assert scenarios[key]["details"]["cache_miss_ratio"] == 1.0, key
+    assert scenarios["g"]["details"]["confirmed"] == scenarios["g"]["details"]["webhooks"]
+    assert "stop_webhook_p99_ms" in document["targets"]

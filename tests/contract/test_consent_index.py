@@ -76,6 +76,21 @@ async def test_the_cache_is_bounded(store: GatedStore) -> None:
     assert len(index) <= 10
 
 
+async def test_the_least_recently_used_pairs_leave_first(store: GatedStore) -> None:
+    index = ConsentIndex(store, size=4)  # two customers: (F, T) and (*, T) each
+    index.trusted = True
+    first, second, third = "+16505550201", "+16505550202", "+16505550203"
+    await index.records(first, [F, "*"])
+    await index.records(second, [F, "*"])
+    await index.records(first, [F, "*"])  # a hit: now the most recently used
+    await index.records(third, [F, "*"])  # room is made by dropping `second`
+    assert (index.hits, index.misses, len(index)) == (1, 3, 4)
+    await index.records(first, [F, "*"])
+    assert (index.hits, index.misses) == (2, 3)
+    await index.records(second, [F, "*"])
+    assert (index.hits, index.misses, len(index)) == (2, 4, 4)
+
+
 async def test_an_untrusted_cache_reads_the_store_every_time(store: GatedStore) -> None:
     index = ConsentIndex(store, size=100)
     index.trusted = True
