@@ -15,6 +15,7 @@ from gateway.credentials import CredentialChecker
 from gateway.dialects.base import Dialect
 from gateway.keyword_policy import KeywordPolicy
 from gateway.metrics import Metrics
+from gateway.ratelimit import FailureLimiter
 from gateway.ringcentral_login import RingCentralLogin
 from gateway.spool import Spool
 from gateway.store.base import ConsentStore
@@ -35,3 +36,4 @@ OUTBOX_WAKE = web.AppKey("outbox_wake", asyncio.Event)
 KEYWORDS = web.AppKey("keywords", KeywordPolicy)
 FEED = web.AppKey("change_feed", FeedState)
 BLOCKED_LOG = web.AppKey("blocked_log", BlockedLog)
+SIGN_IN_LIMITER = web.AppKey("sign_in_limiter", FailureLimiter)
