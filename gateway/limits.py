@@ -20,7 +20,7 @@ import asyncio
 import logging
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 
 from gateway.config import Settings
 from gateway.errors import BadRequest
@@ -59,10 +59,19 @@ def _cut_if_unfinished(request: web.Request, timeout: float) -> None:
 
 def body_deadline(timeout: float) -> Any:
     """A middleware closing the connection of a request whose body is not in within
-    ``timeout`` seconds of its headers."""
+    ``timeout`` seconds of its headers (and refusing ``Transfer-Encoding`` on HTTP/1.0)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.version < HttpVersion11 and hdrs.TRANSFER_ENCODING in request.headers:
+            # HTTP/1.0 has no chunked framing: a sender that claims both is confused or
+            # probing (RFC 9112 §6.1): refuse, and close.
+            refused = web.json_response(
+                {"error": {"reason": "ambiguous-framing", "message": "HTTP/1.0 with chunks"}},
+                status=400,
+            )
+            refused.force_close()
+            return refused
         if not request.body_exists or request.content.is_eof():
             response: web.StreamResponse = await handler(request)
             return response
