@@ -90,6 +90,9 @@ class SubscriberSpec:
     name: str
     url: str
     secret: Secret
+    previous_secret: Secret | None = None
+    """While the secret is rotated: events carry a signature with each (``v1=…,v1=…``), so the
+    subscriber verifies with whichever it holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,7 +323,14 @@ def _subscribers(raw: Any) -> tuple[SubscriberSpec, ...]:
         if name in names:
             raise ConfigError(f"subscribers[{position}].name {name!r} is used twice")
         names.add(name)
-        specs.append(SubscriberSpec(name, url, Secret(secret)))
+        previous = str(entry.get("previous_secret", ""))
+        if previous and len(previous) < 16:
+            raise ConfigError(
+                f"subscribers[{position}].previous_secret must be at least 16 characters"
+            )
+        specs.append(
+            SubscriberSpec(name, url, Secret(secret), Secret(previous) if previous else None)
+        )
     return tuple(specs)
 
 

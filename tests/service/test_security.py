@@ -17,11 +17,14 @@ sockets:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import hmac
 import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,7 +34,14 @@ from aiohttp.test_utils import TestServer
 from twilio.request_validator import RequestValidator
 
 from gateway.app import create_app
-from gateway.config import Secret, Settings, TokenSpec
+from gateway.config import (
+    ConfigError,
+    Secret,
+    Settings,
+    SubscriberSpec,
+    TokenSpec,
+    load_settings,
+)
 from gateway.keys import STORE
 from gateway.openapi import DOCUMENT
 from gateway.ratelimit import FailureLimiter
@@ -548,3 +558,46 @@ def test_the_failure_window_slides() -> None:
     assert limiter.retry_after("10.0.0.1") is None
     limiter.failed("10.0.0.1")
     assert limiter.retry_after("10.0.0.1") == 10
+
+
+async def test_subscriber_events_verify_with_the_new_or_the_previous_secret(
+    make_gateway: MakeGateway, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> None:
+    new, old = "subscriber-secret-new-0123", "subscriber-secret-old-0123"
+    received: list[tuple[str, bytes]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        received.append((request.headers["X-Stopgate-Signature"], await request.read()))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/events", receive)
+    server = await aiohttp_server(app)
+    spec = SubscriberSpec("crm", str(server.make_url("/events")), Secret(new), Secret(old))
+    gateway = await make_gateway(subscribers=(spec,))
+    await gateway.opt_out()
+    for _ in range(200):
+        if received:
+            break
+        await asyncio.sleep(0.05)
+    [(header, body)] = received
+    parts = [part.split("=", 1) for part in header.split(",")]
+    timestamp = next(v for k, v in parts if k == "t")
+    presented = [v for k, v in parts if k == "v1"]
+
+    def valid_for(secret: str) -> bool:
+        digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+        return any(hmac.compare_digest(digest.hexdigest(), p) for p in presented)
+
+    assert valid_for(new) and valid_for(old)
+    assert not valid_for("subscriber-secret-other-01")
+
+
+def test_a_short_previous_subscriber_secret_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "stopgate.toml"
+    config.write_text(
+        "[[subscribers]]\n"
+        'url = "http://x/e"\nsecret = "0123456789abcdef"\nprevious_secret = "short"\n'
+    )
+    with pytest.raises(ConfigError, match="previous_secret"):
+        load_settings(config_file=str(config), environ={})
