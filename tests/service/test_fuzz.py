@@ -252,7 +252,7 @@ def test_ringcentral_json_sends(live: tuple[str, str], http: requests.Session) -
     run()
 
 
-BOUNDARIES = st.sampled_from(["b", "----x", "a b", "é", "", "--", "b\r\n", "x" * 80])
+BOUNDARIES = st.sampled_from(["b", "----x", "a b", "é", "", "--", "b\t", "x" * 80, "b;c=d"])
 PART_HEADS = st.sampled_from(
     [
         b'Content-Disposition: form-data; name="json"\r\nContent-Type: application/json',
