@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway import admin, consents_api, inbound, openapi, outbox, upstream
+from gateway import admin, consents_api, inbound, limits, openapi, outbox, upstream
 from gateway.auth import Authenticator
 from gateway.blocked_log import BlockedLog
 from gateway.change_feed import change_feed_ctx
@@ -137,7 +137,11 @@ def create_app(
     settings: Settings, *, registry: CollectorRegistry | None = None, clock: Clock | None = None
 ) -> web.Application:
     """Build the gateway. Resources (store, upstream client) open in cleanup contexts."""
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        handler_args=limits.handler_args(settings),
+        middlewares=[limits.body_deadline(settings.body_timeout)],
+    )
     app[SETTINGS] = settings
     app[CLOCK] = clock if clock is not None else Clock()
     metrics = Metrics(registry)

@@ -153,7 +153,9 @@ def _consents_import(args: argparse.Namespace) -> int:
         return applied, skipped, rejected
 
     try:
-        with open(args.file, encoding="utf-8-sig", newline="") as handle:
+        # Undecodable bytes become lone surrogates, so their row is rejected by line number
+        # instead of the whole import failing.
+        with open(args.file, encoding="utf-8-sig", newline="", errors="surrogateescape") as handle:
             # The CLI's loop has nothing else to serve, so reading the file inline blocks no one.
             applied, skipped, rejected = asyncio.run(run(handle))
     except OSError as exc:

@@ -39,6 +39,15 @@ def mask_url(url: str) -> str:
     return f"{scheme}://{user}:********@{host}{slash}{tail}"
 
 
+def matches_any(presented: str, expected: tuple[str, ...]) -> bool:
+    """Constant-time: is ``presented`` one of ``expected``? Every candidate is compared, so the
+    time taken does not tell which one matched."""
+    found = False
+    for candidate in expected:
+        found = same_secret(presented, candidate) | found
+    return found
+
+
 def same_secret(presented: str, expected: str) -> bool:
     """Constant-time equality of two strings, whatever characters a caller put in them (header
     values can hold undecodable bytes)."""
@@ -84,6 +93,9 @@ class SubscriberSpec:
     name: str
     url: str
     secret: Secret
+    previous_secret: Secret | None = None
+    """While the secret is rotated: events carry a signature with each (``v1=…,v1=…``), so the
+    subscriber verifies with whichever it holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +212,21 @@ class Settings:
     consent_defaults: Mapping[str, DefaultConsent] = field(default_factory=dict)
     """Per business number or Messaging Service: its own ``consent_default`` (``[consent_defaults]``
     table of number = "allow" | "require-opt-in"); it wins over its brand's and the global one."""
+    header_timeout: float = 20.0
+    """Seconds a connection has to deliver a request's headers (from opening, or from the end
+    of its previous answer); also how long an idle keep-alive connection is kept."""
+    body_timeout: float = 60.0
+    """Seconds a request's body has to arrive in full once its headers are in."""
+    max_headers: int = 100
+    """Most header lines in one request (more: 400, connection closed)."""
+    max_header_bytes: int = 8190
+    """Longest request line or header field, in bytes (longer: 400, connection closed)."""
+    twilio_auth_token_secondary: Secret | None = None
+    """Twilio's secondary auth token, valid beside the primary while a token is rotated."""
+    ringcentral_verification_token_secondary: Secret | None = None
+    """A second valid RingCentral verification token, while a subscription's token is rotated."""
+    sign_in_failures_per_minute: int = 10
+    """Failed console sign-ins one client address may make per minute (more: 429)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -218,6 +245,12 @@ class Settings:
             raise ConfigError(f"log_level must be one of {LOG_LEVELS}, not {self.log_level!r}")
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"log_format must be one of {LOG_FORMATS}, not {self.log_format!r}")
+        if self.header_timeout <= 0 or self.body_timeout <= 0:
+            raise ConfigError("header_timeout and body_timeout must be positive")
+        if self.max_headers < 16 or self.max_header_bytes < 1024:
+            raise ConfigError("max_headers must be at least 16 and max_header_bytes 1024")
+        if self.sign_in_failures_per_minute < 1:
+            raise ConfigError("sign_in_failures_per_minute must be at least 1")
         for name in ("ringcentral_upstream", "twilio_upstream"):
             value = getattr(self, name)
             if not value.startswith(("http://", "https://")):
@@ -231,6 +264,16 @@ class Settings:
         except ValueError:
             raise ConfigError(f"listen must be HOST:PORT, not {self.listen!r}") from None
 
+    def twilio_auth_tokens(self) -> tuple[str, ...]:
+        """Every Twilio auth token valid now, the primary first (rotation: both at once)."""
+        return _revealed(self.twilio_auth_token, self.twilio_auth_token_secondary)
+
+    def ringcentral_verification_tokens(self) -> tuple[str, ...]:
+        """Every RingCentral verification token valid now, the primary first."""
+        return _revealed(
+            self.ringcentral_verification_token, self.ringcentral_verification_token_secondary
+        )
+
     def __repr__(self) -> str:
         return f"Settings({self.redacted()!r})"
 
@@ -240,6 +283,10 @@ class Settings:
         values = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
         values["store"] = mask_url(self.store)
         return values
+
+
+def _revealed(*secrets: Secret | None) -> tuple[str, ...]:
+    return tuple(s.reveal() for s in secrets if s is not None)
 
 
 def _plain(value: Any) -> Any:
@@ -313,7 +360,14 @@ def _subscribers(raw: Any) -> tuple[SubscriberSpec, ...]:
         if name in names:
             raise ConfigError(f"subscribers[{position}].name {name!r} is used twice")
         names.add(name)
-        specs.append(SubscriberSpec(name, url, Secret(secret)))
+        previous = str(entry.get("previous_secret", ""))
+        if previous and len(previous) < 16:
+            raise ConfigError(
+                f"subscribers[{position}].previous_secret must be at least 16 characters"
+            )
+        specs.append(
+            SubscriberSpec(name, url, Secret(secret), Secret(previous) if previous else None)
+        )
     return tuple(specs)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.store.base import ConsentChange
+from gateway.text import storable
 from policy.consent import ConsentRecord, OptStatus, Source, format_time, parse_time
 from policy.numbers import InvalidAddress, business_key, customer_key, display_key
 
@@ -93,6 +94,10 @@ def parse_rows(
             yield RejectedRow(reader.line_num, f"malformed CSV: {exc}")
             continue
         if not any(cell.strip() for cell in row):
+            continue
+        if not all(storable(cell) for cell in row):
+            # A NUL, or bytes that were not UTF-8 (read as lone surrogates): no store keeps it.
+            yield RejectedRow(reader.line_num, "the row holds a NUL or bytes that are not UTF-8")
             continue
         fields = {col: cell.strip() for col, cell in zip(columns, row, strict=False) if col}
         yield _row_change(fields, reader.line_num, region, actor, import_us)

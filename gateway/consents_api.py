@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from gateway import limits
 from gateway.auth import Principal, Role
 from gateway.consent_csv import export_lines, stream_csv
 from gateway.dialects import RINGCENTRAL
@@ -195,10 +196,7 @@ def _parse_record(raw: Any, region: str, actor: str) -> ConsentChange:
 
 
 async def _records_of(request: web.Request) -> list[Any]:
-    try:
-        document = await request.json()
-    except (ValueError, UnicodeDecodeError, LookupError, RecursionError):
-        raise BadRequest("malformed-body", "The body must be JSON") from None
+    document = await limits.read_json(request)
     records = document.get("records") if isinstance(document, dict) else None
     if not isinstance(records, list) or not records:
         raise BadRequest("missing-records", "records must be a non-empty list")
@@ -479,10 +477,7 @@ async def get_history(request: web.Request, principal: Principal) -> web.Respons
 
 
 async def erase_customer(request: web.Request, principal: Principal) -> web.Response:
-    try:
-        document = await request.json()
-    except (ValueError, UnicodeDecodeError, LookupError, RecursionError):
-        raise BadRequest("malformed-body", "The body must be JSON") from None
+    document = await limits.read_json(request)
     raw = document.get("to") if isinstance(document, dict) else None
     if not isinstance(raw, str):
         raise BadRequest("missing-to", "to must be the customer's number", parameter="to")

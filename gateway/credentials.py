@@ -20,7 +20,7 @@ from cachetools import TTLCache
 from multidict import CIMultiDict
 
 from gateway import upstream
-from gateway.config import Settings, same_secret
+from gateway.config import Settings, matches_any, same_secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +60,14 @@ class CredentialChecker:
 
     async def check_twilio(self, authorization: str, account_sid: str) -> CarrierRefusal | None:
         """None when the carrier would accept these credentials for ``account_sid``."""
-        token = self._settings.twilio_auth_token
+        tokens = self._settings.twilio_auth_tokens()
         basic = _basic_password(authorization)
-        if token is not None and basic is not None:
+        if tokens and basic is not None:
             user, password = basic
             if (
                 user.startswith("AC")
                 and same_secret(user, account_sid)
-                and same_secret(password, token.reveal())
+                and matches_any(password, tokens)
             ):
                 return None
         # A read of one message is allowed to every key that may send (standard API keys cannot

@@ -10,7 +10,8 @@ subscriber::
 A batch of changes (an import, a PATCH) is one event per subscriber, not one per row. Each
 subscriber's events form one ordered queue (so, in particular, in order per pair), delivered at
 least once with backoff, and signed: ``X-Stopgate-Signature: t=<unix seconds>,v1=<hex
-HMAC-SHA256(secret, "<t>.<raw body>")>``.
+HMAC-SHA256(secret, "<t>.<raw body>")>`` (and a second ``v1=`` made with ``previous_secret``
+while a subscriber's secret is rotated).
 """
 
 from __future__ import annotations
@@ -45,9 +46,12 @@ def _record(applied: AppliedChange) -> dict[str, Any]:
     }
 
 
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+def signature(secret: str, timestamp: int, body: bytes, *also: str) -> str:
+    """``t=<timestamp>,v1=<digest>``; with ``also`` (secrets being rotated out) one more
+    ``v1=`` per secret, so a receiver holding any one of them can verify."""
+    signed = f"{timestamp}.".encode() + body
+    digests = [hmac.new(s.encode(), signed, hashlib.sha256).hexdigest() for s in (secret, *also)]
+    return f"t={timestamp}," + ",".join(f"v1={d}" for d in digests)
 
 
 def follow_up_for(settings: Settings) -> FollowUp | None:

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl
 import aiohttp
 from aiohttp import hdrs, web
 
-from gateway.config import Settings, same_secret
+from gateway.config import Settings, matches_any
 from gateway.consent_index import ConsentIndex
 from gateway.dialects import ringcentral as rc_dialect
 from gateway.dialects import twilio as twilio_dialect
@@ -299,9 +299,11 @@ async def twilio_webhook(request: web.Request) -> web.StreamResponse:
         return _error(exc.status, exc.reason, exc.message)
     presented = request.headers.get("X-Twilio-Signature", "")
     url = public_url(request, settings)
-    if not presented or not twilio_dialect.verify_signature(
-        token.reveal(), url, signed, presented, body
-    ):
+    valid = False
+    for candidate in settings.twilio_auth_tokens():
+        # Each valid token is tried (primary and secondary while a token is rotated).
+        valid = twilio_dialect.verify_signature(candidate, url, signed, presented, body) | valid
+    if not presented or not valid:
         request.app[METRICS].webhook_rejected.labels("twilio").inc()
         return _error(403, "bad-signature", "X-Twilio-Signature does not match")
     try:
@@ -377,7 +379,7 @@ async def ringcentral_webhook(request: web.Request) -> web.StreamResponse:
             "STOPGATE_RINGCENTRAL_VERIFICATION_TOKEN is not set: cannot verify",
         )
     presented = request.headers.get("Verification-Token") or validation or ""
-    if not presented or not same_secret(presented, expected.reveal()):
+    if not presented or not matches_any(presented, settings.ringcentral_verification_tokens()):
         request.app[METRICS].webhook_rejected.labels("ringcentral").inc()
         return _error(403, "bad-verification-token", "verification token does not match")
     try:

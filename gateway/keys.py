@@ -16,6 +16,7 @@ from gateway.credentials import CredentialChecker
 from gateway.dialects.base import Dialect
 from gateway.keyword_policy import KeywordPolicy
 from gateway.metrics import Metrics
+from gateway.ratelimit import FailureLimiter
 from gateway.ringcentral_login import RingCentralLogin
 from gateway.spool import Spool
 from gateway.store.base import ConsentStore
@@ -37,3 +38,4 @@ KEYWORDS = web.AppKey("keywords", KeywordPolicy)
 FEED = web.AppKey("change_feed", FeedState)
 BLOCKED_LOG = web.AppKey("blocked_log", BlockedLog)
 CLOCK = web.AppKey("clock", Clock)
+SIGN_IN_LIMITER = web.AppKey("sign_in_limiter", FailureLimiter)

@@ -517,15 +517,11 @@ def _consents_errors(*, write: bool = False, records: bool = False) -> Json:
     if not write:
         return responses
     responses["403"] = _error("STOPGATE-403", "The token's role (`auditor`) cannot write.")
-    too_large: Json = {"text/plain": {"schema": {"type": "string"}}}
-    description = "A body over `max_body_bytes`, refused by the HTTP layer in plain text."
+    too_large = _json_content(
+        {"allOf": [_ref("Error"), {"properties": {"errorCode": {"const": "STOPGATE-413"}}}]}
+    )
+    description = "A body over `max_body_bytes` (`STOPGATE-413`, `body-too-large`)."
     if records:
-        too_large = {
-            **_json_content(
-                {"allOf": [_ref("Error"), {"properties": {"errorCode": {"const": "STOPGATE-413"}}}]}
-            ),
-            **too_large,
-        }
         description = (
             f"More than {DEFAULT_MAX_RECORDS_PER_CALL} records (`max_records_per_call`;"
             " `STOPGATE-413`, `too-many-records`), in RingCentral's shape; or "

@@ -171,7 +171,10 @@ async def _deliver_event(app: web.Application, payload: dict[str, Any]) -> None:
     headers = {
         "Content-Type": "application/json",
         events.SIGNATURE_HEADER: events.signature(
-            subscriber.secret.reveal(), int(time.time()), body
+            subscriber.secret.reveal(),
+            int(time.time()),
+            body,
+            *([subscriber.previous_secret.reveal()] if subscriber.previous_secret else []),
         ),
     }
     try:

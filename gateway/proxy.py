@@ -13,7 +13,7 @@ from gateway.dialects.base import Dialect
 from gateway.errors import UpstreamTimeout, UpstreamUnreachable
 from gateway.keys import CLIENT, CREDENTIALS, DIALECTS, METRICS, SETTINGS
 from gateway.refusals import refuse_bad_request, refuse_upstream_failure
-from gateway.routing import UnknownSendPath, classify, normalise_path
+from gateway.routing import RefusedPath, classify, normalise_path
 from gateway.sending import handle_send
 
 log = logging.getLogger("stopgate.proxy")
@@ -31,7 +31,7 @@ async def carrier_route(request: web.Request) -> web.StreamResponse:
     dialects = request.app[DIALECTS]
     try:
         match = classify(request.method, request.raw_path.split("?", 1)[0], dialects)
-    except UnknownSendPath as exc:
+    except RefusedPath as exc:
         return refuse_bad_request(exc.dialect, exc, request.headers.get("X-Request-Id", ""))
     if match is None:
         raise web.HTTPNotFound(

@@ -9,6 +9,7 @@ with its path as received.
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -23,14 +24,39 @@ class RouteMatch:
     """The kind of send, or None for a request forwarded unchanged."""
 
 
-class UnknownSendPath(BadRequest):
+class RefusedPath(BadRequest):
+    """A path under a dialect's prefix that is refused rather than forwarded."""
+
+    def __init__(self, dialect: Dialect, reason: str, message: str) -> None:
+        super().__init__(reason, message)
+        self.dialect = dialect
+
+
+class UnknownSendPath(RefusedPath):
     """A POST under a dialect's prefix that ends like a send but has no send's shape."""
 
     def __init__(self, dialect: Dialect, raw_path: str) -> None:
         super().__init__(
-            "unknown-path-shape", f"{raw_path} looks like a send but has no known send path shape"
+            dialect,
+            "unknown-path-shape",
+            f"{raw_path} looks like a send but has no known send path shape",
         )
-        self.dialect = dialect
+
+
+class OwnPathSpelledOtherwise(RefusedPath):
+    """Another spelling (or method) of a path Stopgate serves itself: forwarding it would send a
+    consent change meant for Stopgate's store to the carrier instead."""
+
+    def __init__(self, dialect: Dialect, raw_path: str) -> None:
+        super().__init__(
+            dialect,
+            "non-canonical-path",
+            f"{raw_path} is Stopgate's consents API spelled otherwise; use the documented path",
+        )
+
+
+# Paths under a carrier prefix that Stopgate serves itself (the consents API), normalised.
+_OWN_PATHS = re.compile(r"/restapi/v2/accounts/[^/]+/sms/consents(?:/.*)?")
 
 
 def normalise_path(raw_path: str) -> str:
@@ -44,12 +70,16 @@ def classify(method: str, raw_path: str, dialects: tuple[Dialect, ...]) -> Route
     """Match a request to a dialect; None when no dialect owns the path (a 404, never forwarded).
 
     Raises :class:`UnknownSendPath` for a POST whose path ends like a send but has no send's
-    shape.
+    shape, and :class:`OwnPathSpelledOtherwise` for a path of Stopgate's own consents API that
+    the router did not match as written.
     """
     path = normalise_path(raw_path)
     for dialect in dialects:
         if not (path + "/").startswith(dialect.prefix):
             continue
+        if _OWN_PATHS.fullmatch(path):
+            # The router serves the documented spelling; anything reaching here is another one.
+            raise OwnPathSpelledOtherwise(dialect, raw_path)
         if method.upper() != "POST":
             return RouteMatch(dialect, None)
         for route in dialect.send_routes:

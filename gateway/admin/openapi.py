@@ -278,11 +278,22 @@ def paths() -> Json:
                     "400": _error("Not JSON, or no `token` (`malformed-body`, `missing-token`)."),
                     "401": _error("The token is not valid here (`unauthorized`)."),
                     "403": _error("Sent by a page of another origin (`cross-origin`)."),
-                    "413": {
-                        "description": "A body over `max_body_bytes`, refused in plain text.",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    },
+                    "413": _error("A body over `max_body_bytes` (`body-too-large`)."),
                     "415": _error("Not `application/json` (`unsupported-content-type`)."),
+                    "429": {
+                        "description": (
+                            "Too many failed sign-ins from this client address "
+                            "(`too-many-attempts`; `sign_in_failures_per_minute`)."
+                        ),
+                        "headers": {
+                            "Retry-After": {
+                                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                                "required": True,
+                                "description": "Seconds until a sign-in is tried again.",
+                            }
+                        },
+                        "content": _json(_ref("ConsoleError")),
+                    },
                     "503": _error(
                         "The store is unreachable, or RingCentral could not confirm a "
                         "RingCentral token right now."
@@ -453,12 +464,9 @@ def paths() -> Json:
                     "413": {
                         "description": (
                             "More records than `max_records_per_call` (`too-many-records`), or "
-                            "a body over `max_body_bytes` (plain text)."
+                            "a body over `max_body_bytes` (`body-too-large`)."
                         ),
-                        "content": {
-                            **_json(_ref("ConsoleError")),
-                            "text/plain": {"schema": {"type": "string"}},
-                        },
+                        "content": _json(_ref("ConsoleError")),
                     },
                     **_errors(write=True),
                 },

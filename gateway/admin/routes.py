@@ -33,11 +33,12 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import consents_api
+from gateway import consents_api, limits
 from gateway.admin import blocked, sessions
 from gateway.auth import Principal, Role
 from gateway.errors import BadRequest, StoreUnavailable
-from gateway.keys import AUTH, STORE
+from gateway.keys import AUTH, SETTINGS, SIGN_IN_LIMITER, STORE
+from gateway.ratelimit import FailureLimiter
 from gateway.store.base import DAY_US, ConsoleSession
 from policy.consent import format_time
 
@@ -149,10 +150,7 @@ async def sign_in(request: web.Request) -> web.Response:
         sessions.check_origin(request, required=False)
         if request.content_type != "application/json":
             raise BadRequest("unsupported-content-type", "sign in with a JSON body", status=415)
-        try:
-            document = await request.json()
-        except (ValueError, UnicodeDecodeError, LookupError, RecursionError):
-            raise BadRequest("malformed-body", "The body must be JSON") from None
+        document = await limits.read_json(request)
         token = document.get("token") if isinstance(document, dict) else None
         if not isinstance(token, str) or not token.strip():
             raise BadRequest("missing-token", "token must be a bearer token", parameter="token")
@@ -161,17 +159,47 @@ async def sign_in(request: web.Request) -> web.Response:
             # No header could carry it, so no bearer token is like it (and it must not reach the
             # RingCentral check as a header).
             raise BadRequest("unauthorized", "the bearer token is not valid here", status=401)
-        principal = await request.app[AUTH].authenticate_token(token)
+        principal = await _authenticate_limited(request, token)
         session, session_id = await sessions.open_session(request, principal)
         response = web.json_response(
             _session_json(principal, session), headers={"Cache-Control": "no-store"}
         )
         sessions.set_cookie(request, response, session_id)
         return response
+    except SignInThrottled as exc:
+        throttled = error_response(exc.reason, exc.message, exc.status)
+        throttled.headers["Retry-After"] = str(exc.retry_after)
+        return throttled
     except BadRequest as exc:
         return error_response(exc.reason, exc.message, exc.status)
     except StoreUnavailable:
         return error_response("store-unavailable", "The consent store is unreachable", 503)
+
+
+async def _authenticate_limited(request: web.Request, token: str) -> Principal:
+    """Check a sign-in token, at most ``sign_in_failures_per_minute`` failures per client
+    address (then 429 with ``Retry-After``, before the token is even looked at)."""
+    limiter = request.app[SIGN_IN_LIMITER]
+    address = request.remote or ""
+    wait = limiter.retry_after(address)
+    if wait is not None:
+        raise SignInThrottled(wait)
+    try:
+        return await request.app[AUTH].authenticate_token(token)
+    except BadRequest as exc:
+        if exc.status == 401:
+            limiter.failed(address)
+        raise
+
+
+class SignInThrottled(BadRequest):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "too-many-attempts",
+            f"too many failed sign-ins from this address; try again in {retry_after} s",
+            status=429,
+        )
+        self.retry_after = retry_after
 
 
 async def who_am_i(request: web.Request, caller: sessions.Caller) -> web.Response:
@@ -262,10 +290,7 @@ def _consents(handler: Callable[[web.Request, Principal], Any]) -> Handler:
 async def write_consents(request: web.Request, caller: sessions.Caller) -> web.StreamResponse:
     """``PATCH`` of the consents API, with a note required on every record (a change made by
     hand says why). Source ``Api``, actor the signed-in principal."""
-    try:
-        document = await request.json()
-    except (ValueError, UnicodeDecodeError, LookupError, RecursionError):
-        raise BadRequest("malformed-body", "The body must be JSON") from None
+    document = await limits.read_json(request)
     records = document.get("records") if isinstance(document, dict) else None
     if isinstance(records, list):
         for record in records:
@@ -282,6 +307,7 @@ async def write_consents(request: web.Request, caller: sessions.Caller) -> web.S
 
 def add_routes(app: web.Application) -> None:
     """Register the console (before the carrier catch-all)."""
+    app[SIGN_IN_LIMITER] = FailureLimiter(app[SETTINGS].sign_in_failures_per_minute)
     for path, (name, content_type) in ASSETS.items():
         app.router.add_get(path, _asset_route(name, content_type))
     app.router.add_post(SESSION, sign_in)
