@@ -169,6 +169,12 @@ class Settings:
     log_format: str = "auto"
     """``json`` (one object per line), ``text``, or ``auto``: JSON for ``serve``, text for the
     other commands (``STOPGATE_LOG_FORMAT``)."""
+    plain_language: bool = True
+    """Read inbound messages that are no keyword for plain-language revocations ("please stop
+    texting me"): ``revoke`` opts the pair out as STOP does, ``unclear`` sends one clarifying
+    text and flags the message for compliance review (``STOPGATE_PLAIN_LANGUAGE=false``: off)."""
+    clarification_window: float = 30 * 86_400.0
+    """At most one clarifying text per pair (business number, customer) in this many seconds."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -422,8 +422,10 @@ async def test_a_slow_app_gets_an_empty_answer_in_time(
 async def test_keyword_lists_are_configurable_per_business_number(
     make_gateway: MakeGateway,
 ) -> None:
+    # Keywords only: the plain-language classifier would read "Enough" as a revocation anywhere.
     gateway = await make_gateway(
-        keywords={BUSINESS: {"opt_out": ["ENOUGH"]}, "twilio": {"remove": ["YES"]}}
+        keywords={BUSINESS: {"opt_out": ["ENOUGH"]}, "twilio": {"remove": ["YES"]}},
+        plain_language=False,
     )
     other = await post_twilio(gateway, twilio_form("Enough", to=OTHER_BUSINESS))
     assert other.headers["X-Stopgate-Keyword"] == "none"
