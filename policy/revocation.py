@@ -112,15 +112,14 @@ class Revocation:
         """One line a compliance officer can read, e.g. ``revoke: rule en.stop-contact
         matched "stop texting me"`` or ``none: no rule matched; guard en.stop-by took
         "stop by"``."""
-        parts = [self.outcome.value + ":"]
         if self.rule is not None:
-            parts.append(f'rule {self.rule} matched "{self.phrase}"')
+            line = f'{self.outcome.value}: rule {self.rule} matched "{self.phrase}"'
         else:
-            parts.append("no rule matched")
+            line = f"{self.outcome.value}: no rule matched"
         if self.guards:
             taken = ", ".join(f'{g.name} ("{g.phrase}")' for g in self.guards)
-            parts.append(("; guards " if len(self.guards) > 1 else "; guard ") + taken)
-        return " ".join(parts).replace(": ;", ":")
+            line += ("; guards " if len(self.guards) > 1 else "; guard ") + taken
+        return line
 
 
 # --- Vocabulary -----------------------------------------------------------------------
@@ -431,7 +430,7 @@ RULES: tuple[Rule, ...] = (
         "es.dejar-de",
         _R,
         r"\b(?:para|pare|paren|parar|deja|deje|dejen|dejar|dejad|"
-        r"terminen|detengan|detenga|dejo) (?:ya )?de (?:me )?(?:mand|envi|escrib|text|mensaj|"
+        r"terminen|detengan|detenga|dejo) (?:ya )?de (?:mand|envi|escrib|text|mensaj|"
         r"molest|llam|contact|spam|recib)\w*",
     ),
     _rule(
