@@ -125,7 +125,7 @@ class Revocation:
 # --- Vocabulary -----------------------------------------------------------------------
 # Word classes the patterns are built from (cleaned text: no accents, no apostrophes).
 
-_STOP = r"(?:stop+|stp|sotp|stahp|st0p|stopall|cease|quit|halt|end)"
+_STOP = r"(?:stop+|stp|sotp|stahp|st0p|stopall|cease|quit|halt|end|cancel)"
 _EN_CONTACT = (
     r"(?:te?xt\w*|txt\w*|tx|sms\w*|messag\w*|mesag\w*|messeg\w*|msg\w*|send\w*|contact\w*|"
     r"call\w*|ring\w*|spam\w*|bother\w*|bug+ing|harass\w*|pester\w*|email\w*|e mail\w*|"
@@ -140,7 +140,7 @@ _EN_CONTACT_STEMS = (
     r"te?x|txt|messag|mesag|msg|send|contact|call|spam|bother|bug|harass|pester|email|hitting"
     r"|blowing|ring|get|receiv|reciev"
 )
-_UNSUB = r"(?:un ?s[ubs]{0,3}c?r?i?be?\w*|optout|opt me out|opt us out|opting out|opted out)"
+_UNSUB = r"(?:un ?s[ubs]{0,3}c?r?i?be?\w*|optout|opt (?:\w+ ){1,2}out|opting out|opted out)"
 _OTHER_CHANNEL = r"\b(?:e ?mails?|newsletters?|mailing|mail|correos?|courriels?|emails)\b"
 _FILLER = frozenset(
     [
@@ -262,7 +262,8 @@ GUARDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "en.stop-other-activity",
-            rf"\bstop (?!(?:{_EN_CONTACT_STEMS}|it\b|this\b|now\b|please\b|pls\b))\w+ing\b",
+            rf"\bstop (?!(?:{_EN_CONTACT_STEMS}|it\b|this\b|now\b|please\b|pls\b|"
+            r"(?:every|any|no|some)thing\b))\w+ing\b",
         ),
         (
             "en.cancel-business",
@@ -337,9 +338,9 @@ RULES: tuple[Rule, ...] = (
     _rule(
         "en.remove-me",
         _R,
-        r"\b(?:remove|rmv|take|delete|drop|erase|scratch|get|cross|"
-        r"unenroll|unregister|deregister|unlist) (?:me|my (?:\w+ )?(?:number|phone|cell|#|name"
-        r"|info))\b(?! (?:to|in|into|on to|onto|up|a|some|there|back)\b)",
+        r"\bget me (?:off|out)\b|\b(?:remove|rmv|take|delete|drop|erase|scratch|cross|"
+        r"unenroll|unregister|deregister|unlist) (?:me|(?:my|this|our) (?:\w+ )?(?:number|phone"
+        r"|cell|#|name|info))\b(?! (?:to|in|into|on to|onto|up|a|some|there|back)\b)",
     ),
     _rule(
         "en.remove-me",
@@ -410,8 +411,27 @@ RULES: tuple[Rule, ...] = (
     _rule(
         "en.request-stop",
         _R,
-        r"\b(?:make (?:it|them)|just|plz|please|pls|now) stop\b|"
+        r"\b(?:make it|just|plz|please|pls|now) stop\b|"
         r"\bstop means stop",
+    ),
+    _rule(
+        "en.messages-stop",
+        _R,
+        rf"\b(?:these|the|your|this|those|all|all these|all the|all your) (?:\w+ )?{_EN_MESSAGES} "
+        r"(?:need to |needs to |have to |has to |must |to |should |gotta |better )?(?:stop|end|"
+        r"cease)\b|\bmake (?:them|these|this|the \w+) stop\b",
+    ),
+    _rule(
+        "en.said-stop",
+        _R,
+        r"\b(?:say|said|saying|says|type|typed|replied|texted|wrote|sent) (?:you )?(?:stop|"
+        r"unsubscribe|remove|optout)\b",
+    ),
+    _rule(
+        "en.done-with",
+        _R,
+        r"\b(?:done|finished|sick|tired|fed up) (?:with|of) (?:getting |receiving )?(?:these |"
+        rf"your |the |all these |all the |all your )?(?:\w+ )?{_EN_MESSAGES}",
     ),
     _rule(
         "en.spam",
@@ -526,6 +546,7 @@ RULES: tuple[Rule, ...] = (
     _rule(
         "en.who-is-this",
         _U,
+        r"^(?:what is this|whats this|what is this number)$|"
         r"\b(?:who (?:is|s) this|whos (?:this|texting|messaging)|who (?:is )?"
         r"(?:texting|messaging) me|who are you|(?:dont|do not) know (?:you|who you are|this "
         r"number)|how did you get"
@@ -574,14 +595,15 @@ _THIRD_PARTY = re.compile(
     r"|wife|brother|sister|friend|son|daughter|kid|kids|neighbor|neighbour|coworker|boyfriend"
     r"|girlfriend|roommate|landlord))\b(?! (?:number|phone))"
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?;:\n…。！？])|\n")
+_SENTENCE_END = re.compile(r"(?<=[.!?;:,\n…。！？、，])|\n")
 _APOSTROPHES = re.compile(r"['ʼ]")
 _NON_WORD = re.compile(r"[^\w]+|_")
 _BLANK = "~"
 
 
 def sentences(text: str) -> list[str]:
-    """The raw sentences of a message (split after ``. ! ? ; :`` and at line breaks)."""
+    """The raw sentences (clauses) of a message: split after ``. ! ? ; : ,`` and at line
+    breaks, so "Stop, I'm not interested" is read as "Stop" and "I'm not interested"."""
     return [s for s in _SENTENCE_END.split(text) if s.strip()]
 
 

@@ -16,7 +16,7 @@ from policy.keywords import DEFAULT_LISTS, Keyword, KeywordClass, KeywordLists
 from policy.revocation import GUARDS, RULES, Outcome, Revocation, classify_revocation, sentences
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPORA = [ROOT / "tests/data/revocation_corpus.csv", ROOT / "tests/data/revocation_holdout.csv"]
+CORPORA = [ROOT / f"tests/data/revocation_{name}.csv" for name in ("corpus", "holdout", "holdout2")]
 R, U, N = Outcome.REVOKE, Outcome.UNCLEAR, Outcome.NONE
 
 
@@ -58,7 +58,8 @@ DECIDED = [
     ("how do I unsubscribe?", U, "en.unsubscribe", "en"),
     ("unsubscribe me from the newsletter", U, "en.unsubscribe", "en"),
     ("Stop this", U, "en.stop-mention", "en"),
-    ("cancel everything", U, "keyword-first", "en"),
+    ("cancel everything", U, "en.stop-mention", "en"),
+    ("end something", U, "keyword-first", "en"),
     ("not interested", U, "en.not-interested", "en"),
     ("who is this?", U, "en.who-is-this", "en"),
     ("no me interesa", U, "es.no-interesa", "es"),
