@@ -284,7 +284,9 @@ GUARDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             "en.remove-thing",
             r"\bremove (?:the |my |a |that |this )?(?:\w+ )?(?:item|fee|charge"
-            r"|stain|tooth|teeth|mole|tattoo|hair|cast|stitches|splinter|wax|card)s?\b",
+            r"|stain|tooth|teeth|mole|tattoo|hair|cast|stitches|splinter|wax|card)s?\b|"
+            r"\bremove (?:\w+ ){1,3}from (?:my|the|your|our) (?:order|bill|cart|account|card|"
+            r"receipt|invoice|plate|car|room)\b",
         ),
         ("en.quit-habit", r"\bquit (?:smoking|drinking|vaping|my job|job|school|the team)\b"),
         ("en.stop-sign", r"\bstop (?:sign|light|watch|gap|loss)s?\b"),
@@ -385,7 +387,7 @@ RULES: tuple[Rule, ...] = (
     _rule(
         "en.do-not-want",
         _R,
-        r"\b(?:dont|do not|no longer|never) (?:want|wish|need|like)"
+        r"\b(?:dont|do not|does not|doesnt|no longer|never) (?:want|wish|need|like)"
         rf" (?:to (?:get|receive|recieve|be sent) )?(?:any )?(?:more )?(?:of )?(?:\w+ )?"
         rf"{_EN_MESSAGES}",
     ),
@@ -481,6 +483,12 @@ RULES: tuple[Rule, ...] = (
         r"tu|esta|sus) lista)",
     ),
     _rule(
+        "es.cancelar-mensajes",
+        _R,
+        r"\bcancel\w* (?:los |estos |sus |mis |las )?(?:mensajes|textos|sms|notificaciones|"
+        r"alertas|promociones)\b",
+    ),
+    _rule(
         "es.baja",
         _R,
         r"\b(?:de|dar|darme|denme|dame|deme) (?:de )?baja\b|"
@@ -546,7 +554,7 @@ RULES: tuple[Rule, ...] = (
     _rule(
         "en.who-is-this",
         _U,
-        r"^(?:what is this|whats this|what is this number)$|"
+        r"^(?:what is this|whats this|what is this number|who dis|who this)$|"
         r"\b(?:who (?:is|s) this|whos (?:this|texting|messaging)|who (?:is )?"
         r"(?:texting|messaging) me|who are you|(?:dont|do not) know (?:you|who you are|this "
         r"number)|how did you get"
@@ -557,7 +565,7 @@ RULES: tuple[Rule, ...] = (
         "en.never-signed-up",
         _U,
         r"\b(?:never|didnt|did not) (?:sign|signed|subscribe|"
-        r"subscribed|opt|optin|opted|agree|agreed|ask|asked)\b",
+        r"subscribed|opt|optin|opted|agree|agreed|ask|asked|gave you|give you)\b",
     ),
     _rule(
         "en.keep-texting",

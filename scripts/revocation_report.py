@@ -1,10 +1,10 @@
 """How well the plain-language revocation classifier does on the labelled corpus.
 
-    python scripts/revocation_report.py [--corpus tests/data/revocation_corpus.csv]
-                                        [--json] [--errors]
+    python scripts/revocation_report.py [--corpus FILE ...] [--json] [--errors]
 
-Prints, for the corpus (``text,language,label,note``; labels ``revoke``, ``unclear``,
-``none``): the confusion matrix (rows: the label, columns: the classifier's answer), then
+Reads the labelled corpus files (``text,language,label,note``; labels ``revoke``, ``unclear``,
+``none``; default: every ``tests/data/revocation_*.csv``) and prints, for all of them together:
+the confusion matrix (rows: the label, columns: the classifier's answer), then
 precision and recall per outcome, overall and per language. ``--errors`` lists every row the
 classifier got wrong, with its explanation; ``--json`` prints the figures as one JSON object
 instead (the tests read it).
@@ -42,9 +42,11 @@ def _scores(pairs: list[tuple[str, str]]) -> dict[str, dict[str, float | int]]:
     return scores
 
 
-def evaluate(corpus: Path) -> dict[str, object]:
-    with corpus.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+def evaluate(corpora: list[Path]) -> dict[str, object]:
+    rows: list[dict[str, str]] = []
+    for corpus in corpora:
+        with corpus.open(encoding="utf-8", newline="") as handle:
+            rows.extend(csv.DictReader(handle))
     results = []
     for row in rows:
         verdict = classify_revocation(row["text"])
@@ -53,7 +55,7 @@ def evaluate(corpus: Path) -> dict[str, object]:
     confusion = Counter(pairs)
     languages = sorted({row["language"] for row in rows})
     return {
-        "corpus": str(corpus.relative_to(ROOT) if corpus.is_relative_to(ROOT) else corpus),
+        "corpus": [str(c.relative_to(ROOT) if c.is_relative_to(ROOT) else c) for c in corpora],
         "rows": len(rows),
         "rows_per_language": {lang: sum(r["language"] == lang for r in rows) for lang in languages},
         "confusion": {
@@ -81,7 +83,8 @@ def evaluate(corpus: Path) -> dict[str, object]:
 
 
 def _print(report: dict[str, object], errors: bool) -> None:
-    print(f"corpus {report['corpus']}: {report['rows']} rows {report['rows_per_language']}")
+    print(f"corpus {', '.join(report['corpus'])}")  # type: ignore[arg-type]
+    print(f"{report['rows']} rows {report['rows_per_language']}")
     print("\nconfusion (rows: label, columns: answer)")
     print(f"{'':>10}" + "".join(f"{o:>10}" for o in OUTCOMES))
     confusion = report["confusion"]
@@ -106,11 +109,12 @@ def _print(report: dict[str, object], errors: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=ROOT / "tests/data/revocation_corpus.csv")
+    parser.add_argument("--corpus", type=Path, action="append", help="a corpus file (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--errors", action="store_true", help="list the misclassified rows")
     args = parser.parse_args()
-    report = evaluate(args.corpus.resolve())
+    corpora = [c.resolve() for c in args.corpus or sorted(ROOT.glob("tests/data/revocation_*.csv"))]
+    report = evaluate(corpora)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:

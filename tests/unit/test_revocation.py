@@ -16,7 +16,7 @@ from policy.keywords import DEFAULT_LISTS, Keyword, KeywordClass, KeywordLists
 from policy.revocation import GUARDS, RULES, Outcome, Revocation, classify_revocation, sentences
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPORA = [ROOT / f"tests/data/revocation_{name}.csv" for name in ("corpus", "holdout", "holdout2")]
+CORPORA = sorted(ROOT.glob("tests/data/revocation_*.csv"))
 R, U, N = Outcome.REVOKE, Outcome.UNCLEAR, Outcome.NONE
 
 
