@@ -10,12 +10,14 @@ opts the pair out or dismisses it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from gateway.keys import METRICS
 from gateway.outbox import run_once
 from tests.conftest import ADMIN_TOKEN, BUSINESS, CUSTOMER, OTHER_BUSINESS, Gateway, MakeGateway
 from tests.service.test_inbound import (
+    _lock_store,
     confirmations,
     history,
     post_rc,
@@ -214,3 +216,30 @@ async def test_review_routes_need_a_token_and_writes_the_admin_role(
     assert write.status == 403
     bad = await gateway.client.get("/admin/reviews?status=bogus", headers=ADMIN)
     assert bad.status == 400 and (await bad.json())["error"]["reason"] == "unknown-status"
+
+
+async def test_store_down_a_plain_language_revocation_is_spooled_and_enforced(
+    make_gateway: MakeGateway, tmp_path: Path
+) -> None:
+    gateway = await make_gateway(store=f"sqlite:///{tmp_path / 'stopgate.db'}?busy_timeout=0.2")
+    assert (await gateway.twilio_send(CUSTOMER)).status == 201  # the pair is cached "allowed"
+    holder = _lock_store(tmp_path / "stopgate.db")
+    try:
+        revoked = await post_twilio(gateway, twilio_form("Stop. Thank you"))
+        assert revoked.status == 200
+        assert revoked.headers["X-Stopgate-Revocation"] == "revoke"
+        assert "START" in await revoked.text()
+        assert (tmp_path / "spool.jsonl").stat().st_size > 0
+        assert (await gateway.twilio_send(CUSTOMER)).status == 400  # enforced from the spool
+        # An unclear message cannot be flagged now: acknowledged, but no clarifying text goes
+        # out that the store has not recorded.
+        unclear = await post_twilio(gateway, twilio_form("who is this?", to=OTHER_BUSINESS))
+        assert unclear.status == 200
+        assert "<Message>" not in await unclear.text()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    await run_once(gateway.app)
+    [entry] = await history(gateway)
+    assert entry.note is not None and entry.note.startswith("plain-language: keyword-sentence")
+    assert (await gateway.twilio_send(CUSTOMER)).status == 400
