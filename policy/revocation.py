@@ -35,7 +35,8 @@ How a message is read:
    a sentence that starts with an opt-out keyword followed by anything else is ``unclear``.
 4. Downgrades turn a ``revoke`` into ``unclear``: a question (``how do I unsubscribe?``) unless
    it is a request (``can you stop texting me?``), another channel (``unsubscribe me from the
-   newsletter``) or someone else (``my ex keeps texting me, make him stop``).
+   newsletter``), someone else (``my ex keeps texting me, make him stop``), a time limit
+   (``don't text me before 9am``), or laughter anywhere in the message (``stop 😂``).
 5. The message is the strongest of its sentences: revoke > unclear > none.
 
 "Wrong number" is ``revoke``: the person writing never gave the sender consent (the number was
@@ -288,6 +289,12 @@ GUARDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"\bremove (?:\w+ ){1,3}from (?:my|the|your|our) (?:order|bill|cart|account|card|"
             r"receipt|invoice|plate|car|room)\b",
         ),
+        (
+            "en.other-list",
+            r"\b(?:remove|take|drop|delete|get|put) (?:me|us|my name) (?:off|from|on) (?:the |your "
+            r"|this |my )?(?:wait ?list|waiting list|schedule|class|roster|reservation|calendar|"
+            r"appointment|order|team|guest list|list for \w+)\b",
+        ),
         ("en.quit-habit", r"\bquit (?:smoking|drinking|vaping|my job|job|school|the team)\b"),
         ("en.stop-sign", r"\bstop (?:sign|light|watch|gap|loss)s?\b"),
         ("en.tell-other", r"\b(?:tell|ask|make) (?:him|her|my \w+) (?:to )?stop\b"),
@@ -308,6 +315,7 @@ GUARDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         # French.
         ("fr.narrete-pas", r"\bn ?arret\w* pas\b"),
         ("fr.arret-de-bus", r"\barret (?:de bus|d autobus|dautobus|de tram)\b"),
+        ("fr.arreter-de-rire", r"\barret\w* (?:de |d )?(?:rire|pleurer|plaisanter|rigoler)\b"),
         # Portuguese.
         ("pt.nao-pare", r"\bnao (?:pare|parem|pares|cancele)\b"),
         (
@@ -472,8 +480,8 @@ RULES: tuple[Rule, ...] = (
     _rule(
         "es.no-mas",
         _R,
-        r"\bno (?:mas|mas mensajes|quiero mas) ?(?:mensajes|textos|sms|msj|"
-        r"promociones)?\b",
+        r"\bno (?:mas|quiero mas) (?:mensajes|textos|sms|msj|promociones)\b|"
+        r"^(?:ya )?no mas(?: (?:por favor|porfa|gracias|ya))*$",
     ),
     _rule(
         "es.borrar-me",
@@ -603,6 +611,13 @@ _THIRD_PARTY = re.compile(
     r"|wife|brother|sister|friend|son|daughter|kid|kids|neighbor|neighbour|coworker|boyfriend"
     r"|girlfriend|roommate|landlord))\b(?! (?:number|phone))"
 )
+_TIME_LIMITED = re.compile(
+    r"\b(?:before|after|until|till|between) (?:\d+|noon|midnight|work|lunch|dinner|\w+ ?[ap]m)"
+    r"|\b(?:at night|in the morning|on weekends|on sundays|during work|so early|so late)\b"
+)
+"""A request to text at other times, not to stop: ask rather than opt out."""
+_LAUGHTER = re.compile(r"[😂🤣😆😹]|\b(?:lol+|lmao+|haha\w*|jaja\w*|hehe\w*|rofl)\b", re.IGNORECASE)
+"""Stop as in "stop, you're killing me": with laughter, a revocation becomes a question."""
 _SENTENCE_END = re.compile(r"(?<=[.!?;:,\n…。！？、，])|\n")
 _APOSTROPHES = re.compile(r"['ʼ]")
 _NON_WORD = re.compile(r"[^\w]+|_")
@@ -721,6 +736,9 @@ def _downgrade(raw: str, cleaned: str, verdict: Revocation) -> GuardHit | None:
         third = _THIRD_PARTY.search(cleaned)
         if third is not None:
             return GuardHit("third-party", third.group())
+    limited = _TIME_LIMITED.search(cleaned)
+    if limited is not None:
+        return GuardHit("time-limited", limited.group())
     return None
 
 
@@ -734,6 +752,10 @@ def classify_revocation(text: str, lists: KeywordLists = DEFAULT_LISTS) -> Revoc
         guards.extend(verdict.guards)
         if _STRENGTH[verdict.outcome] > _STRENGTH[best.outcome]:
             best = verdict
+    laughter = _LAUGHTER.search(text) if best.outcome is Outcome.REVOKE else None
+    if laughter is not None:
+        guards.append(GuardHit("laughter", laughter.group()))
+        best = Revocation(Outcome.UNCLEAR, best.rule, best.phrase, best.language)
     return Revocation(best.outcome, best.rule, best.phrase, best.language, tuple(_unique(guards)))
 
 
