@@ -21,11 +21,11 @@ remove the known lookalikes before any rule runs.
 
 How a message is read:
 
-1. It is split into sentences at ``. ! ? ; :`` and line breaks; each sentence is normalised
-   with :func:`policy.keywords.normalise` (case, accents, full-width forms, invisible
-   characters, ``opt out`` → ``optout``), then apostrophes are dropped (``don't`` → ``dont``,
-   ``m'envoyer`` → ``menvoyer``) and every other non-letter becomes a space, so emoji,
-   punctuation and hyphens never matter.
+1. It is split into sentences (clauses) after ``. ! ? ; : ,`` and at line breaks; each is
+   normalised with :func:`policy.keywords.normalise` (case, accents, full-width forms,
+   invisible characters, ``opt out`` → ``optout``), then apostrophes are dropped (``don't``
+   → ``dont``, ``m'envoyer`` → ``menvoyer``) and every other non-letter becomes a space, so
+   emoji, punctuation and hyphens never matter.
 2. Guards (:data:`GUARDS`) run first and blank out what they match: ``stop by``, ``can't stop
    laughing``, ``don't stop``, ``cancel my appointment``, ``when does … end``, ``bus stop``…
    A word a guard took can no longer trigger a rule.
@@ -33,6 +33,8 @@ How a message is read:
    sentence. A sentence made only of opt-out keywords (from the keyword lists in force) and
    politeness words (``Stop. Thank you``, ``stop please``, ``alto por favor``) is ``revoke``;
    a sentence that starts with an opt-out keyword followed by anything else is ``unclear``.
+   Stop-words that are no listed keyword count too: typos (``stopp``, ``stahp``) and verb forms
+   (``arrêtez``, ``paren``).
 4. Downgrades turn a ``revoke`` into ``unclear``: a question (``how do I unsubscribe?``) unless
    it is a request (``can you stop texting me?``), another channel (``unsubscribe me from the
    newsletter``), someone else (``my ex keeps texting me, make him stop``), a time limit
