@@ -57,6 +57,7 @@ from policy.keywords import DEFAULT_LISTS, KeywordClass, KeywordLists, normalise
 
 __all__ = [
     "GUARDS",
+    "MAX_TEXT",
     "RULES",
     "GuardHit",
     "Outcome",
@@ -72,6 +73,10 @@ class Outcome(enum.StrEnum):
     UNCLEAR = "unclear"
     NONE = "none"
 
+
+MAX_TEXT = 1600
+"""Characters read: the longest text an SMS carrier delivers (Twilio 1600; RingCentral 1000).
+Bounds the work a webhook can cause (about 50 ms of CPU for the worst 1600 characters)."""
 
 _STRENGTH = {Outcome.NONE: 0, Outcome.UNCLEAR: 1, Outcome.REVOKE: 2}
 
@@ -747,6 +752,7 @@ def _downgrade(raw: str, cleaned: str, verdict: Revocation) -> GuardHit | None:
 def classify_revocation(text: str, lists: KeywordLists = DEFAULT_LISTS) -> Revocation:
     """The plain-language reading of ``text`` (see the module notes). ``lists`` are the keyword
     lists in force: a sentence made of their opt-out keywords and politeness words revokes."""
+    text = text[:MAX_TEXT]
     best = Revocation(Outcome.NONE, None, None, None)
     guards: list[GuardHit] = []
     for raw in sentences(text):

@@ -293,3 +293,16 @@ def test_an_empty_keyword_list_still_reads_plain_language() -> None:
     lists = KeywordLists(())
     assert classify_revocation("please stop texting me", lists).outcome is R
     assert classify_revocation("stop", lists).rule != "keyword-sentence"
+
+
+def test_long_texts_are_read_up_to_the_carriers_limit_quickly() -> None:
+    import time
+
+    from policy.revocation import MAX_TEXT
+
+    assert classify_revocation("hi " * 100 + "please stop texting me").outcome is R
+    assert classify_revocation("x" * MAX_TEXT + " stop texting me").outcome is N
+    started = time.process_time()
+    for worst in ("when " * 400, "a, " * 800, "stop " * 400, "i dont want " * 200):
+        classify_revocation(worst)
+    assert time.process_time() - started < 2.0, "a pathological text must stay cheap"
