@@ -239,7 +239,7 @@ def _recase(text: str, data: st.DataObject) -> str:
     return "".join(c.upper() if flip else c.lower() for c, flip in zip(text, flips, strict=True))
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(OPT_OUT_KEYWORDS), decoration, decoration, st.data())
 def test_exact_opt_out_keywords_always_revoke(
     keyword: str, before: str, after: str, data: st.DataObject
@@ -249,7 +249,7 @@ def test_exact_opt_out_keywords_always_revoke(
     assert verdict.outcome is R, verdict.explanation
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.sampled_from(ALL_TEXTS), decoration, st.data())
 def test_case_whitespace_and_trailing_punctuation_do_not_change_the_outcome(
     text: str, after: str, data: st.DataObject
@@ -261,7 +261,7 @@ def test_case_whitespace_and_trailing_punctuation_do_not_change_the_outcome(
     assert classify_revocation(decorated).outcome is expected, (text, decorated)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.sampled_from(LOOKALIKES + NEUTRAL), min_size=1, max_size=4), st.data())
 def test_guard_phrases_never_revoke(parts: list[str], data: st.DataObject) -> None:
     text = " ".join(p if p[-1] in ".!?" else p + "." for p in parts)
@@ -269,7 +269,7 @@ def test_guard_phrases_never_revoke(parts: list[str], data: st.DataObject) -> No
     assert verdict.outcome is not R, verdict.explanation
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(REVOKES), st.sampled_from(NEUTRAL), st.booleans())
 def test_a_neutral_sentence_around_a_revocation_keeps_it(
     text: str, neutral: str, first: bool
@@ -278,7 +278,7 @@ def test_a_neutral_sentence_around_a_revocation_keeps_it(
     assert classify_revocation(combined).outcome is R
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.text(max_size=200))
 def test_any_text_gets_an_answer_and_an_explanation(text: str) -> None:
     verdict = classify_revocation(text)
