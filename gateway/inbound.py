@@ -269,7 +269,13 @@ async def handle_inbound(
         work.append(
             OutboxItem(
                 FORWARD,
-                json.dumps({**forward, "keyword": classification.klass.value}),
+                json.dumps(
+                    {
+                        **forward,
+                        "keyword": classification.klass.value,
+                        "revocation": revocation.outcome.value if revocation else None,
+                    }
+                ),
                 not_before_us=received_us + int(delay * 1e6),
                 deadline_us=received_us + int(settings.forward_window * 1e6),
             )

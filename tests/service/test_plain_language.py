@@ -10,6 +10,7 @@ opts the pair out or dismisses it.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from gateway.keys import METRICS
 from gateway.outbox import run_once
 from tests.conftest import ADMIN_TOKEN, BUSINESS, CUSTOMER, OTHER_BUSINESS, Gateway, MakeGateway
 from tests.service.test_inbound import (
+    AppWebhook,
     _lock_store,
     confirmations,
     history,
@@ -25,6 +27,7 @@ from tests.service.test_inbound import (
     rc_event,
     twilio_form,
 )
+from tests.service.test_inbound import app_webhook as app_webhook
 from tests.service.test_inbound import rc_gateway as rc_gateway
 
 RC_SEND = "/restapi/v1.0/account/~/extension/~/sms"
@@ -243,3 +246,21 @@ async def test_store_down_a_plain_language_revocation_is_spooled_and_enforced(
     [entry] = await history(gateway)
     assert entry.note is not None and entry.note.startswith("plain-language: keyword-sentence")
     assert (await gateway.twilio_send(CUSTOMER)).status == 400
+
+
+async def test_the_app_is_told_the_plain_language_reading(
+    make_gateway: MakeGateway, app_webhook: tuple[AppWebhook, str]
+) -> None:
+    hook, url = app_webhook
+    gateway = await make_gateway(twilio_app_webhook=url, app_reply_deadline=0.2)
+    await post_twilio(gateway, twilio_form("please stop texting me"))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not hook.received:
+        assert loop.time() < deadline, "the outbox never delivered the forward"
+        await asyncio.sleep(0.05)
+    [(headers, _)] = hook.received
+    assert (headers["X-Stopgate-Keyword"], headers["X-Stopgate-Revocation"]) == (
+        "opt_out",
+        "revoke",
+    )
