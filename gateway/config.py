@@ -227,6 +227,12 @@ class Settings:
     """A second valid RingCentral verification token, while a subscription's token is rotated."""
     sign_in_failures_per_minute: int = 10
     """Failed console sign-ins one client address may make per minute (more: 429)."""
+    plain_language: bool = True
+    """Read inbound messages that are no keyword for plain-language revocations ("please stop
+    texting me"): ``revoke`` opts the pair out as STOP does, ``unclear`` sends one clarifying
+    text and flags the message for compliance review (``STOPGATE_PLAIN_LANGUAGE=false``: off)."""
+    clarification_window: float = 30 * 86_400.0
+    """At most one clarifying text per pair (business number, customer) in this many seconds."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

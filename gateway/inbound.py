@@ -34,9 +34,9 @@ from gateway.events import follow_up_for
 from gateway.keys import CLIENT, INDEX, KEYWORDS, METRICS, OUTBOX_WAKE, SETTINGS, SPOOL
 from gateway.outbox import FORWARD, RINGCENTRAL_REPLY, forward_request
 from gateway.spool import SpooledEvent
-from gateway.store.base import ConsentChange, OutboxItem
+from gateway.store.base import ConsentChange, OutboxItem, ReviewEntry
 from policy.consent import OptStatus, Source, keyword_scopes
-from policy.keywords import Classification, KeywordClass
+from policy.keywords import Classification, KeywordClass, KeywordLists
 from policy.numbers import (
     AddressProblem,
     InvalidAddress,
@@ -45,11 +45,15 @@ from policy.numbers import (
     customer_key,
     is_service_sid,
 )
-from policy.replies import ReplyTemplates
+from policy.replies import CLARIFY, ReplyTemplates
+from policy.revocation import Outcome, Revocation, classify_revocation
 
 log = logging.getLogger("stopgate.inbound")
 
 KEYWORD_HEADER = "X-Stopgate-Keyword"
+REVOCATION_HEADER = "X-Stopgate-Revocation"
+"""The plain-language outcome (``revoke``, ``unclear``, ``none``) of a message with no keyword."""
+REVIEW_TEXT_LIMIT = 1600
 _CONSENT_CLASSES = {
     KeywordClass.OPT_OUT: OptStatus.OPT_OUT,
     KeywordClass.OPT_OUT_ALL: OptStatus.OPT_OUT,
@@ -65,6 +69,8 @@ class InboundResult:
     """The confirmation to give the customer (None: no reply from Stopgate)."""
     forward_id: int | None
     """The outbox entry forwarding this event to the app, if any."""
+    revocation: Revocation | None = None
+    """The plain-language reading, when the message was no keyword and the classifier ran."""
 
 
 def _error(status: int, reason: str, message: str) -> web.Response:
@@ -79,11 +85,12 @@ def _consent_changes(
     index: ConsentIndex,
     settings: Settings,
     service: str | None,
+    reason: str,
 ) -> list[ConsentChange]:
     status = _CONSENT_CLASSES.get(classification.klass)
     if status is None:
         return []
-    note = f"keyword {classification.keyword!r} via {message.provider} {message.message_id}"
+    note = f"{reason} via {message.provider} {message.message_id}"
     scopes = keyword_scopes(
         status,
         businesses,
@@ -106,6 +113,52 @@ def _consent_changes(
         )
         for scope in scopes
     ]
+
+
+def _read_plain_language(
+    text: str, lists: KeywordLists, classification: Classification
+) -> tuple[Classification, Revocation]:
+    """The plain-language reading of a message with no keyword; a ``revoke`` makes it an
+    opt-out exactly as the STOP keyword is (the language of the rule chooses the reply)."""
+    revocation = classify_revocation(text, lists)
+    if revocation.outcome is Outcome.REVOKE:
+        classification = Classification(
+            KeywordClass.OPT_OUT, None, revocation.language or "en", classification.normalised
+        )
+    return classification, revocation
+
+
+async def _flag_for_review(
+    app: web.Application,
+    message: InboundMessage,
+    customer: str,
+    business: str,
+    revocation: Revocation,
+    received_us: int,
+) -> ReviewEntry | None:
+    """Keep an unclear message for compliance review. The entry says whether this message gets
+    the one clarifying text; None when the message was flagged before (delivered again) or the
+    store cannot take it now (no clarification then: a second text must not go out unrecorded).
+    """
+    settings = app[SETTINGS]
+    entry = ReviewEntry(
+        0,
+        received_us,
+        message.provider,
+        message.message_id,
+        business,
+        customer,
+        message.text[:REVIEW_TEXT_LIMIT],
+        revocation.rule or "",
+        revocation.explanation,
+        revocation.language or "en",
+    )
+    since_us = received_us - int(settings.clarification_window * 1e6)
+    try:
+        return await app[INDEX].store.add_review(entry, since_us)
+    except StoreUnavailable as exc:
+        log.warning("unclear message %s not flagged for review: %s", message.message_id, exc)
+        return None
 
 
 async def handle_inbound(
@@ -143,22 +196,44 @@ async def handle_inbound(
             log.warning("messaging service of %s not learned: %s", message.message_id, exc)
     lists = app[KEYWORDS].for_scope(message.provider, businesses[0] if businesses else None)
     classification = app[KEYWORDS].classify(message.text, lists)
+    reason = f"keyword {classification.keyword!r}"
+    revocation: Revocation | None = None
+    if (
+        classification.klass is KeywordClass.NONE
+        and settings.plain_language
+        and customer is not None
+        and businesses
+    ):
+        classification, revocation = _read_plain_language(message.text, lists, classification)
+        metrics.inbound_plain_language.labels(
+            revocation.outcome.value, revocation.language or ""
+        ).inc()
+        if revocation.outcome is Outcome.REVOKE:
+            reason = f"plain-language: {revocation.rule} ({revocation.phrase!r})"
     changes = (
-        _consent_changes(message, classification, customer, businesses, index, settings, service)
+        _consent_changes(
+            message, classification, customer, businesses, index, settings, service, reason
+        )
         if customer is not None
         else []
     )
 
     reply = None
+    templates = ReplyTemplates(
+        settings.brand_name, settings.support_contact, settings.reply_templates
+    )
     if (
         classification.klass is not KeywordClass.NONE
         and settings.replies == "stopgate"
         and not message.carrier_handled
     ):
-        templates = ReplyTemplates(
-            settings.brand_name, settings.support_contact, settings.reply_templates
-        )
         reply = templates.text(classification.klass.value, classification.language)
+    if revocation is not None and revocation.outcome is Outcome.UNCLEAR and customer is not None:
+        review = await _flag_for_review(
+            app, message, customer, businesses[0], revocation, received_us
+        )
+        if review is not None and review.clarified and settings.replies == "stopgate":
+            reply = templates.text(CLARIFY, revocation.language)
 
     work: list[OutboxItem] = []
     if reply is not None and message.provider == "ringcentral" and businesses:
@@ -179,7 +254,13 @@ async def handle_inbound(
         work.append(
             OutboxItem(
                 FORWARD,
-                json.dumps({**forward, "keyword": classification.klass.value}),
+                json.dumps(
+                    {
+                        **forward,
+                        "keyword": classification.klass.value,
+                        "revocation": revocation.outcome.value if revocation else None,
+                    }
+                ),
                 not_before_us=received_us + int(delay * 1e6),
                 deadline_us=received_us + int(settings.forward_window * 1e6),
             )
@@ -209,9 +290,11 @@ async def handle_inbound(
         ).inc()
         log.warning(
             "store down: inbound message spooled",
-            extra=_decision(message, classification, customer, businesses, "spooled", changes),
+            extra=_decision(
+                message, classification, customer, businesses, "spooled", changes, revocation
+            ),
         )
-        return InboundResult(classification, False, reply, None)
+        return InboundResult(classification, False, reply, None, revocation)
     finally:
         index.invalidate((c.from_key, c.to_key) for c in changes)
 
@@ -220,18 +303,22 @@ async def handle_inbound(
         metrics.inbound_duplicates.inc()
         log.info(
             "inbound message delivered again: no second effect",
-            extra=_decision(message, classification, customer, businesses, "duplicate", changes),
+            extra=_decision(
+                message, classification, customer, businesses, "duplicate", changes, revocation
+            ),
         )
-        return InboundResult(classification, True, None, None)
+        return InboundResult(classification, True, None, None, revocation)
     # Consent changes (and their count, stopgate_consent_changes_total) are logged by the
     # store wrapper, which also sees spooled events when they are replayed.
     log.info(
         "inbound message",
-        extra=_decision(message, classification, customer, businesses, "recorded", changes),
+        extra=_decision(
+            message, classification, customer, businesses, "recorded", changes, revocation
+        ),
     )
     app[OUTBOX_WAKE].set()
     forward_id = outcome.outbox_ids[forward_position] if forward_position is not None else None
-    return InboundResult(classification, False, reply, forward_id)
+    return InboundResult(classification, False, reply, forward_id, revocation)
 
 
 def _decision(
@@ -241,9 +328,15 @@ def _decision(
     businesses: Sequence[str],
     outcome: str,
     changes: Sequence[ConsentChange],
+    revocation: Revocation | None = None,
 ) -> dict[str, Any]:
-    """The fields of an inbound decision's log line (no message text: only its keyword)."""
+    """The fields of an inbound decision's log line (no message text: only its keyword, and
+    for a message with no keyword the plain-language outcome and the rule that decided it)."""
+    plain = {}
+    if revocation is not None:
+        plain = {"plain_language": revocation.outcome.value, "rule": revocation.rule or ""}
     return {
+        **plain,
         "event": "inbound",
         "provider": message.provider,
         "message_id": message.message_id,
@@ -326,6 +419,8 @@ async def twilio_webhook(request: web.Request) -> web.StreamResponse:
 
     replies = [result.reply] if result.reply else []
     headers = {KEYWORD_HEADER: result.classification.klass.value}
+    if result.revocation is not None:
+        headers[REVOCATION_HEADER] = result.revocation.outcome.value
     if (
         not replies
         and result.forward_id is not None
@@ -399,10 +494,13 @@ async def ringcentral_webhook(request: web.Request) -> web.StreamResponse:
             "verification_token": presented,
         }
     klass = KeywordClass.NONE.value
+    headers: dict[str, str] = {}
     try:
         for message in messages:
             result = await handle_inbound(request.app, message, forward)
             klass = result.classification.klass.value
+            if result.revocation is not None:
+                headers[REVOCATION_HEADER] = result.revocation.outcome.value
         if not messages:
             # Not an inbound SMS: the carrier's own consent facts are recorded, and the app
             # still gets the event as it came.
@@ -411,7 +509,7 @@ async def ringcentral_webhook(request: web.Request) -> web.StreamResponse:
         return _error(503, "store-and-spool-unavailable", "the change could not be recorded")
     except StoreUnavailable:
         return _error(503, "store-unavailable", "the event could not be recorded")
-    return web.Response(status=200, headers={KEYWORD_HEADER: klass})
+    return web.Response(status=200, headers={KEYWORD_HEADER: klass, **headers})
 
 
 async def _record_event(

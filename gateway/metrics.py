@@ -156,6 +156,19 @@ class Metrics:
             "Age of the oldest pending outbox entry (0 when none is pending)",
             registry=r,
         )
+        self.inbound_plain_language = Counter(
+            "stopgate_inbound_plain_language",
+            "Inbound messages with no keyword read by the plain-language classifier, by outcome"
+            " (revoke, unclear, none) and language",
+            ("outcome", "language"),
+            registry=r,
+        )
+        self.review_resolved = Counter(
+            "stopgate_review_resolved",
+            "Plain-language review entries closed from the console, by resolution",
+            ("resolution",),
+            registry=r,
+        )
         self.index: ConsentIndex | None = None
         """The consent index whose cache is reported (set once the store is open)."""
         r.register(_CacheCollector(self))
@@ -178,6 +191,12 @@ class Metrics:
         for kind in outbox_kinds:
             self.outbox_delivered.labels(kind)
             self.outbox_given_up.labels(kind)
+        self.inbound_plain_language.labels("none", "")
+        for outcome in ("revoke", "unclear"):
+            for language in ("en", "es", "fr", "pt"):
+                self.inbound_plain_language.labels(outcome, language)
+        for resolution in ("opted-out", "dismissed"):
+            self.review_resolved.labels(resolution)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -743,7 +743,13 @@ def _webhook_paths() -> Json:
         "X-Stopgate-Keyword": {
             "description": "What the message was recognised as.",
             "schema": {"type": "string", "enum": _KEYWORDS},
-        }
+        },
+        "X-Stopgate-Revocation": {
+            "description": "For a message that is no keyword, the plain-language reading: "
+            "`revoke` (recorded as an opt-out), `unclear` (clarified once, flagged for review) "
+            "or `none`. Absent for keywords and when `plain_language = false`.",
+            "schema": {"type": "string", "enum": ["revoke", "unclear", "none"]},
+        },
     }
     return {
         "/webhooks/twilio": {

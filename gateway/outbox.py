@@ -79,6 +79,8 @@ async def forward_request(
     headers: CIMultiDict[str] = CIMultiDict(
         {"Content-Type": str(payload["content_type"]), "X-Stopgate-Keyword": payload["keyword"]}
     )
+    if payload.get("revocation"):
+        headers["X-Stopgate-Revocation"] = str(payload["revocation"])
     if payload["provider"] == "twilio" and settings.twilio_auth_token is not None:
         # Re-signed for the app's URL with the same auth token, so the app's own check passes.
         form = payload["content_type"].startswith("application/x-www-form-urlencoded")

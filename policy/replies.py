@@ -1,9 +1,11 @@
-"""Confirmation texts for opt-out, opt-in and help keywords, in the keyword's language.
+"""Confirmation texts for opt-out, opt-in and help keywords, in the keyword's language, and the
+one clarifying text (``clarify``) answering a message that may be a plain-language revocation.
 
 An opt-out confirmation (47 CFR 64.1200(a)(12)) confirms and says how to opt back in; it never
 markets. A help reply carries the brand, a support contact, "Msg & data rates may apply" and the
-opt-out instructions. Templates use ``{brand}`` and ``{support}``; configuration may replace any
-of them per class and language.
+opt-out instructions. The clarifying text (allowed once by the FCC rules) only asks whether
+the person wants to stop, and how. Templates use ``{brand}`` and ``{support}``; configuration may
+replace any of them per class and language.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ OPT_OUT = "opt_out"
 OPT_OUT_ALL = "opt_out_all"
 OPT_IN = "opt_in"
 HELP = "help"
+CLARIFY = "clarify"
 
 DEFAULT_TEMPLATES: Mapping[str, Mapping[str, str]] = {
     OPT_OUT: {
@@ -56,6 +59,16 @@ DEFAULT_TEMPLATES: Mapping[str, Mapping[str, str]] = {
         "données peuvent s'appliquer. Répondez STOP pour vous désinscrire.",
         "pt": "{brand}: Para ajuda, contate {support}. Podem ser cobradas tarifas de mensagens "
         "e dados. Responda STOP para cancelar.",
+    },
+    CLARIFY: {
+        "en": "{brand}: Do you want to stop receiving messages from this number? "
+        "Reply STOP to unsubscribe.",
+        "es": "{brand}: ¿Desea dejar de recibir mensajes de este número? "
+        "Responda STOP para darse de baja.",
+        "fr": "{brand}: Voulez-vous ne plus recevoir de messages de ce numéro ? "
+        "Répondez STOP pour vous désinscrire.",
+        "pt": "{brand}: Deseja parar de receber mensagens deste número? "
+        "Responda STOP para cancelar.",
     },
 }
 

@@ -7,9 +7,19 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from gateway.admin import blocked
-from gateway.admin.routes import BLOCKED, CONSENTS, DAILY, MAX_DAYS, PAGE, SESSION, STATIC
+from gateway.admin import blocked, reviews
+from gateway.admin.routes import (
+    BLOCKED,
+    CONSENTS,
+    DAILY,
+    MAX_DAYS,
+    PAGE,
+    REVIEWS,
+    SESSION,
+    STATIC,
+)
 from gateway.admin.sessions import COOKIE, CSRF_HEADER
+from gateway.store.base import REVIEW_STATUSES
 
 Json = dict[str, Any]
 
@@ -58,6 +68,7 @@ def _errors(*, write: bool = False, bad_input: str | None = None) -> Json:
 
 def schemas() -> Json:
     return {
+        **review_schemas(),
         "ConsoleError": {
             "type": "object",
             "description": "Stopgate's own error shape, as on every console route.",
@@ -503,7 +514,170 @@ def paths() -> Json:
                 },
             }
         },
+        **_review_paths(),
     }
+
+
+def _review_paths() -> Json:
+    """The "Needs review" list of unclear plain-language messages, and its two admin writes."""
+
+    def close(operation_id: str, summary: str, description: str) -> Json:
+        return {
+            "post": {
+                "operationId": operation_id,
+                "tags": ["console"],
+                "summary": summary,
+                "description": description
+                + f" Role: admin. With the session cookie: `{CSRF_HEADER}` and a same-origin "
+                "`Origin` are required.",
+                "security": SECURITY,
+                "parameters": [
+                    {
+                        "name": "review_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "The entry's `id`.",
+                    },
+                    {
+                        "name": CSRF_HEADER,
+                        "in": "header",
+                        "schema": {"type": "string"},
+                        "description": "The session's CSRF token (cookie sessions).",
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The entry, closed.",
+                        "content": _json(
+                            {
+                                "type": "object",
+                                "required": ["review"],
+                                "additionalProperties": False,
+                                "properties": {"review": _ref("ReviewEntry")},
+                            }
+                        ),
+                    },
+                    "404": _error("No such entry (`unknown-review`)."),
+                    "409": _error("The entry is not open (`review-not-open`)."),
+                    **_errors(write=True),
+                },
+            }
+        }
+
+    return {
+        REVIEWS: {
+            "get": {
+                "operationId": "reviewEntries",
+                "tags": ["console"],
+                "summary": "Needs review: inbound messages that may be plain-language revocations",
+                "description": (
+                    "Messages the plain-language classifier found `unclear`, newest first, with "
+                    "the classifier's rule and explanation and whether the one clarifying text "
+                    "went out. Roles: admin or auditor."
+                ),
+                "security": SECURITY,
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {
+                            "type": "string",
+                            "enum": [*REVIEW_STATUSES, "all"],
+                            "default": "open",
+                        },
+                        "description": "Which entries.",
+                    },
+                    {
+                        "name": "per_page",
+                        "in": "query",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": reviews.MAX_PER_PAGE,
+                            "default": reviews.DEFAULT_PER_PAGE,
+                        },
+                        "description": "Entries per page.",
+                    },
+                    {
+                        "name": "before_id",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1},
+                        "description": "The `nextBeforeId` of an earlier page.",
+                    },
+                ],
+                "responses": {
+                    "200": {"description": "A page.", "content": _json(_ref("ReviewPage"))},
+                    **_errors(
+                        bad_input="A malformed parameter (`unknown-status`, `malformed-parameter`)."
+                    ),
+                },
+            }
+        },
+        REVIEWS + "/{review_id}/opt-out": close(
+            "reviewOptOut",
+            "Opt the pair of a review entry out, and close the entry",
+            "Writes the pair's OptOut (source `Recipient`, the admin as actor, the "
+            "classifier's explanation in the note), as the customer's STOP would.",
+        ),
+        REVIEWS + "/{review_id}/dismiss": close(
+            "reviewDismiss",
+            "Close a review entry: not a revocation",
+            "Nothing else changes.",
+        ),
+    }
+
+
+def review_schemas() -> Json:
+    entry = {
+        "type": "object",
+        "required": [
+            "id",
+            "receivedAt",
+            "provider",
+            "messageId",
+            "from",
+            "to",
+            "text",
+            "rule",
+            "explanation",
+            "language",
+            "clarified",
+            "status",
+            "resolvedAt",
+            "resolvedBy",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "integer"},
+            "receivedAt": {"type": "string", "format": "date-time"},
+            "provider": {"type": "string"},
+            "messageId": {"type": "string"},
+            "from": {"type": "string", "description": "The customer who wrote."},
+            "to": {"type": "string", "description": "The business number written to."},
+            "text": {"type": "string"},
+            "rule": {"type": "string"},
+            "explanation": {"type": "string"},
+            "language": {"type": "string"},
+            "clarified": {
+                "type": "boolean",
+                "description": "This message was answered with the one clarifying text.",
+            },
+            "status": {"type": "string", "enum": list(REVIEW_STATUSES)},
+            "resolvedAt": {"type": ["string", "null"], "format": "date-time"},
+            "resolvedBy": {"type": ["string", "null"]},
+        },
+    }
+    page = {
+        "type": "object",
+        "required": ["reviews", "nextBeforeId"],
+        "additionalProperties": False,
+        "properties": {
+            "reviews": {"type": "array", "items": _ref("ReviewEntry")},
+            "nextBeforeId": {"type": ["integer", "null"]},
+        },
+    }
+    return {"ReviewEntry": entry, "ReviewPage": page}
 
 
 SECURITY_SCHEME: Final[Json] = {

@@ -16,6 +16,8 @@ Data (a bearer token or the session cookie; admin or auditor read, admin writes)
 
 * ``GET /admin/blocked`` - the blocked-send log (:mod:`gateway.admin.blocked`), JSON or CSV.
 * ``GET /admin/stats/daily`` - blocked sends and opt-outs per UTC day, for the chart.
+* ``GET /admin/reviews`` and ``POST /admin/reviews/{id}/opt-out`` | ``…/dismiss`` - the "Needs
+  review" list of unclear plain-language messages (:mod:`gateway.admin.reviews`).
 * ``GET /admin/consents``, ``…/history``, ``…/export`` and ``PATCH /admin/consents`` - the
   consents API's own handlers (:mod:`gateway.consents_api`: same parameters, same answers), behind
   the console's authentication; a PATCH from the console needs a non-empty ``note`` on every
@@ -34,7 +36,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway import consents_api, limits
-from gateway.admin import blocked, sessions
+from gateway.admin import blocked, reviews, sessions
 from gateway.auth import Principal, Role
 from gateway.errors import BadRequest, StoreUnavailable
 from gateway.keys import AUTH, SETTINGS, SIGN_IN_LIMITER, STORE
@@ -48,6 +50,7 @@ SESSION = "/admin/session"
 BLOCKED = "/admin/blocked"
 DAILY = "/admin/stats/daily"
 CONSENTS = "/admin/consents"
+REVIEWS = "/admin/reviews"
 DEFAULT_DAYS = 30
 MAX_DAYS = 400
 
@@ -322,4 +325,11 @@ def add_routes(app: web.Application) -> None:
     )
     app.router.add_get(
         CONSENTS + "/export", _guarded(Role.AUDITOR, _consents(consents_api.export_consents))
+    )
+    app.router.add_get(REVIEWS, _guarded(Role.AUDITOR, reviews.list_reviews))
+    app.router.add_post(
+        REVIEWS + "/{review_id}/opt-out", _guarded(Role.ADMIN, reviews.opt_out, write=True)
+    )
+    app.router.add_post(
+        REVIEWS + "/{review_id}/dismiss", _guarded(Role.ADMIN, reviews.dismiss, write=True)
     )

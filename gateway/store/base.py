@@ -207,6 +207,35 @@ class SuppressionRefresh:
     """Numbers the previous version listed that are no longer suppressed by this list."""
 
 
+REVIEW_STATUSES = ("open", "opted-out", "dismissed")
+"""A review is ``open`` until an admin opts the pair out or dismisses it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewEntry:
+    """An inbound message the plain-language classifier found unclear (it may revoke consent),
+    kept for compliance review with the classifier's explanation. ``id`` and ``clarified`` are
+    set by the store when it keeps the entry."""
+
+    id: int
+    created_us: int
+    provider: str
+    message_id: str
+    from_key: str
+    """The business number the message was sent to."""
+    to_key: str
+    """The customer who wrote it."""
+    text: str
+    rule: str
+    explanation: str
+    language: str
+    clarified: bool = False
+    """This message was answered with the one clarifying text."""
+    status: str = "open"
+    resolved_us: int | None = None
+    resolved_by: str | None = None
+
+
 PairCursor = tuple[str, str]
 """Position in the (to_key, from_key) key order; paging is keyset-based, never by offset."""
 
@@ -304,6 +333,24 @@ class ConsentStore(Protocol):
     async def service_numbers(self) -> dict[str, str]:
         """Every known number -> its Messaging Service."""
 
+    async def add_review(self, entry: ReviewEntry, clarified_since_us: int) -> ReviewEntry | None:
+        """Keep ``entry`` for review, unless one of the same (provider, message id) exists
+        (then None: a message delivered again is reviewed once). The kept entry has its id,
+        and ``clarified`` True unless an earlier entry of the same pair was clarified at or
+        after ``clarified_since_us`` (one clarifying text per pair and window), in one
+        transaction so two deliveries at once cannot both clarify."""
+
+    async def reviews(
+        self, *, status: str | None, before_id: int | None, limit: int
+    ) -> list[ReviewEntry]:
+        """Entries with ``status`` (None: any) and an id below ``before_id``, newest first."""
+
+    async def resolve_review(
+        self, review_id: int, status: str, actor: str, now_us: int
+    ) -> ReviewEntry | None:
+        """Close an open entry as ``opted-out`` or ``dismissed``; None when no open entry has
+        that id (unknown, or already closed)."""
+
     async def record_inbound(
         self,
         provider: str,
@@ -349,8 +396,9 @@ class ConsentStore(Protocol):
 
     async def erase(self, to_key: str, suppression: ConsentRecord | None) -> int:
         """Erase everything held about one customer (records, history, blocked sends, footer
-        state) in one transaction; keep ``suppression`` (a record under a keyed hash of the
-        number) so an erased customer who had opted out stays blocked. Returns rows removed."""
+        state, review entries) in one transaction; keep ``suppression`` (a record under a keyed
+        hash of the number) so an erased customer who had opted out stays blocked. Returns rows
+        removed."""
 
     async def prune(self, *, blocked_before_us: int | None, history_before_us: int | None) -> int:
         """Drop blocked-send log entries and history older than the retention periods."""

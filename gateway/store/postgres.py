@@ -128,6 +128,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import re
@@ -156,6 +157,7 @@ from gateway.store.base import (
     OutboxItem,
     PairCursor,
     RecordQuery,
+    ReviewEntry,
     SendSlotRequest,
     SuppressionList,
     SuppressionRefresh,
@@ -326,6 +328,29 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (to_key, list_name, generation)
     );
     CREATE INDEX suppression_members ON suppression (list_name, generation, to_key);
+    """,
+    # 7: inbound messages the plain-language classifier found unclear, for compliance review.
+    """
+    CREATE TABLE review (
+        id bigserial PRIMARY KEY,
+        created_us bigint NOT NULL,
+        provider text NOT NULL,
+        message_id text NOT NULL,
+        from_key text NOT NULL,
+        to_key text NOT NULL,
+        text text NOT NULL,
+        rule text NOT NULL,
+        explanation text NOT NULL,
+        language text NOT NULL,
+        clarified boolean NOT NULL,
+        status text NOT NULL DEFAULT 'open'
+            CHECK (status IN ('open', 'opted-out', 'dismissed')),
+        resolved_us bigint,
+        resolved_by text,
+        UNIQUE (provider, message_id)
+    );
+    CREATE INDEX review_pair ON review (to_key, from_key, created_us);
+    CREATE INDEX review_status ON review (status, id);
     """,
 )
 
@@ -565,9 +590,10 @@ ERASE = """
     b AS (DELETE FROM consent_history WHERE to_key = $1 RETURNING 1),
     c AS (DELETE FROM blocked_send WHERE to_key = $1 RETURNING 1),
     d AS (DELETE FROM footer_sent WHERE to_key = $1 RETURNING 1),
-    e AS (DELETE FROM send_slot WHERE to_key = $1 RETURNING 1)
+    e AS (DELETE FROM send_slot WHERE to_key = $1 RETURNING 1),
+    f AS (DELETE FROM review WHERE to_key = $1 RETURNING 1)
     SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b) + (SELECT count(*) FROM c)
-        + (SELECT count(*) FROM d) + (SELECT count(*) FROM e)
+        + (SELECT count(*) FROM d) + (SELECT count(*) FROM e) + (SELECT count(*) FROM f)
 """
 # Frequency caps: one recipient's slots are counted under a transaction-scoped advisory lock on
 # its key, so gateways racing for the same recipient count in turn (the lock is taken for every
@@ -582,6 +608,29 @@ COUNTED_SEND_SLOTS = """
 """
 INSERT_SEND_SLOT = "INSERT INTO send_slot (to_key, at_us) VALUES ($1, $2) RETURNING id"
 DELETE_SEND_SLOTS = "DELETE FROM send_slot WHERE id = ANY($1::bigint[])"
+REVIEW_COLUMNS = (
+    "id, created_us, provider, message_id, from_key, to_key, text, rule, explanation, language,"
+    " clarified, status, resolved_us, resolved_by"
+)
+# The pair's rows are locked first, so two deliveries at once cannot both be clarified.
+LOCK_REVIEW_PAIR = "SELECT pg_advisory_xact_lock(hashtext('stopgate.review'), hashtext($1 || $2))"
+REVIEW_CLARIFIED = (
+    "SELECT 1 FROM review WHERE to_key = $1 AND from_key = $2 AND clarified AND created_us >= $3"
+    " LIMIT 1"
+)
+INSERT_REVIEW = (
+    "INSERT INTO review (created_us, provider, message_id, from_key, to_key, text, rule,"
+    " explanation, language, clarified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    " ON CONFLICT (provider, message_id) DO NOTHING RETURNING id"
+)
+SELECT_REVIEWS = (
+    f"SELECT {REVIEW_COLUMNS} FROM review WHERE ($1::text IS NULL OR status = $1)"
+    " AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+)
+RESOLVE_REVIEW = (
+    "UPDATE review SET status = $2, resolved_us = $3, resolved_by = $4"
+    f" WHERE id = $1 AND status = 'open' RETURNING {REVIEW_COLUMNS}"
+)
 PRUNE = """
     WITH a AS (DELETE FROM blocked_send WHERE at_us < $1 RETURNING 1),
     b AS (DELETE FROM consent_history WHERE modified_us < $2 RETURNING 1)
@@ -1414,6 +1463,53 @@ class PostgresStore:
             await conn.execute(DELETE_SESSION, id_hash)
 
         await self._write(work, idempotent=True)
+
+    async def add_review(self, entry: ReviewEntry, clarified_since_us: int) -> ReviewEntry | None:
+        async def work(conn: Any) -> ReviewEntry | None:
+            await conn.execute(LOCK_REVIEW_PAIR, entry.to_key, entry.from_key)
+            clarified = (
+                await conn.fetchval(
+                    REVIEW_CLARIFIED, entry.to_key, entry.from_key, clarified_since_us
+                )
+                is None
+            )
+            review_id = await conn.fetchval(
+                INSERT_REVIEW,
+                entry.created_us,
+                entry.provider,
+                entry.message_id,
+                entry.from_key,
+                entry.to_key,
+                entry.text,
+                entry.rule,
+                entry.explanation,
+                entry.language,
+                clarified,
+            )
+            if review_id is None:
+                return None
+            return dataclasses.replace(entry, id=review_id, clarified=clarified, status="open")
+
+        # Doing it twice is doing it once: the (provider, message id) is unique.
+        return await self._write(work, idempotent=True)
+
+    async def reviews(
+        self, *, status: str | None, before_id: int | None, limit: int
+    ) -> list[ReviewEntry]:
+        async def work(conn: Any) -> list[ReviewEntry]:
+            rows = await conn.fetch(SELECT_REVIEWS, status, before_id, limit)
+            return [ReviewEntry(*row) for row in rows]
+
+        return await self._read(work)
+
+    async def resolve_review(
+        self, review_id: int, status: str, actor: str, now_us: int
+    ) -> ReviewEntry | None:
+        async def work(conn: Any) -> ReviewEntry | None:
+            row = await conn.fetchrow(RESOLVE_REVIEW, review_id, status, now_us, actor)
+            return None if row is None else ReviewEntry(*row)
+
+        return await self._write(work, idempotent=True)
 
     async def footer_sent(self, from_key: str, to_key: str) -> bool:
         async def work(conn: Any) -> bool:

@@ -9,6 +9,7 @@ own connection so they never queue behind a commit's fsync.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from gateway.store.base import (
     OutboxItem,
     PairCursor,
     RecordQuery,
+    ReviewEntry,
     SendSlotRequest,
     SuppressionList,
     SuppressionRefresh,
@@ -186,7 +188,42 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX suppression_members ON suppression (list_name, generation, to_key);
     """,
+    # 7: inbound messages the plain-language classifier found unclear, for compliance review.
+    """
+    CREATE TABLE review (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_us INTEGER NOT NULL,
+        provider TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        from_key TEXT NOT NULL,
+        to_key TEXT NOT NULL,
+        text TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        explanation TEXT NOT NULL,
+        language TEXT NOT NULL,
+        clarified INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open'
+            CHECK (status IN ('open', 'opted-out', 'dismissed')),
+        resolved_us INTEGER,
+        resolved_by TEXT,
+        UNIQUE (provider, message_id)
+    );
+    CREATE INDEX review_pair ON review (to_key, from_key, created_us);
+    CREATE INDEX review_status ON review (status, id);
+    """,
 )
+
+_REVIEW_COLUMNS = (
+    "id, created_us, provider, message_id, from_key, to_key, text, rule, explanation, language,"
+    " clarified, status, resolved_us, resolved_by"
+)
+
+
+def _review(row: Sequence[Any]) -> ReviewEntry:
+    values = list(row)
+    values[10] = bool(values[10])  # clarified: stored as 0/1
+    return ReviewEntry(*values)
+
 
 _RECORD_COLUMNS = "from_key, to_key, status, source, modified_us, note, evidence"
 
@@ -691,6 +728,65 @@ class SQLiteStore:
             lambda conn: conn.execute("DELETE FROM console_session WHERE id_hash = ?", (id_hash,))
         )
 
+    async def add_review(self, entry: ReviewEntry, clarified_since_us: int) -> ReviewEntry | None:
+        def work(conn: sqlite3.Connection) -> ReviewEntry | None:
+            conn.execute("BEGIN IMMEDIATE")
+            clarified = (
+                conn.execute(
+                    "SELECT 1 FROM review WHERE to_key = ? AND from_key = ? AND clarified = 1"
+                    " AND created_us >= ? LIMIT 1",
+                    (entry.to_key, entry.from_key, clarified_since_us),
+                ).fetchone()
+                is None
+            )
+            row = conn.execute(
+                "INSERT INTO review (created_us, provider, message_id, from_key, to_key, text,"
+                " rule, explanation, language, clarified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (provider, message_id) DO NOTHING RETURNING id",
+                (
+                    entry.created_us,
+                    entry.provider,
+                    entry.message_id,
+                    entry.from_key,
+                    entry.to_key,
+                    entry.text,
+                    entry.rule,
+                    entry.explanation,
+                    entry.language,
+                    int(clarified),
+                ),
+            ).fetchone()
+            conn.execute("COMMIT")
+            if row is None:
+                return None
+            return dataclasses.replace(entry, id=row[0], clarified=clarified, status="open")
+
+        return await self._writer.run(work)
+
+    async def reviews(
+        self, *, status: str | None, before_id: int | None, limit: int
+    ) -> list[ReviewEntry]:
+        where, params = _where(("status = ?", status), ("id < ?", before_id))
+        sql = f"SELECT {_REVIEW_COLUMNS} FROM review {where} ORDER BY id DESC LIMIT ?"
+
+        def work(conn: sqlite3.Connection) -> list[ReviewEntry]:
+            return [_review(row) for row in conn.execute(sql, (*params, limit))]
+
+        return await self._reader.run(work)
+
+    async def resolve_review(
+        self, review_id: int, status: str, actor: str, now_us: int
+    ) -> ReviewEntry | None:
+        def work(conn: sqlite3.Connection) -> ReviewEntry | None:
+            row = conn.execute(
+                "UPDATE review SET status = ?, resolved_us = ?, resolved_by = ?"
+                f" WHERE id = ? AND status = 'open' RETURNING {_REVIEW_COLUMNS}",
+                (status, now_us, actor, review_id),
+            ).fetchone()
+            return None if row is None else _review(row)
+
+        return await self._writer.run(work)
+
     async def footer_sent(self, from_key: str, to_key: str) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
@@ -911,7 +1007,14 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             removed = 0
             self._log_changes(conn, [], kind="all")
-            for table in ("consent", "consent_history", "blocked_send", "footer_sent", "send_slot"):
+            for table in (
+                "consent",
+                "consent_history",
+                "blocked_send",
+                "footer_sent",
+                "send_slot",
+                "review",
+            ):
                 removed += conn.execute(f"DELETE FROM {table} WHERE to_key = ?", (to_key,)).rowcount
             if suppression is not None:
                 self._apply_in_transaction(

@@ -2,7 +2,10 @@
 
 ``find_blocked`` / ``blocked_totals`` (the blocked-send log filtered, keyset-paged, counted per
 reason), ``daily_activity`` (blocks and opt-outs per UTC day, for the chart) and the console's
-sessions (``create_console_session`` / ``console_session`` / ``delete_console_session``).
+sessions (``create_console_session`` / ``console_session`` / ``delete_console_session``), and
+the review entries of plain-language revocation (``add_review``: one entry per provider message,
+one clarification per pair and window decided in the same transaction; ``reviews``;
+``resolve_review``; ``erase`` removing a customer's entries).
 
 A backend joins by adding its name to ``BACKENDS`` (``store_url`` already knows PostgreSQL, through
 ``tests.support.postgres`` as ``test_store.py`` does).
@@ -10,6 +13,8 @@ A backend joins by adding its name to ``BACKENDS`` (``store_url`` already knows 
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,6 +29,7 @@ from gateway.store.base import (
     ConsentStore,
     ConsoleSession,
     DailyActivity,
+    ReviewEntry,
 )
 from policy.consent import OptStatus, Source
 from tests.support.ci import in_ci
@@ -194,3 +200,88 @@ async def test_erasing_a_customer_erases_their_blocked_sends_from_the_console(
     await store.erase(T2, None)
     assert await store.blocked_totals(BlockedQuery(to_key=T2)) == {}
     assert await times(store, BlockedQuery()) == [500, 400, 300, 100]
+
+
+# --- review entries of plain-language revocation --------------------------------------
+
+
+def rentry(message_id: str, at: int, *, from_key: str = F1, to_key: str = T1) -> ReviewEntry:
+    return ReviewEntry(
+        0,
+        at,
+        "twilio",
+        message_id,
+        from_key,
+        to_key,
+        "how do I unsubscribe?",
+        "en.unsubscribe",
+        'unclear: rule en.unsubscribe matched "unsubscribe"; guard question',
+        "en",
+    )
+
+
+async def test_add_review_keeps_the_entry_and_clarifies_once_per_pair(store: ConsentStore) -> None:
+    first = await store.add_review(rentry("SM1", 1_000), clarified_since_us=0)
+    assert first is not None
+    assert first.id > 0 and first.clarified and first.status == "open"
+    assert first.text == "how do I unsubscribe?" and first.rule == "en.unsubscribe"
+    second = await store.add_review(rentry("SM2", 2_000), clarified_since_us=0)
+    assert second is not None and not second.clarified, "one clarification per pair and window"
+    other_pair = await store.add_review(rentry("SM3", 2_500, from_key=F2), clarified_since_us=0)
+    assert other_pair is not None and other_pair.clarified
+    # The window has passed for the first clarification: ask again.
+    later = await store.add_review(rentry("SM4", 9_000), clarified_since_us=1_500)
+    assert later is not None and later.clarified
+
+
+async def test_the_same_message_is_reviewed_once(store: ConsentStore) -> None:
+    assert await store.add_review(rentry("SM1", 1_000), clarified_since_us=0) is not None
+    assert await store.add_review(rentry("SM1", 1_001), clarified_since_us=0) is None
+    assert len(await store.reviews(status=None, before_id=None, limit=10)) == 1
+
+
+async def test_concurrent_deliveries_clarify_once(store: ConsentStore) -> None:
+    added = await asyncio.gather(
+        *(store.add_review(rentry(f"SM{n}", 1_000 + n), clarified_since_us=0) for n in range(6))
+    )
+    kept = [a for a in added if a is not None]
+    assert len(kept) == 6
+    assert sum(a.clarified for a in kept) == 1
+
+
+async def test_reviews_filter_page_and_resolve(store: ConsentStore) -> None:
+    ids = []
+    for n in range(5):
+        kept = await store.add_review(rentry(f"SM{n}", 1_000 + n, to_key=T2), clarified_since_us=0)
+        assert kept is not None
+        ids.append(kept.id)
+    page = await store.reviews(status="open", before_id=None, limit=3)
+    assert [r.id for r in page] == ids[::-1][:3]
+    rest = await store.reviews(status="open", before_id=page[-1].id, limit=3)
+    assert [r.id for r in rest] == ids[::-1][3:]
+
+    closed = await store.resolve_review(ids[0], "dismissed", "alice", 5_000)
+    assert closed is not None
+    assert (closed.status, closed.resolved_us, closed.resolved_by) == ("dismissed", 5_000, "alice")
+    assert dataclasses.replace(closed, status="open", resolved_us=None, resolved_by=None) == (
+        page[-1] if page[-1].id == ids[0] else rest[-1]
+    )
+    assert await store.resolve_review(ids[0], "opted-out", "bob", 6_000) is None, "once"
+    assert await store.resolve_review(999_999, "dismissed", "alice", 6_000) is None
+    assert await store.resolve_review(ids[1], "opted-out", "bob", 6_000) is not None
+    assert [r.id for r in await store.reviews(status="dismissed", before_id=None, limit=9)] == [
+        ids[0]
+    ]
+    assert [r.id for r in await store.reviews(status="opted-out", before_id=None, limit=9)] == [
+        ids[1]
+    ]
+    assert len(await store.reviews(status="open", before_id=None, limit=9)) == 3
+    assert len(await store.reviews(status=None, before_id=None, limit=9)) == 5
+
+
+async def test_erase_removes_the_customers_review_entries(store: ConsentStore) -> None:
+    await store.add_review(rentry("SM1", 1_000, to_key=T1), clarified_since_us=0)
+    await store.add_review(rentry("SM2", 1_000, to_key=T2), clarified_since_us=0)
+    assert await store.erase(T1, None) >= 1
+    left = await store.reviews(status=None, before_id=None, limit=9)
+    assert [r.to_key for r in left] == [T2]

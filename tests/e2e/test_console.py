@@ -474,3 +474,83 @@ def test_script_in_a_blocked_body_and_in_a_note_shows_as_text(watched: Watched, 
     page.wait_for_timeout(300)  # room for an onerror handler to fire, if one had been created
     screenshot(page, "04-xss-shown-as-text")
     watched.assert_clean()
+
+
+def unclear_text(live: Live, customer: str, text: str, to: str = BUSINESS) -> str:
+    """The carrier's side: a signed Twilio webhook carrying ``text``; the TwiML answer."""
+    from twilio.request_validator import RequestValidator
+
+    url = live.url + "/webhooks/twilio"
+    form = {
+        "MessageSid": "SM" + hashlib.sha256(f"{customer}{text}{to}".encode()).hexdigest()[:32],
+        "AccountSid": SIM.twilio_account_sid,
+        "From": customer,
+        "To": to,
+        "Body": text,
+    }
+    signature = RequestValidator(SIM.twilio_auth_token).compute_signature(url, form)
+    answer = requests.post(
+        url, data=form, headers={"X-Twilio-Signature": signature}, timeout=HTTP_TIMEOUT
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["X-Stopgate-Revocation"] == "unclear"
+    return answer.text
+
+
+def review_rows(page: Page) -> Any:
+    return page.locator("#review-table tbody tr.review-row")
+
+
+def test_needs_review_lists_unclear_messages_and_opts_out_or_dismisses(
+    watched: Watched, live: Live
+) -> None:
+    first, second = new_customer(), new_customer()
+    assert "Do you want to stop receiving messages" in unclear_text(live, first, "Stop this")
+    unclear_text(live, second, f"who is this? {XSS}")
+
+    page = sign_in(watched)
+    rows = review_rows(page)
+    mine = rows.filter(has_text=first)
+    expect(mine).to_have_count(1)
+    expect(mine.locator("td.review-text")).to_have_text("Stop this")
+    expect(mine.locator("td.review-why")).to_have_text(
+        'unclear: rule en.stop-mention matched "stop this"'
+    )
+    other = rows.filter(has_text=second)
+    # The customer's text is shown as text, never run as markup.
+    expect(other.locator("td.review-text")).to_have_text(f"who is this? {XSS}")
+    screenshot(page, "20-needs-review")
+
+    assert live.send(first).status_code == 201, "unclear blocks nothing by itself"
+    mine.locator("button.review-opt-out").click()
+    expect(page.locator("#status")).to_have_text(f"Opted out {first}.")
+    expect(review_rows(page).filter(has_text=first)).to_have_count(0)
+    refused = live.send(first)
+    assert refused.status_code == 400 and refused.json()["code"] == 21610
+
+    review_rows(page).filter(has_text=second).locator("button.review-dismiss").click()
+    expect(review_rows(page).filter(has_text=second)).to_have_count(0)
+    assert live.send(second).status_code == 201
+
+    page.select_option("#review-filter select[name=status]", "all")
+    closed = review_rows(page).filter(has_text=first)
+    expect(closed).to_contain_text("opted-out")
+    expect(closed).to_contain_text("by admin-token")
+    watched.assert_clean()
+
+
+def test_the_auditor_sees_the_review_list_without_write_buttons(
+    watched: Watched, live: Live
+) -> None:
+    customer = new_customer()
+    unclear_text(live, customer, "not interested")
+    page = sign_in(watched, AUDITOR_TOKEN)
+    row = review_rows(page).filter(has_text=customer)
+    expect(row).to_have_count(1)
+    expect(row.locator("button")).to_have_count(0)
+    status = page.evaluate(
+        "rows => fetch('/admin/reviews/1/dismiss', {method: 'POST'}).then(r => r.status)",
+        None,
+    )
+    assert status in (401, 403)
+    watched.assert_clean()

@@ -405,7 +405,10 @@ async def test_keywords_are_forwarded_too_and_a_down_app_gets_them_later(
         assert loop.time() < deadline, "the outbox never delivered the forward"
         await asyncio.sleep(0.05)
     store = gateway.app[INDEX].store
-    assert await store.due_outbox(now_us=2**62, limit=10) == []
+    # Done is recorded after the app's answer arrives: wait for it, not just for the delivery.
+    while await store.due_outbox(now_us=2**62, limit=10) != []:
+        assert loop.time() < deadline, "the delivered forward was never marked done"
+        await asyncio.sleep(0.05)
 
 
 async def test_a_slow_app_gets_an_empty_answer_in_time(
@@ -422,8 +425,10 @@ async def test_a_slow_app_gets_an_empty_answer_in_time(
 async def test_keyword_lists_are_configurable_per_business_number(
     make_gateway: MakeGateway,
 ) -> None:
+    # Keywords only: the plain-language classifier would read "Enough" as a revocation anywhere.
     gateway = await make_gateway(
-        keywords={BUSINESS: {"opt_out": ["ENOUGH"]}, "twilio": {"remove": ["YES"]}}
+        keywords={BUSINESS: {"opt_out": ["ENOUGH"]}, "twilio": {"remove": ["YES"]}},
+        plain_language=False,
     )
     other = await post_twilio(gateway, twilio_form("Enough", to=OTHER_BUSINESS))
     assert other.headers["X-Stopgate-Keyword"] == "none"

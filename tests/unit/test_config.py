@@ -91,3 +91,19 @@ def test_a_password_in_the_store_url_is_masked() -> None:
     assert "hunter2" not in str(settings.redacted())
     assert "hunter2" not in repr(settings)
     assert settings.redacted()["store"] == "postgresql://app:********@db:5432/sg"
+
+
+def test_plain_language_revocation_is_on_by_default_and_can_be_turned_off(tmp_path: Path) -> None:
+    defaults = load_settings(environ={})
+    assert defaults.plain_language is True
+    assert defaults.clarification_window == 30 * 86_400
+    config = tmp_path / "stopgate.toml"
+    config.write_text("plain_language = false\nclarification_window = 3600\n")
+    from_file = load_settings(environ={"STOPGATE_CONFIG": str(config)})
+    assert (from_file.plain_language, from_file.clarification_window) == (False, 3600.0)
+    for off in ("false", "0", "no", "off"):
+        assert load_settings(environ={"STOPGATE_PLAIN_LANGUAGE": off}).plain_language is False
+    on_again = load_settings(
+        environ={"STOPGATE_CONFIG": str(config), "STOPGATE_PLAIN_LANGUAGE": "1"}
+    )
+    assert on_again.plain_language is True

@@ -17,6 +17,7 @@
     consentsNext: null,
     consentsPrev: null,
     filled: false,
+    reviewNext: null,
   };
   const SVG = 'http://www.w3.org/2000/svg';
   const $ = (id) => document.getElementById(id);
@@ -125,6 +126,7 @@
     loadChart().catch(fail);
     loadBlocked(null, true).catch(fail);
     loadConsents(null).catch(fail);
+    loadReviews(false).catch(fail);
   }
 
   async function signIn(event) {
@@ -447,6 +449,71 @@
     }
   }
 
+  // --- needs review (unclear plain-language messages) --------------------------------------
+
+  async function loadReviews(more) {
+    const params = new URLSearchParams({ status: $('review-filter').elements.status.value });
+    if (more && state.reviewNext) params.set('before_id', String(state.reviewNext));
+    const data = await api('GET', '/admin/reviews?' + params.toString());
+    state.reviewNext = data.nextBeforeId;
+    renderReviews(data.reviews, more);
+  }
+
+  function renderReviews(entries, more) {
+    const body = $('review-table').tBodies[0];
+    const rows = entries.map((entry) => {
+      const row = document.createElement('tr');
+      row.className = 'review-row';
+      row.dataset.id = String(entry.id);
+      const status = el('td');
+      const badge = { 'opted-out': 'out', open: 'reason' }[entry.status] || 'gone';
+      status.append(el('span', entry.status, 'badge ' + badge));
+      const actions = el('td', null, 'nowrap');
+      if (state.canWrite && entry.status === 'open') {
+        const optOut = el('button', 'Opt out', 'small review-opt-out');
+        optOut.type = 'button';
+        optOut.addEventListener('click', () => resolveReview(entry, 'opt-out').catch(fail));
+        const dismiss = el('button', 'Dismiss', 'secondary small review-dismiss');
+        dismiss.type = 'button';
+        dismiss.addEventListener('click', () => resolveReview(entry, 'dismiss').catch(fail));
+        actions.append(optOut, dismiss);
+      } else if (entry.resolvedBy) {
+        actions.append(el('span', 'by ' + entry.resolvedBy, 'muted'));
+      }
+      row.append(
+        el('td', entry.receivedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), 'nowrap'),
+        el('td', entry.from, 'nowrap'),
+        el('td', entry.to, 'nowrap'),
+        el('td', entry.text, 'note review-text'),
+        el('td', entry.explanation, 'note review-why'),
+        el('td', entry.clarified ? 'yes' : 'no'),
+        status,
+        actions,
+      );
+      return row;
+    });
+    if (!rows.length && !more) {
+      const row = document.createElement('tr');
+      const cell = el('td', 'Nothing to review.', 'muted');
+      cell.colSpan = 8;
+      row.append(cell);
+      rows.push(row);
+    }
+    if (more) body.append(...rows);
+    else body.replaceChildren(...rows);
+    $('review-more').disabled = !state.reviewNext;
+  }
+
+  async function resolveReview(entry, action) {
+    await api('POST', '/admin/reviews/' + encodeURIComponent(String(entry.id)) + '/' + action);
+    setStatus(action === 'opt-out' ? 'Opted out ' + entry.from + '.' : 'Dismissed.', 'ok');
+    await loadReviews(false);
+    if (action === 'opt-out') {
+      await loadConsents(null);
+      await loadChart();
+    }
+  }
+
   // --- wiring ------------------------------------------------------------------------------
 
   function wire() {
@@ -478,6 +545,8 @@
     $('consents-next').addEventListener('click', () => loadConsents(state.consentsNext).catch(fail));
     $('consents-prev').addEventListener('click', () => loadConsents(state.consentsPrev).catch(fail));
     $('change-form').addEventListener('submit', submitChange);
+    $('review-filter').elements.status.addEventListener('change', () => loadReviews(false).catch(fail));
+    $('review-more').addEventListener('click', () => loadReviews(true).catch(fail));
   }
 
   async function boot() {
