@@ -34,6 +34,7 @@ UPSTREAM_ERROR_KINDS = ("upstream-timeout", "upstream-unreachable", "body-cut", 
 """``kind`` of ``stopgate_upstream_errors_total``: no answer in time, no connection (or a
 connection lost before the answer), an answer cut mid-body, an answer with a 5xx status."""
 
+
 def block_reasons() -> tuple[str, ...]:
     """Every ``reason`` a blocked or would-block send can carry: the consent decision's reasons
     (:class:`policy.consent.BlockReason`) and the sending rules' (quiet hours, frequency caps).

@@ -582,6 +582,12 @@ COUNTED_SEND_SLOTS = """
 """
 INSERT_SEND_SLOT = "INSERT INTO send_slot (to_key, at_us) VALUES ($1, $2) RETURNING id"
 DELETE_SEND_SLOTS = "DELETE FROM send_slot WHERE id = ANY($1::bigint[])"
+# Ids grow with time: walking the primary key finds the oldest slots first. Slots this old are
+# outside every cap's window, so no lock against take_send_slots is needed.
+PRUNE_SEND_SLOTS = """
+    DELETE FROM send_slot WHERE id IN
+        (SELECT id FROM send_slot WHERE at_us <= $1 ORDER BY id LIMIT $2)
+"""
 PRUNE = """
     WITH a AS (DELETE FROM blocked_send WHERE at_us < $1 RETURNING 1),
     b AS (DELETE FROM consent_history WHERE modified_us < $2 RETURNING 1)
@@ -1742,3 +1748,10 @@ class PostgresStore:
             await conn.execute(DELETE_SEND_SLOTS, ids)
 
         await self._write(work, idempotent=True)
+
+    async def prune_send_slots(self, before_us: int, limit: int) -> int:
+        async def work(conn: Any) -> int:
+            status = await conn.execute(PRUNE_SEND_SLOTS, before_us, limit)
+            return int(status.rpartition(" ")[2])
+
+        return await self._write(work, idempotent=True)

@@ -1157,3 +1157,20 @@ class SQLiteStore:
             conn.execute("COMMIT")
 
         await self._writer.run(work)
+
+    async def prune_send_slots(self, before_us: int, limit: int) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            removed = conn.execute(PRUNE_SEND_SLOTS, (before_us, limit)).rowcount
+            conn.execute("COMMIT")
+            return int(removed)
+
+        return await self._writer.run(work)
+
+
+# Ids grow with time, so the oldest slots are found first walking the primary key; the batch
+# keeps the write lock short while sends wait to take theirs.
+PRUNE_SEND_SLOTS = """
+    DELETE FROM send_slot WHERE id IN
+        (SELECT id FROM send_slot WHERE at_us <= ? ORDER BY id LIMIT ?)
+"""

@@ -18,7 +18,7 @@ from tests.service.test_sending_rules import (  # noqa: F401
     build,
 )
 
-_SAMPLE = re.compile(r'^(stopgate_\w+)\{(.*)\} (\S+)$')
+_SAMPLE = re.compile(r"^(stopgate_\w+)\{(.*)\} (\S+)$")
 
 
 async def series(gateway: Gateway, name: str) -> dict[tuple[str, str, str], float]:
@@ -55,7 +55,7 @@ async def test_every_block_reason_exists_at_zero_from_the_start(gateway: Gateway
     assert set(blocked.values()) == {0.0}
 
 
-async def test_a_block_counts_in_its_series_and_adds_no_other(build: Build) -> None:
+async def test_a_block_counts_in_its_series_and_adds_no_other(build: Build) -> None:  # noqa: F811
     gateway = await build(Time(AT_22_NEW_YORK), quiet_hours=QUIET)
     before = set(await series(gateway, "stopgate_blocked_recipients_total"))
     await gateway.opt_out(to="+12125550199")
