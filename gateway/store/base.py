@@ -413,3 +413,7 @@ class ConsentStore(Protocol):
         first), in one short transaction; returns how many. Call again while it returns
         ``limit``. Counts inside any cap window are untouched when ``before_us`` is at least the
         longest window before now."""
+
+    async def send_slot_times(self, to_key: str, since_us: int) -> list[int]:
+        """When the sends to ``to_key`` counted after ``since_us`` were taken, oldest first
+        (read only: ``stopgate consents check`` shows them against the cap)."""

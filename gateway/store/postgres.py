@@ -582,6 +582,7 @@ COUNTED_SEND_SLOTS = """
 """
 INSERT_SEND_SLOT = "INSERT INTO send_slot (to_key, at_us) VALUES ($1, $2) RETURNING id"
 DELETE_SEND_SLOTS = "DELETE FROM send_slot WHERE id = ANY($1::bigint[])"
+SEND_SLOT_TIMES = "SELECT at_us FROM send_slot WHERE to_key = $1 AND at_us > $2 ORDER BY at_us"
 # Ids grow with time: walking the primary key finds the oldest slots first. Slots this old are
 # outside every cap's window, so no lock against take_send_slots is needed.
 PRUNE_SEND_SLOTS = """
@@ -1755,3 +1756,9 @@ class PostgresStore:
             return int(status.rpartition(" ")[2])
 
         return await self._write(work, idempotent=True)
+
+    async def send_slot_times(self, to_key: str, since_us: int) -> list[int]:
+        async def work(conn: Any) -> list[int]:
+            return [int(row[0]) for row in await conn.fetch(SEND_SLOT_TIMES, to_key, since_us)]
+
+        return await self._read(work)

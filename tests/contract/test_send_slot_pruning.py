@@ -150,3 +150,17 @@ async def test_caps_off_leave_the_counts_alone(
     await aiohttp_client(create_app(settings))
     await asyncio.sleep(0.3)
     assert slot_times(path) == [NOW - 10 * DAY_US]
+
+
+async def test_send_slot_times_reads_the_window_without_counting(store: ConsentStore) -> None:  # noqa: F811
+    for offset in (0, HOUR_US, 2 * HOUR_US):
+        await store.take_send_slots([cap(T1, 100)], NOW + offset)
+    await store.take_send_slots([cap(T2, 100)], NOW)
+    assert await store.send_slot_times(T1, NOW) == [NOW + HOUR_US, NOW + 2 * HOUR_US]
+    assert await store.send_slot_times(T1, NOW - 1) == [NOW, NOW + HOUR_US, NOW + 2 * HOUR_US]
+    assert await store.send_slot_times("+19995550000", 0) == []
+    # Reading took nothing: the cap of 4 still admits exactly one more.
+    assert [s is not None for s in await store.take_send_slots([cap(T1, 4)] * 2, NOW + 3)] == [
+        True,
+        False,
+    ]
