@@ -31,3 +31,19 @@ def test_the_operations_guide_lists_every_reason() -> None:
         if line.startswith("| `") and line.count("|") == 3
     }
     assert set(block_reasons()) <= rows
+
+
+def test_the_readme_gives_every_reason_its_codes_in_both_dialects() -> None:
+    from gateway.dialects.ringcentral import _RESTRICTED_CODES
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    refusals = readme[readme.index("### Refusals") : readme.index("### Footer")]
+    rows = {
+        line.split("|")[1].strip(): line for line in refusals.splitlines() if line.startswith("|")
+    }
+    for reason in block_reasons():
+        row = rows[f"`blocked; reason={reason}`"]
+        if reason in _RESTRICTED_CODES:
+            assert "30007" in row and _RESTRICTED_CODES[reason] in row, reason
+        else:
+            assert "21610" in row and "SMS-RC-413" in row, reason
