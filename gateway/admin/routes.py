@@ -16,8 +16,6 @@ Data (a bearer token or the session cookie; admin or auditor read, admin writes)
 
 * ``GET /admin/blocked`` - the blocked-send log (:mod:`gateway.admin.blocked`), JSON or CSV.
 * ``GET /admin/stats/daily`` - blocked sends and opt-outs per UTC day, for the chart.
-* ``GET /admin/suppressions``, ``PUT``/``DELETE /admin/suppressions/{name}`` - suppression
-  lists (:mod:`gateway.admin.suppression_routes`).
 * ``GET /admin/consents``, ``…/history``, ``…/export`` and ``PATCH /admin/consents`` - the
   consents API's own handlers (:mod:`gateway.consents_api`: same parameters, same answers), behind
   the console's authentication; a PATCH from the console needs a non-empty ``note`` on every
@@ -36,8 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway import consents_api
-from gateway.admin import blocked, sessions, suppression_routes
-from gateway.admin.suppression_routes import SUPPRESSIONS
+from gateway.admin import blocked, sessions
 from gateway.auth import Principal, Role
 from gateway.errors import BadRequest, StoreUnavailable
 from gateway.keys import AUTH, STORE
@@ -299,11 +296,4 @@ def add_routes(app: web.Application) -> None:
     )
     app.router.add_get(
         CONSENTS + "/export", _guarded(Role.AUDITOR, _consents(consents_api.export_consents))
-    )
-    app.router.add_get(SUPPRESSIONS, _guarded(Role.AUDITOR, suppression_routes.list_lists))
-    app.router.add_put(
-        suppression_routes.LIST, _guarded(Role.ADMIN, suppression_routes.put_list, write=True)
-    )
-    app.router.add_delete(
-        suppression_routes.LIST, _guarded(Role.ADMIN, suppression_routes.delete_list, write=True)
     )

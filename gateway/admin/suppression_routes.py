@@ -6,6 +6,8 @@
   so a million-number refresh neither holds the body in memory nor stalls sends. Query:
   ``kind`` (``internal``, ``dnc``, ``reassigned``), ``asOf`` (the list's date), ``reason``.
 * ``DELETE /admin/suppressions/{name}`` - drop a list, releasing its numbers (admin).
+
+Authentication, roles and the error shape are the console's (:mod:`gateway.admin.routes`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway.admin import sessions
+from gateway.admin.routes import _guarded
+from gateway.auth import Role
 from gateway.errors import BadRequest
 from gateway.keys import INDEX, SETTINGS, STORE
 from gateway.store.base import SuppressionList
@@ -106,3 +110,9 @@ async def delete_list(request: web.Request, caller: sessions.Caller) -> web.Resp
     released = await request.app[STORE].drop_suppression_list(name)
     request.app[INDEX].clear()
     return web.json_response({"name": name, "released": released})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(SUPPRESSIONS, _guarded(Role.AUDITOR, list_lists))
+    app.router.add_put(LIST, _guarded(Role.ADMIN, put_list, write=True))
+    app.router.add_delete(LIST, _guarded(Role.ADMIN, delete_list, write=True))
