@@ -206,7 +206,7 @@ def _consents_export(args: argparse.Namespace) -> int:
 
 def _consents_check(args: argparse.Namespace) -> int:
     from gateway.consent_index import ConsentIndex
-    from policy.consent import applicable_from_keys, decide, default_for, explain
+    from policy.consent import applicable_from_keys, decide, default_for, explain, parse_time
     from policy.numbers import InvalidAddress, business_key, customer_key
 
     settings = _settings(args, store=args.store)
@@ -217,6 +217,10 @@ def _consents_check(args: argparse.Namespace) -> int:
     except InvalidAddress as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
+    try:
+        now_us = parse_time(args.at) if args.at else time.time_ns() // 1000
+    except ValueError as exc:
+        raise StopgateError(f"--at: {exc}") from None
 
     async def run() -> str:
         store = await _with_store(settings)
@@ -229,6 +233,8 @@ def _consents_check(args: argparse.Namespace) -> int:
             )
             found = await store.get_records(to_key, keys)
             suppressions = await store.suppressions_of(to_key)
+            senders = (from_key, service) if service is not None else (from_key,)
+            rules = await _sending_rule_lines(settings, store, senders, to_key, now_us)
         finally:
             await store.close()
         default = default_for(keys, index.defaults, settings.consent_default)
@@ -244,10 +250,58 @@ def _consents_check(args: argparse.Namespace) -> int:
         for entry in suppressions:
             lines.append(f"  on suppression list {entry.list_name!r} ({entry.kind.value})")
         lines.append(explain(decision, default))
+        lines.extend(rules)
         return "\n".join(lines)
 
     print(asyncio.run(run()))
     return 0
+
+
+async def _sending_rule_lines(
+    settings: Settings, store: ConsentStore, senders: tuple[str, ...], to_key: str, now_us: int
+) -> list[str]:
+    """How quiet hours and frequency caps would treat a marketing send now (nothing when both
+    are off), decided by the same policy functions as the send path."""
+    import datetime as dt
+
+    from policy.categories import Category, category_of
+    from policy.frequency_caps import admits
+    from policy.quiet_hours import decide_quiet_hours, minute_of_day
+    from policy.us_states import state_of
+
+    quiet, caps = settings.quiet_hours, settings.frequency_caps
+    if not quiet.active and not caps.enabled:
+        return []
+    category = category_of(None, senders, settings.categories, settings.category_default)
+    lines = [f"  category: {category.value} (without an X-Stopgate-Category header)"]
+    exempt = "" if category is Category.MARKETING else " (not applied: transactional)"
+    state = state_of(to_key)
+    where = f" ({state})" if state else ""
+    rule = quiet.rule_for(senders)
+    if rule.enabled:
+        now = dt.datetime.fromtimestamp(now_us / 1_000_000, dt.UTC)
+        verdict = decide_quiet_hours(rule, to_key, state, now, quiet.fallback_zone)
+        clocks = [(zone, *divmod(minute_of_day(zone, now), 60)) for zone in verdict.zones]
+        local = ", ".join(f"{zone} {hour:02d}:{minute:02d}" for zone, hour, minute in clocks)
+        lines.append(
+            f"  quiet hours{exempt}: window {verdict.window}{where}; recipient's local time: "
+            f"{local or 'unknown time zone'}; "
+            + ("inside the window" if verdict.allowed else f"refused now: {verdict.explain()}")
+        )
+    cap = caps.cap_for(to_key)
+    if caps.enabled and cap is None:
+        lines.append(f"  frequency cap{exempt}: none for this recipient{where}")
+    elif cap is not None:
+        counted = await store.send_slot_times(to_key, now_us - cap.window_us)
+        lines.append(
+            f"  frequency cap{exempt}: {cap}{where}; {len(counted)} counted in the window; "
+            + (
+                "one more is allowed"
+                if admits(counted, now_us, cap)
+                else "refused now: the cap is reached (frequency-cap)"
+            )
+        )
+    return lines
 
 
 def _suppressions_import(args: argparse.Namespace) -> int:
@@ -521,6 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             action.add_argument("sender", metavar="FROM")
             action.add_argument("recipient", metavar="TO")
+            action.add_argument(
+                "--at", help="decide quiet hours and caps at this time (ISO 8601; default: now)"
+            )
     suppressions = commands.add_parser("suppressions", help="suppression lists (do-not-call)")
     lists = suppressions.add_subparsers(dest="action", required=True)
     for name, handler, text in (

@@ -21,8 +21,8 @@ from aiohttp import web
 
 from gateway.consent_index import ConsentIndex
 from gateway.errors import StoreUnavailable
-from gateway.keys import INDEX, SETTINGS
-from gateway.store.base import RecordQuery
+from gateway.keys import CLOCK, INDEX, SETTINGS
+from gateway.store.base import ConsentStore, RecordQuery
 from policy.consent import ConsentRecord, OptStatus, Source
 from policy.numbers import WILDCARD
 
@@ -30,6 +30,8 @@ log = logging.getLogger("stopgate.erasure")
 
 ALIAS_PREFIX = "erased:"
 _PRUNE_EVERY_SECONDS = 3600.0
+SEND_SLOT_PRUNE_BATCH = 5000
+"""Expired frequency-cap counts deleted per transaction."""
 
 
 @lru_cache(maxsize=65536)
@@ -62,31 +64,65 @@ async def erase(index: ConsentIndex, key: bytes, to_key: str) -> tuple[int, bool
     return removed, opted_out
 
 
+async def prune_send_slots(
+    store: ConsentStore, before_us: int, batch: int = SEND_SLOT_PRUNE_BATCH
+) -> int:
+    """Forget every frequency-cap count taken at or before ``before_us``, ``batch`` rows per
+    transaction (sends taking slots get the store in between); returns how many."""
+    removed = 0
+    while True:
+        pruned = await store.prune_send_slots(before_us, batch)
+        removed += pruned
+        if pruned < batch:
+            return removed
+        await asyncio.sleep(0)
+
+
 async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Hourly: drop blocked-send log entries and history past their retention periods, and
+    frequency-cap counts older than the longest cap window (when caps are on)."""
     settings = app[SETTINGS]
-    if not settings.blocked_log_retention_days and not settings.history_retention_days:
+    slot_window_us = (
+        settings.frequency_caps.longest_window_us() if settings.frequency_caps.enabled else 0
+    )
+    if (
+        not settings.blocked_log_retention_days
+        and not settings.history_retention_days
+        and not slot_window_us
+    ):
         yield
         return
 
+    async def prune_once() -> None:
+        now_us = time.time_ns() // 1000
+        day_us = 86_400 * 1_000_000
+        store = app[INDEX].store
+        if settings.blocked_log_retention_days or settings.history_retention_days:
+            removed = await store.prune(
+                blocked_before_us=(
+                    now_us - settings.blocked_log_retention_days * day_us
+                    if settings.blocked_log_retention_days
+                    else None
+                ),
+                history_before_us=(
+                    now_us - settings.history_retention_days * day_us
+                    if settings.history_retention_days
+                    else None
+                ),
+            )
+            if removed:
+                log.info("retention: %d old log and history rows removed", removed)
+        if slot_window_us:
+            # The app clock, the one slots are taken with (tests set it).
+            slots_before_us = app[CLOCK].now_us() - slot_window_us
+            removed = await prune_send_slots(store, slots_before_us)
+            if removed:
+                log.info("retention: %d expired frequency-cap counts removed", removed)
+
     async def prune_forever() -> None:
         while True:
-            now_us = time.time_ns() // 1000
-            day_us = 86_400 * 1_000_000
             try:
-                removed = await app[INDEX].store.prune(
-                    blocked_before_us=(
-                        now_us - settings.blocked_log_retention_days * day_us
-                        if settings.blocked_log_retention_days
-                        else None
-                    ),
-                    history_before_us=(
-                        now_us - settings.history_retention_days * day_us
-                        if settings.history_retention_days
-                        else None
-                    ),
-                )
-                if removed:
-                    log.info("retention: %d old log and history rows removed", removed)
+                await prune_once()
             except StoreUnavailable as exc:
                 log.warning("retention pruning skipped: %s", exc)
             await asyncio.sleep(_PRUNE_EVERY_SECONDS)

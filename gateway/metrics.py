@@ -35,6 +35,17 @@ UPSTREAM_ERROR_KINDS = ("upstream-timeout", "upstream-unreachable", "body-cut", 
 connection lost before the answer), an answer cut mid-body, an answer with a 5xx status."""
 
 
+def block_reasons() -> tuple[str, ...]:
+    """Every ``reason`` a blocked or would-block send can carry: the consent decision's reasons
+    (:class:`policy.consent.BlockReason`) and the sending rules' (quiet hours, frequency caps).
+    The label set of ``stopgate_sends_total{decision="blocked"}`` and
+    ``stopgate_blocked_recipients_total`` is exactly this (prefixed in shadow mode)."""
+    from policy.categories import RULE_REASONS
+    from policy.consent import BlockReason
+
+    return tuple(reason.value for reason in BlockReason) + RULE_REASONS
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -184,6 +195,9 @@ class Metrics:
                 self.consent_changes.labels(source.value, status.value)
         for dialect in dialects:
             self.footer_segments_added.labels(dialect)
+            for reason in block_reasons():
+                self.sends.labels(dialect, "blocked", reason)
+                self.blocked_recipients.labels(dialect, reason)
             for kind in UPSTREAM_ERROR_KINDS:
                 self.upstream_errors.labels(dialect, kind)
         for provider in ("ringcentral", "twilio"):

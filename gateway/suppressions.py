@@ -10,14 +10,19 @@ through the change feed. Memory stays flat whatever the list's size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import asyncio
+import codecs
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from gateway.consent_csv import RejectedRow
+from gateway.consent_csv import RejectedRow, parse_numbers
 from gateway.errors import BadRequest
 from gateway.store.base import ConsentStore, SuppressionRefresh
 from policy.consent import SuppressionKind
 from policy.numbers import is_scope_name
+
+T = TypeVar("T")
 
 IMPORT_BATCH = 5000
 KEPT_REJECTIONS = 100
@@ -44,6 +49,34 @@ def check_list_name(name: str) -> str:
     return folded
 
 
+class _Batches:
+    """Counts an import's rows and rejections into ``outcome`` and gathers its keys into
+    batches of :data:`IMPORT_BATCH` (shared by every way a list is imported)."""
+
+    def __init__(self, outcome: ImportOutcome) -> None:
+        self._outcome = outcome
+        self._batch: list[str] = []
+
+    def take(self, row: str | RejectedRow) -> list[str] | None:
+        """Count ``row``; a full batch to stage when this row completed one."""
+        outcome = self._outcome
+        outcome.rows += 1
+        if isinstance(row, RejectedRow):
+            outcome.rejected += 1
+            if len(outcome.first_rejections) < KEPT_REJECTIONS:
+                outcome.first_rejections.append(row)
+            return None
+        self._batch.append(row)
+        if len(self._batch) < IMPORT_BATCH:
+            return None
+        full, self._batch = self._batch, []
+        return full
+
+    def rest(self) -> list[str]:
+        rest, self._batch = self._batch, []
+        return rest
+
+
 async def import_list(
     store: ConsentStore,
     name: str,
@@ -57,21 +90,76 @@ async def import_list(
     """Replace the members of list ``name`` with the keys of ``rows`` (see the module)."""
     outcome = ImportOutcome()
     generation = await store.stage_suppressions(name)
-    batch: list[str] = []
+    batches = _Batches(outcome)
     for row in rows:
-        outcome.rows += 1
-        if isinstance(row, RejectedRow):
-            outcome.rejected += 1
-            if len(outcome.first_rejections) < KEPT_REJECTIONS:
-                outcome.first_rejections.append(row)
-            continue
-        batch.append(row)
-        if len(batch) >= IMPORT_BATCH:
-            await store.add_suppressions(name, generation, batch)
-            batch.clear()
+        full = batches.take(row)
+        if full is not None:
+            await store.add_suppressions(name, generation, full)
             if progress is not None:
                 progress(outcome.rows, outcome.rejected)
-    if batch:
-        await store.add_suppressions(name, generation, batch)
+    rest = batches.rest()
+    if rest:
+        await store.add_suppressions(name, generation, rest)
     outcome.refresh = await store.publish_suppressions(name, generation, kind, listed_us, note)
     return outcome
+
+
+async def import_stream(
+    store: ConsentStore,
+    name: str,
+    kind: SuppressionKind,
+    read: Callable[[], Awaitable[bytes]],
+    *,
+    region: str,
+    listed_us: int,
+    note: str | None,
+) -> ImportOutcome:
+    """Like :func:`import_list`, from UTF-8 CSV bytes that ``read`` hands over a chunk at a
+    time (``b""`` at the end): an HTTP body, streamed. Decoding, CSV parsing and
+    canonicalisation run in a worker thread, so the event loop goes on deciding sends; the
+    thread asks the loop for each chunk and hands each full batch back to be staged, so at most
+    one chunk and one batch are held. Raises :class:`BadRequest` for bytes that are not UTF-8
+    (nothing is published then)."""
+    loop = asyncio.get_running_loop()
+    outcome = ImportOutcome()
+    generation = await store.stage_suppressions(name)
+
+    def on_loop(step: Awaitable[T]) -> T:
+        return asyncio.run_coroutine_threadsafe(_awaited(step), loop).result()
+
+    def lines() -> Iterator[str]:
+        decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        pending = ""
+        while True:
+            chunk = on_loop(read())
+            try:
+                pending += decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                raise BadRequest("malformed-body", f"the list is not UTF-8 text: {exc}") from None
+            *complete, pending = pending.splitlines(keepends=True) or [""]
+            if pending.endswith(("\n", "\r")):
+                complete.append(pending)
+                pending = ""
+            yield from complete
+            if not chunk:
+                if pending:
+                    yield pending
+                return
+
+    def parse() -> None:
+        batches = _Batches(outcome)
+        for row in parse_numbers(lines(), region=region):
+            full = batches.take(row)
+            if full is not None:
+                on_loop(store.add_suppressions(name, generation, full))
+        rest = batches.rest()
+        if rest:
+            on_loop(store.add_suppressions(name, generation, rest))
+
+    await asyncio.to_thread(parse)
+    outcome.refresh = await store.publish_suppressions(name, generation, kind, listed_us, note)
+    return outcome
+
+
+async def _awaited(step: Awaitable[T]) -> T:
+    return await step

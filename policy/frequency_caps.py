@@ -58,6 +58,12 @@ class FrequencyCaps:
             return self.states[state]
         return self.default
 
+    def longest_window_us(self) -> int:
+        """The longest window of any configured cap (0 when none): counts older than this
+        before now decide nothing any more."""
+        caps = [*self.states.values(), *([self.default] if self.default is not None else [])]
+        return max((cap.window_us for cap in caps), default=0)
+
 
 def admits(sent_at_us: Iterable[int], now_us: int, cap: Cap) -> bool:
     """Whether one more send at ``now_us`` stays within ``cap``, given the times of the sends

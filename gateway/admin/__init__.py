@@ -3,11 +3,21 @@
 Compliance officers review what was blocked and why; admins manage the opt-out list by hand.
 Every asset is served from this package (``static/``): no CDN, no internet. See
 :mod:`gateway.admin.routes` for the routes, :mod:`gateway.admin.sessions` for sign-in, cookies
-and CSRF, and :mod:`gateway.admin.blocked` for the blocked-send log's filters and CSV.
+and CSRF, and :mod:`gateway.admin.blocked` for the blocked-send log's filters and CSV, and
+:mod:`gateway.admin.suppression_routes` for suppression lists.
 """
 
 from __future__ import annotations
 
-from gateway.admin.routes import add_routes
+from aiohttp import web
+
+from gateway.admin import routes, suppression_routes
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the console and the suppression-list routes (before the carrier catch-all)."""
+    routes.add_routes(app)
+    suppression_routes.add_routes(app)
+
 
 __all__ = ["add_routes"]

@@ -19,6 +19,7 @@ from gateway.admin.routes import (
     STATIC,
 )
 from gateway.admin.sessions import COOKIE, CSRF_HEADER
+from gateway.admin.suppression_routes import CSV_TYPES, LIST, MAX_NOTE, SUPPRESSIONS
 from gateway.store.base import REVIEW_STATUSES
 
 Json = dict[str, Any]
@@ -69,6 +70,7 @@ def _errors(*, write: bool = False, bad_input: str | None = None) -> Json:
 def schemas() -> Json:
     return {
         **review_schemas(),
+        **_suppression_schemas(),
         "ConsoleError": {
             "type": "object",
             "description": "Stopgate's own error shape, as on every console route.",
@@ -515,6 +517,7 @@ def paths() -> Json:
             }
         },
         **_review_paths(),
+        **_suppression_paths(),
     }
 
 
@@ -686,3 +689,161 @@ SECURITY_SCHEME: Final[Json] = {
     "name": COOKIE,
     "description": "The compliance console's session (opened by `POST /admin/session`).",
 }
+
+
+def _suppression_schemas() -> Json:
+    time_ = {"type": "string", "format": "date-time"}
+    listed: Json = {
+        "type": "object",
+        "description": "A published suppression list.",
+        "required": ["name", "kind", "members", "asOf", "importedTime", "reason"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string"},
+            "kind": {"type": "string", "enum": ["internal", "dnc", "reassigned"]},
+            "members": {"type": "integer", "minimum": 0},
+            "asOf": time_,
+            "importedTime": time_,
+            "reason": {"type": ["string", "null"]},
+        },
+    }
+    return {
+        "SuppressionList": listed,
+        "SuppressionLists": {
+            "type": "object",
+            "required": ["records"],
+            "additionalProperties": False,
+            "properties": {"records": {"type": "array", "items": _ref("SuppressionList")}},
+        },
+        "SuppressionImport": {
+            "type": "object",
+            "description": "What an import published. Rejected rows are not listed (the first "
+            "100 are reported); the rest of the list is published all the same.",
+            "required": ["list", "added", "released", "rows", "rejected", "rejections"],
+            "additionalProperties": False,
+            "properties": {
+                "list": _ref("SuppressionList"),
+                "added": {"type": "integer", "minimum": 0},
+                "released": {"type": "integer", "minimum": 0},
+                "rows": {"type": "integer", "minimum": 0},
+                "rejected": {"type": "integer", "minimum": 0},
+                "rejections": {
+                    "type": "array",
+                    "maxItems": 100,
+                    "items": {
+                        "type": "object",
+                        "required": ["line", "reason"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "line": {"type": "integer", "minimum": 1},
+                            "reason": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+        "SuppressionDropped": {
+            "type": "object",
+            "required": ["name", "released"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string"},
+                "released": {"type": "integer", "minimum": 0},
+            },
+        },
+    }
+
+
+def _suppression_paths() -> Json:
+    name = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "The list's name: 1-32 of a-z 0-9 _ - (folded to lower case).",
+    }
+    bad_name = "A malformed list name (`bad-list-name`)"
+    return {
+        SUPPRESSIONS: {
+            "get": {
+                "operationId": "suppressionLists",
+                "tags": ["console"],
+                "summary": "Every published suppression list, its kind and size",
+                "security": SECURITY,
+                "responses": {
+                    "200": {
+                        "description": "The lists, by name.",
+                        "content": _json(_ref("SuppressionLists")),
+                    },
+                    **_errors(),
+                },
+            }
+        },
+        LIST: {
+            "parameters": [name],
+            "put": {
+                "operationId": "importSuppressionList",
+                "tags": ["console"],
+                "summary": "Import or refresh a suppression list from CSV (admin)",
+                "description": (
+                    "The body is one number a line (extra columns ignored), or CSV whose header "
+                    "names the number column (`TO`, `Number`, `Phone`, ...). It is streamed "
+                    "(no size limit, flat memory) and canonicalised off the event loop; the new "
+                    "members replace the old ones in one transaction when the body ends, and "
+                    "every gateway's cache is flushed. Same effect as `stopgate suppressions "
+                    "import`."
+                ),
+                "security": SECURITY,
+                "parameters": [
+                    {
+                        "name": "kind",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["internal", "dnc", "reassigned"]},
+                        "description": "internal (default): always blocks; dnc: a customer's "
+                        "OptIn overrides it; reassigned: only an OptIn newer than `asOf` does.",
+                    },
+                    {
+                        "name": "asOf",
+                        "in": "query",
+                        "schema": {"type": "string", "format": "date-time"},
+                        "description": "The list's date (ISO 8601; default: now).",
+                    },
+                    {
+                        "name": "reason",
+                        "in": "query",
+                        "schema": {"type": "string", "maxLength": MAX_NOTE},
+                        "description": "Why these numbers are suppressed (kept, shown).",
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {t: {"schema": {"type": "string"}} for t in CSV_TYPES},
+                },
+                "responses": {
+                    "200": {
+                        "description": "Published.",
+                        "content": _json(_ref("SuppressionImport")),
+                    },
+                    "415": _error("Not CSV text (`unsupported-content-type`)."),
+                    **_errors(
+                        write=True,
+                        bad_input=bad_name + ", kind, time or reason; or a body that is not "
+                        "UTF-8 (`malformed-body`).",
+                    ),
+                },
+            },
+            "delete": {
+                "operationId": "dropSuppressionList",
+                "tags": ["console"],
+                "summary": "Drop a suppression list, releasing its numbers (admin)",
+                "security": SECURITY,
+                "responses": {
+                    "200": {
+                        "description": "Dropped (`released` is 0 for an unknown list).",
+                        "content": _json(_ref("SuppressionDropped")),
+                    },
+                    **_errors(write=True, bad_input=bad_name + "."),
+                },
+            },
+        },
+    }

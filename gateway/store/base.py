@@ -455,3 +455,13 @@ class ConsentStore(Protocol):
 
     async def release_send_slots(self, slot_ids: Sequence[int]) -> None:
         """Un-count sends (taken, then not forwarded after all); unknown ids are ignored."""
+
+    async def prune_send_slots(self, before_us: int, limit: int) -> int:
+        """Forget at most ``limit`` counted sends taken at or before ``before_us`` (oldest
+        first), in one short transaction; returns how many. Call again while it returns
+        ``limit``. Counts inside any cap window are untouched when ``before_us`` is at least the
+        longest window before now."""
+
+    async def send_slot_times(self, to_key: str, since_us: int) -> list[int]:
+        """When the sends to ``to_key`` counted after ``since_us`` were taken, oldest first
+        (read only: ``stopgate consents check`` shows them against the cap)."""

@@ -631,6 +631,13 @@ RESOLVE_REVIEW = (
     "UPDATE review SET status = $2, resolved_us = $3, resolved_by = $4"
     f" WHERE id = $1 AND status = 'open' RETURNING {REVIEW_COLUMNS}"
 )
+SEND_SLOT_TIMES = "SELECT at_us FROM send_slot WHERE to_key = $1 AND at_us > $2 ORDER BY at_us"
+# Ids grow with time: walking the primary key finds the oldest slots first. Slots this old are
+# outside every cap's window, so no lock against take_send_slots is needed.
+PRUNE_SEND_SLOTS = """
+    DELETE FROM send_slot WHERE id IN
+        (SELECT id FROM send_slot WHERE at_us <= $1 ORDER BY id LIMIT $2)
+"""
 PRUNE = """
     WITH a AS (DELETE FROM blocked_send WHERE at_us < $1 RETURNING 1),
     b AS (DELETE FROM consent_history WHERE modified_us < $2 RETURNING 1)
@@ -1838,3 +1845,16 @@ class PostgresStore:
             await conn.execute(DELETE_SEND_SLOTS, ids)
 
         await self._write(work, idempotent=True)
+
+    async def prune_send_slots(self, before_us: int, limit: int) -> int:
+        async def work(conn: Any) -> int:
+            status = await conn.execute(PRUNE_SEND_SLOTS, before_us, limit)
+            return int(status.rpartition(" ")[2])
+
+        return await self._write(work, idempotent=True)
+
+    async def send_slot_times(self, to_key: str, since_us: int) -> list[int]:
+        async def work(conn: Any) -> list[int]:
+            return [int(row[0]) for row in await conn.fetch(SEND_SLOT_TIMES, to_key, since_us)]
+
+        return await self._read(work)

@@ -1260,3 +1260,28 @@ class SQLiteStore:
             conn.execute("COMMIT")
 
         await self._writer.run(work)
+
+    async def prune_send_slots(self, before_us: int, limit: int) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            removed = conn.execute(PRUNE_SEND_SLOTS, (before_us, limit)).rowcount
+            conn.execute("COMMIT")
+            return int(removed)
+
+        return await self._writer.run(work)
+
+    async def send_slot_times(self, to_key: str, since_us: int) -> list[int]:
+        def work(conn: sqlite3.Connection) -> list[int]:
+            rows = conn.execute(SEND_SLOT_TIMES, (to_key, since_us))
+            return [int(row[0]) for row in rows]
+
+        return await self._reader.run(work)
+
+
+# Ids grow with time, so the oldest slots are found first walking the primary key; the batch
+# keeps the write lock short while sends wait to take theirs.
+PRUNE_SEND_SLOTS = """
+    DELETE FROM send_slot WHERE id IN
+        (SELECT id FROM send_slot WHERE at_us <= ? ORDER BY id LIMIT ?)
+"""
+SEND_SLOT_TIMES = "SELECT at_us FROM send_slot WHERE to_key = ? AND at_us > ? ORDER BY at_us"
