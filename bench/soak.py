@@ -325,7 +325,9 @@ async def verify(soak: Soak, offset: float) -> dict[str, Any]:
     said_forwarded_after_stop = [
         s.number
         for s in soak.sends
-        if s.outcome == "forwarded" and s.to in soak.stop_acked and s.started > soak.stop_acked[s.to]
+        if s.outcome == "forwarded"
+        and s.to in soak.stop_acked
+        and s.started > soak.stop_acked[s.to]
     ]
     outcomes = Counter(s.outcome for s in soak.sends)
     forwarded = sum(1 for s in soak.sends if s.outcome == "forwarded")
@@ -334,8 +336,8 @@ async def verify(soak: Soak, offset: float) -> dict[str, Any]:
         for s in soak.sends
         if s.outcome == "refused" and s.to in soak.stop_acked and s.started > soak.stop_acked[s.to]
     )
-    requests = len(soak.sends) + len(soak.stop_acked) + len(soak.stop_failed) + sum(
-        soak.reads.values()
+    requests = (
+        len(soak.sends) + len(soak.stop_acked) + len(soak.stop_failed) + sum(soak.reads.values())
     )
     errors = sum(soak.errors.values())
     measured = [(t, v) for t, v in soak.rss if t >= (soak.rss[-1][0] if soak.rss else 0) * 0.1]
@@ -349,9 +351,8 @@ async def verify(soak: Soak, offset: float) -> dict[str, Any]:
         "stops_not_acknowledged": len(soak.stop_failed),
         "consent_reads": dict(soak.reads),
         "skipped_overload": soak.skipped,
-        "sent_after_stop": len(after_stop) + len(
-            [n for n in said_forwarded_after_stop if n not in {a["send"] for a in after_stop}]
-        ),
+        "sent_after_stop": len(after_stop)
+        + len([n for n in said_forwarded_after_stop if n not in {a["send"] for a in after_stop}]),
         "sent_after_stop_detail": after_stop[:20],
         "lost_stops": len(not_opted_out),
         "lost_stop_detail": not_opted_out[:20],
