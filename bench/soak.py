@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import random
@@ -59,17 +60,19 @@ from tests.support.processes import ServiceProcess  # noqa: E402
 SIM = SimCredentials()
 BUSINESS = "+16505550100"
 BRAND = "Acme Soak"
-ADMIN_TOKEN = "soak-admin-token"  # noqa: S105 (a local, throwaway gateway)
+ADMIN_TOKEN = "soak-admin-token"
 CONSENTS = "/restapi/v2/accounts/~/sms/consents"
 TWILIO_SEND = f"/2010-04-01/Accounts/{SIM.twilio_account_sid}/Messages.json"
 RC_SMS = "/restapi/v1.0/account/~/extension/~/sms"
 REQUEST_TIMEOUT = 15.0
 MAX_IN_FLIGHT = 256
 # Area codes in service; 555-0100..0199 in each is reserved for fiction.
-AREAS = (
-    "201 202 203 205 206 207 208 209 210 212 213 214 215 216 217 218 219 224 225 228 229 231 "
-    "234 239 240 248 251 252 253 254 256 260 262 267 269 270 276 281 301 302 303 304 305 307 "
-    "308 309 310 312 313 314 315 316 317 318 319 320 321 323 330 334 336 337 339 347 351 352"
+AREAS = " ".join(
+    (
+        "201 202 203 205 206 207 208 209 210 212 213 214 215 216 217 218 219 224 225 228 229 231",
+        "234 239 240 248 251 252 253 254 256 260 262 267 269 270 276 281 301 302 303 304 305 307",
+        "308 309 310 312 313 314 315 316 317 318 319 320 321 323 330 334 336 337 339 347 351 352",
+    )
 ).split()
 
 
@@ -78,6 +81,10 @@ def customers(count: int) -> list[str]:
     if count > len(pool):
         raise SystemExit(f"at most {len(pool)} customers")
     return pool[:count]
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def rss_kib(pid: int) -> int | None:
@@ -146,7 +153,7 @@ async def one_send(soak: Soak, http: aiohttp.ClientSession, send: Send) -> None:
             reply = await http.post(
                 soak.gateway + TWILIO_SEND,
                 data={"To": send.to, "From": BUSINESS, "Body": text},
-                auth=aiohttp.BasicAuth(SIM.twilio_account_sid, SIM.twilio_auth_token),
+                headers={"Authorization": basic(SIM.twilio_account_sid, SIM.twilio_auth_token)},
             )
         else:
             reply = await http.post(
@@ -224,7 +231,7 @@ async def rc_login(soak: Soak, http: aiohttp.ClientSession) -> str:
     async with http.post(
         soak.gateway + "/restapi/oauth/token",
         data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": SIM.rc_jwt},
-        auth=aiohttp.BasicAuth(SIM.rc_client_id, SIM.rc_client_secret),
+        headers={"Authorization": basic(SIM.rc_client_id, SIM.rc_client_secret)},
     ) as reply:
         if reply.status != 200:
             raise SystemExit(f"RingCentral login through the gateway: {reply.status}")
