@@ -31,6 +31,7 @@ import requests
 from tests.e2e.conftest import (
     ADMIN_TOKEN,
     BUSINESS,
+    CONSENTS,
     HTTP_TIMEOUT,
     REPO,
     SIM,
@@ -42,9 +43,12 @@ from tests.e2e.conftest import (
 from tests.e2e.test_inbound import (
     DECISION,
     KEYWORD,
+    STORE_QUERY,
     Gateway,
     fictional,
     inbound_env,
+    running,
+    store_locked,
     wait_until,
 )
 from tests.support import postgres
@@ -308,4 +312,58 @@ def test_postgres_taken_away_mid_load_fails_closed_spools_and_recovers_within_a_
             f" {drained * 1000:.0f} ms after the store came back"
         )
         assert sends_back < RECOVERY_LIMIT
+        assert drained < RECOVERY_LIMIT
+
+
+def test_sqlite_unwritable_mid_load_spools_stops_refuses_writes_and_drains_within_a_second(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """SQLite: another process holds the write lock (writes time out after 0.2 s), while the
+    file can still be read. Consent is still determinable, so sends are still decided (from
+    the store plus what is spooled); STOPs are spooled and enforced at once; a consent PATCH is
+    a clean 503; released, the spool drains within a second, in order, in the same process."""
+    numbers = fictional("470")
+    loaded = [next(numbers) for _ in range(4)]
+    stopper, flip_flop = next(numbers), next(numbers)
+    store, spool = tmp_path / "unwritable.db", tmp_path / "unwritable-spool.jsonl"
+    with running("gw-sqlite-faults", stack.sim_url, store, spool, tmp_path, STORE_QUERY) as gw:
+        pid = gw.process.pid
+        for customer in [*loaded, stopper, flip_flop]:
+            gw.assert_allowed("ringcentral", customer)
+        app = Gateway(gw.process, gw.sim_url, gw.store, gw.spool)
+        with Load(app, loaded) as load:
+            time.sleep(0.3)
+            with store_locked(store):
+                locked = time.monotonic()
+                answer = gw.inbound("ringcentral", stopper, BUSINESS, "STOP")
+                assert (answer["status"], answer["headers"][KEYWORD]) == (200, "opt_out")
+                for text in ("STOP", "START"):
+                    assert gw.inbound("twilio", flip_flop, BUSINESS, text)["status"] == 200
+                assert gw.spool_size() > 0
+                gw.assert_refused("ringcentral", stopper)  # enforced from the spool
+                gw.assert_allowed("twilio", flip_flop)  # START after STOP, in order
+                patch = gw.http.patch(
+                    f"{gw.url}{CONSENTS}",
+                    json={"records": [{"from": BUSINESS, "to": loaded[0], "optStatus": "OptOut"}]},
+                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                    timeout=HTTP_TIMEOUT,
+                )
+                assert patch.status_code == 503, patch.text
+                time.sleep(0.3)
+                unlocked = time.monotonic()
+            wait_until(lambda: gw.spool_size() == 0, 10.0, "empty spool")
+            drained = time.monotonic() - unlocked
+            time.sleep(0.2)
+
+        during = load.after(locked, unlocked)
+        assert during and {status for _, status, _ in during} <= {200, 201}, during
+        assert gw.process.pid == pid
+        assert gw.history(stopper) == [(BUSINESS, "OptOut", "Recipient")]
+        assert gw.history(flip_flop) == [
+            (BUSINESS, "OptOut", "Recipient"),
+            (BUSINESS, "OptIn", "Recipient"),
+        ]
+        assert gw.consents(loaded[0]) == []  # the refused PATCH left nothing behind
+        gw.wait_confirmations(stopper)
+        print(f"\nstore faults (SQLite write lock): spool drained {drained * 1000:.0f} ms after")
         assert drained < RECOVERY_LIMIT
