@@ -371,9 +371,17 @@ async def verify(soak: Soak, offset: float) -> dict[str, Any]:
             "end": measured[-1][1] if measured else None,
             "peak": max(v for _, v in soak.rss) if soak.rss else None,
             "slope_per_min": slope_per_minute(measured),
+            "slope_second_half_per_min": slope_per_minute(
+                [(t, v) for t, v in measured if t >= measured[-1][0] / 2] if measured else []
+            ),
             "samples": len(soak.rss),
+            "series": soak.rss[:: max(len(soak.rss) // 20, 1)],
         },
     }
+
+
+def fmt(slope: float | None) -> str:
+    return "n/a" if slope is None else f"{slope:+.1f}"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -452,7 +460,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.write_text(document + "\n", encoding="utf-8")
     rss = result["rss_kib"]
-    slope = rss["slope_per_min"]
     print(
         f"soak {args.duration:g} s: {result['sends']} sends ({result['send_outcomes']}),"
         f" {result['stops_acknowledged']} STOPs acknowledged,"
@@ -461,7 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" lost STOPs: {result['lost_stops']}; duplicated: {result['duplicated_sends']}\n"
         f"  error rate: {result['error_rate']:.5f} {result['errors']}\n"
         f"  gateway RSS KiB: start {rss['start']} end {rss['end']} peak {rss['peak']}"
-        f" slope {'n/a' if slope is None else f'{slope:+.1f}'} KiB/min",
+        f" slope {fmt(rss['slope_per_min'])} KiB/min"
+        f" (second half {fmt(rss['slope_second_half_per_min'])})",
         file=sys.stderr,
     )
     ok = (
