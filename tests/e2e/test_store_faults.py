@@ -16,6 +16,7 @@ store, the confirmations queued with the spooled STOPs go out.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -95,15 +96,14 @@ class Database:
 
 @pytest.fixture
 def database() -> Iterator[Database]:
-    try:
-        server = postgres.server()
-        base = server.__enter__()
-    except postgres.NoPostgres as exc:
-        if in_ci():
-            raise
-        pytest.skip(str(exc))
-    try:
-        role = f"sgf_{time.time_ns() % 10**12:012d}"
+    with contextlib.ExitStack() as resources:
+        try:
+            base = resources.enter_context(postgres.server())
+        except postgres.NoPostgres as exc:
+            if in_ci():
+                raise
+            pytest.skip(str(exc))
+        role = f"sgf_{secrets.token_hex(6)}"
         parts = urlsplit(base)
         as_role = urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))
         database = Database(base, role, postgres.with_option(as_role, "schema", role))
@@ -119,8 +119,6 @@ def database() -> Iterator[Database]:
                 f'DROP SCHEMA IF EXISTS "{role}" CASCADE',
                 f'DROP ROLE IF EXISTS "{role}"',
             )
-    finally:
-        server.__exit__(None, None, None)
 
 
 @contextlib.contextmanager
