@@ -62,6 +62,9 @@ IMPORT_START_WAIT = 60.0
 CONFIRMATION_WAIT = 15.0
 IMPORT_SENDERS = [f"+1650555{n:04d}" for n in range(170, 170 + ROUNDS)]
 PATCH_SENDER = "+16505550160"
+# Area codes in service, one per round: the rows of each PATCH and import stay apart.
+IMPORT_AREAS = ("213", "214", "215")
+PATCH_AREAS = ("310", "312", "313")
 
 
 def seed() -> int:
@@ -150,8 +153,7 @@ class MixedLoad:
     def _patches(self) -> None:
         n = 0
         while not self.halted.is_set():
-            area = str(300 + self.record.number)
-            batch = bulk_numbers(area, PATCH_BATCH, n * PATCH_BATCH)
+            batch = bulk_numbers(PATCH_AREAS[self.record.number], PATCH_BATCH, n * PATCH_BATCH)
             body = {
                 "records": [{"from": PATCH_SENDER, "to": to, "optStatus": "OptOut"} for to in batch]
             }
@@ -257,7 +259,7 @@ def test_sigkill_during_mixed_load_loses_no_acknowledged_write(
         for number in range(ROUNDS):
             record = Round(number)
             rounds.append(record)
-            record.import_rows = bulk_numbers(str(200 + number), IMPORT_ROWS)
+            record.import_rows = bulk_numbers(IMPORT_AREAS[number], IMPORT_ROWS)
             source = tmp_path / f"import-{number}.csv"
             write_import(source, IMPORT_SENDERS[number], record.import_rows)
             gw.rc_token()  # logged in before the load
