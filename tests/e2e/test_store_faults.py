@@ -16,6 +16,7 @@ store, the confirmations queued with the spooled STOPs go out.
 from __future__ import annotations
 
 import contextlib
+import resource
 import secrets
 import threading
 import time
@@ -365,3 +366,48 @@ def test_sqlite_unwritable_mid_load_spools_stops_refuses_writes_and_drains_withi
         gw.wait_confirmations(stopper)
         print(f"\nstore faults (SQLite write lock): spool drained {drained * 1000:.0f} ms after")
         assert drained < RECOVERY_LIMIT
+
+
+@contextlib.contextmanager
+def no_file_writes(pid: int) -> Iterator[None]:
+    """Disk full, for one process: its file-size limit drops to one byte, so every write to a
+    file (the store, its WAL, the spool) fails with EFBIG while sockets work; restored on exit.
+    Lowering and restoring a soft limit of one's own child needs no privilege."""
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, hard))
+    try:
+        yield
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_sqlite_disk_full_refuses_the_stop_until_the_spool_can_take_it(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Neither the store nor the spool can be written (the gateway may not write files at
+    all): a STOP is answered 503 so the carrier retries, sends stay decided (refusals still
+    stand), and once writes work again the carrier's retry is recorded, with no restart."""
+    numbers = fictional("470")
+    for _ in range(20):
+        next(numbers)  # the numbers of the test above
+    opted_out, customer = next(numbers), next(numbers)
+    store, spool = tmp_path / "full.db", tmp_path / "full-spool.jsonl"
+    with running("gw-disk-full", stack.sim_url, store, spool, tmp_path, STORE_QUERY) as gw:
+        assert gw.process.pid is not None
+        gw.http.patch(
+            f"{gw.url}{CONSENTS}",
+            json={"records": [{"from": BUSINESS, "to": opted_out, "optStatus": "OptOut"}]},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=HTTP_TIMEOUT,
+        ).raise_for_status()
+        gw.assert_allowed("twilio", customer)
+        with no_file_writes(gw.process.pid):
+            answer = gw.inbound("twilio", customer, BUSINESS, "STOP")
+            assert answer["status"] == 503, answer
+            assert gw.spool_size() == 0
+            gw.assert_refused("twilio", opted_out)  # its blocked-log line cannot be written
+            gw.assert_allowed("twilio", customer)  # no STOP was acknowledged
+        answer = gw.inbound("twilio", customer, BUSINESS, "STOP")  # the carrier's retry
+        assert (answer["status"], answer["headers"][KEYWORD]) == (200, "opt_out"), answer
+        gw.assert_refused("twilio", customer)
+        assert gw.history(customer) == [(BUSINESS, "OptOut", "Recipient")]
