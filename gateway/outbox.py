@@ -50,6 +50,9 @@ RINGCENTRAL_REPLY = "ringcentral-reply"
 FORWARD = "forward"
 
 _IDLE_SECONDS = 0.5
+_SPOOL_RETRY_SECONDS = 0.1
+"""While the spool holds events the store has not taken yet, the store is retried this often:
+the spool must drain well within a second of the store's return."""
 _MAX_BACKOFF_SECONDS = 60.0
 _BATCH = 50
 _REPLY_LIMIT = 64 * 1024
@@ -318,8 +321,9 @@ async def _run(app: web.Application) -> None:
         except Exception:  # a bug in one delivery must not stop every later one
             log.exception("outbox worker error", extra={"event": "error"})
         if handled < _BATCH:
+            idle = _SPOOL_RETRY_SECONDS if app[SPOOL].pending() else _IDLE_SECONDS
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), _IDLE_SECONDS)
+                await asyncio.wait_for(wake.wait(), idle)
             wake.clear()
 
 

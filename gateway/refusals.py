@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from gateway.dialects.base import Dialect, DialectError, ErrorKind
-from gateway.errors import BadRequest, UpstreamTimeout, UpstreamUnreachable
+from gateway.errors import BadRequest, UpstreamConnectFailed, UpstreamTimeout, UpstreamUnreachable
 from gateway.keys import METRICS
 
 log = logging.getLogger("stopgate.send")
@@ -46,9 +46,12 @@ def refuse_upstream_failure(
     request.app[METRICS].upstream_errors.labels(dialect.name, kind.value).inc()
     request.app[METRICS].sends.labels(dialect.name, "refused", kind.value).inc()
     log.warning("upstream failure on %s: %s", request_id, exc)
-    message = (
-        "The carrier did not answer in time; the send may or may not have been accepted"
-        if timeout
-        else "The carrier could not be reached"
-    )
+    if timeout:
+        message = "The carrier did not answer in time; the send may or may not have been accepted"
+    elif isinstance(exc, UpstreamConnectFailed):
+        message = "The carrier could not be reached; the send was not delivered"
+    else:
+        # A reset or a body cut short after the request went out: the carrier may have sent
+        # the message, and an app retrying on "unreachable" would send it twice.
+        message = "The connection to the carrier broke; the send may or may not have been accepted"
     return refuse(dialect, DialectError(kind, kind.value, message), request_id)

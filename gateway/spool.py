@@ -10,6 +10,8 @@ Changes carry their receipt time, so a replay never outranks a later decision.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -79,6 +81,17 @@ class SpooledEvent:
 log = logging.getLogger("stopgate.spool")
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written: on a full disk (or a file-size limit) a write
+    may take only part of the data and still succeed. Raises OSError when no more fits."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "no byte of the spool line could be written")
+        view = view[written:]
+
+
 class Spool:
     """An append-only JSON-lines file, each append fsync'd before it returns."""
 
@@ -102,8 +115,15 @@ class Spool:
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 # A crash left a torn line: end it, so this event starts a line of its own.
                 line = b"\n" + line
-            os.write(fd, line)
-            os.fsync(fd)
+            try:
+                _write_all(fd, line)
+                os.fsync(fd)
+            except OSError:
+                # Disk full part-way: take the fragment back (never acknowledged), so no torn
+                # line is left for a drain to quarantine; the caller answers 503.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise
         finally:
             os.close(fd)
 
@@ -165,7 +185,7 @@ class Spool:
         log.error("spool: %d unreadable lines kept in %s.unreadable", len(lines), self.path)
         fd = os.open(f"{self.path}.unreadable", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, "".join(line + "\n" for line in lines).encode("utf-8", "replace"))
+            _write_all(fd, "".join(line + "\n" for line in lines).encode("utf-8", "replace"))
             os.fsync(fd)
         finally:
             os.close(fd)
