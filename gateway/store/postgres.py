@@ -37,10 +37,12 @@ Semantics are those of the SQLite store, method by method (see :mod:`gateway.sto
   :func:`policy.consent.supersedes` in Python - the same code as SQLite - and writes what applied
   in one statement (data-modifying CTEs over ``unnest`` arrays).
 - Bulk: an :meth:`PostgresStore.apply` with at least ``BULK_COPY_MIN`` applied changes (an
-  import batch) writes its history with binary ``COPY`` straight into ``consent_history`` and its
-  new records with ``COPY`` into an ``ON COMMIT DROP`` temporary table, then one ``INSERT … ON
-  CONFLICT DO UPDATE`` from it. The decision per change stays the row-by-row one (duplicates in a
-  batch, exact ties to OptOut, history with the previous status), so results are identical.
+  import batch) writes its history with binary ``COPY`` straight into ``consent_history``, and
+  the records of pairs that had none with ``COPY`` straight into ``consent`` (safe: every consent
+  writer holds the clock lock, so a pair absent when read under it is still absent); records
+  that replace existing ones go through the one-statement upsert. The decision per change stays
+  the row-by-row one (duplicates in a batch, exact ties to OptOut, history with the previous
+  status), so results are identical.
 - Migrations are versioned in ``schema_migrations``; :meth:`PostgresStore.open` applies the
   missing ones in one transaction under ``pg_advisory_xact_lock``, so processes starting together
   migrate once and the others wait, then find the schema current. DDL is transactional: a failed
@@ -371,15 +373,7 @@ HISTORY_COLUMNS = (
     "note",
     "evidence",
 )
-BULK_TABLE = "stopgate_consent_batch"
-CREATE_BULK_TABLE = f"CREATE TEMPORARY TABLE {BULK_TABLE} (LIKE consent) ON COMMIT DROP"
-UPSERT_FROM_BULK_TABLE = f"""
-    INSERT INTO consent (to_key, from_key, status, source, modified_us, note, evidence)
-    SELECT to_key, from_key, status, source, modified_us, note, evidence FROM {BULK_TABLE}
-    ON CONFLICT (to_key, from_key) DO UPDATE SET status = excluded.status,
-        source = excluded.source, modified_us = excluded.modified_us, note = excluded.note,
-        evidence = excluded.evidence
-"""
+CONSENT_COLUMNS = ("to_key", "from_key", "status", "source", "modified_us", "note", "evidence")
 
 SELECT_HISTORY = (
     "SELECT id, from_key, to_key, old_status, new_status, source, actor, modified_us, note,"
@@ -687,6 +681,8 @@ class _Writes:
     history: list[tuple[Any, ...]] = field(default_factory=list)
     footer: dict[tuple[str, str], None] = field(default_factory=dict)
     log: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    created: set[tuple[str, str]] = field(default_factory=set)
+    """(to_key, from_key) of the records in ``final`` whose pair had no record before."""
 
     def __post_init__(self) -> None:
         self.start_us = self.last_us
@@ -738,6 +734,8 @@ def _decide(
             results.append(AppliedChange(existing or record, None, applied=False))
             continue
         previous = existing.status if existing else None
+        if existing is None:
+            writes.created.add(key)
         current[key] = record
         writes.final[key] = record
         writes.history.append(
@@ -997,11 +995,12 @@ class PostgresStore:
                 "consent_history", records=history, columns=HISTORY_COLUMNS
             )
             history = []
-            if final:
-                await conn.execute(CREATE_BULK_TABLE)
-                await conn.copy_records_to_table(BULK_TABLE, records=final)
-                await conn.execute(UPSERT_FROM_BULK_TABLE)
-                final = []
+            created = [row for row in final if (row[0], row[1]) in writes.created]
+            if created:
+                await conn.copy_records_to_table(
+                    "consent", records=created, columns=CONSENT_COLUMNS
+                )
+                final = [row for row in final if (row[0], row[1]) not in writes.created]
         removed = _columns(writes.removed, 2)
         footer = _columns(list(writes.footer), 2)
         logged = _columns(writes.log, 3)
