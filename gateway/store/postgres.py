@@ -660,6 +660,15 @@ async def _keep_session(conn: Any) -> None:
     transaction left open. Saves the round trip of asyncpg's default ``RESET ALL`` etc."""
 
 
+def _usable(conn: Any) -> bool:
+    """Whether a pooled connection held outside the pool is still open and still ours (the
+    pool takes back a connection the server closed)."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # taken back: "connection has been released to the pool"
+        return False
+
+
 def _record(row: Sequence[Any]) -> ConsentRecord:
     return ConsentRecord(row[0], row[1], OptStatus(row[2]), Source(row[3]), row[4], row[5], row[6])
 
@@ -779,6 +788,12 @@ class PostgresStore:
         self._listener: Any = None
         self._listener_schema = ""
         self._woken = asyncio.Event()
+        self._readers_limit = self.options.pool_max_size // 2
+        """Pooled connections reads may keep for themselves (see :meth:`_read_leased`); the
+        rest stay free for writes. None with a pool of one."""
+        self._readers = 0
+        self._idle_readers: list[Any] = []
+        self._readers_generation = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -864,6 +879,7 @@ class PostgresStore:
         pool, self._pool = self._pool, None
         if pool is None:
             return
+        await self._release_idle_readers(pool)
         try:
             await asyncio.wait_for(pool.close(), timeout=5.0)
         except _DRIVER_ERRORS:
@@ -909,13 +925,18 @@ class PostgresStore:
                 raise StoreUnavailable(_describe(exc)) from exc
             await asyncio.sleep(_BACKOFF_S * (2 ** (attempt - 1)) * (1 + random.random()))  # noqa: S311
 
-    async def _once(self, pool: Any, work: Callable[[Any], Awaitable[T]], transaction: bool) -> T:
+    async def _acquire(self, pool: Any) -> Any:
         try:
-            conn = await pool.acquire(timeout=self.options.acquire_timeout_ms / 1000)
+            return await pool.acquire(timeout=self.options.acquire_timeout_ms / 1000)
         except asyncpg.InterfaceError as exc:
             if self._pool is None:  # closed meanwhile
                 raise StoreUnavailable("the PostgreSQL store is closed") from exc
             raise
+
+    async def _once(self, pool: Any, work: Callable[[Any], Awaitable[T]], transaction: bool) -> T:
+        if not transaction and (self._idle_readers or self._readers < self._readers_limit):
+            return await self._read_leased(pool, work)
+        conn = await self._acquire(pool)
         try:
             if not transaction:
                 return await work(conn)
@@ -940,12 +961,61 @@ class PostgresStore:
             with contextlib.suppress(*_DRIVER_ERRORS):
                 await pool.release(conn)
 
-    @staticmethod
-    async def _recycle(pool: Any) -> None:
+    async def _read_leased(self, pool: Any, work: Callable[[Any], Awaitable[T]]) -> T:
+        """A read on a connection kept out of the pool between reads. A pool's acquire and
+        release cost more CPU than a primary-key lookup itself (a cache miss on the send path):
+        up to ``pool_max_size // 2`` connections, taken from the pool as reads need them, go
+        back to an idle list of their own instead. One that fails goes back to the pool (which
+        cleans it up or, when the connection broke, replaces it); :meth:`_recycle` and
+        :meth:`close` give the idle ones back too."""
+        conn = None
+        while self._idle_readers and conn is None:
+            conn = self._idle_readers.pop()
+            if not _usable(conn):  # the server closed it while idle
+                self._readers -= 1
+                with contextlib.suppress(*_DRIVER_ERRORS):
+                    await pool.release(conn)
+                conn = None
+        if conn is None:
+            self._readers += 1
+            try:
+                conn = await self._acquire(pool)
+            except BaseException:
+                self._readers -= 1
+                raise
+        generation = self._readers_generation
+        try:
+            result = await work(conn)
+        except BaseException as exc:
+            self._readers -= 1
+            if isinstance(exc, _RECYCLE):
+                with contextlib.suppress(*_DRIVER_ERRORS):
+                    conn.terminate()
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                await pool.release(conn)
+            raise
+        if generation == self._readers_generation and self._pool is pool:
+            self._idle_readers.append(conn)
+        else:  # recycled or closed meanwhile
+            self._readers -= 1
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                await pool.release(conn)
+        return result
+
+    async def _release_idle_readers(self, pool: Any) -> None:
+        self._readers_generation += 1
+        idle, self._idle_readers = self._idle_readers, []
+        self._readers -= len(idle)
+        for conn in idle:
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                await pool.release(conn)
+
+    async def _recycle(self, pool: Any) -> None:
         """After a lost connection, the others may be dead too (a restarted server): have the
         pool replace every idle connection before it is used again."""
         with contextlib.suppress(*_DRIVER_ERRORS):
             await pool.expire_connections()
+        await self._release_idle_readers(pool)
 
     @staticmethod
     async def _lock_clock(conn: Any) -> _Writes:
