@@ -53,34 +53,50 @@ class ConsentIndex:
 
     async def records(self, to_key: str, from_keys: Sequence[str]) -> list[ConsentRecord | None]:
         """The records of ``(f, to_key)`` for each ``f``, in order (``None``: no record)."""
+        return (await self.records_many(((to_key, from_keys),)))[0]
+
+    async def records_many(
+        self, lookups: Sequence[tuple[str, Sequence[str]]]
+    ) -> list[list[ConsentRecord | None]]:
+        """:meth:`records` of each ``(to_key, from_keys)``; whatever the cache lacks is read
+        from the store in one round trip."""
         entries = self._entries
-        found: dict[str, ConsentRecord | None] = {}
-        missing: list[str] = []
         trusted = self.trusted
-        for from_key in from_keys:
-            key = (from_key, to_key)
-            if trusted and key in entries:
-                found[from_key] = entries[key]
-            else:
-                missing.append(from_key)
+        found: dict[PairKey, ConsentRecord | None] = {}
+        missing: list[tuple[str, list[str]]] = []
+        for to_key, from_keys in lookups:
+            lacking = []
+            for from_key in from_keys:
+                key = (from_key, to_key)
+                if trusted and key in entries:
+                    found[key] = entries[key]
+                else:
+                    lacking.append(from_key)
+            if lacking:
+                missing.append((to_key, lacking))
         if missing:
             self.misses += 1
             generation = self._generation
-            fetched = await self.store.get_records(to_key, missing)
+            if len(missing) == 1:
+                fetched = [await self.store.get_records(*missing[0])]
+            else:
+                fetched = await self.store.get_records_many(missing)
             current = trusted and self.trusted and generation == self._generation
-            for from_key in missing:
-                record = fetched.get(from_key)
-                found[from_key] = record
-                if current:
-                    entries[(from_key, to_key)] = record
+            for (to_key, lacking), records in zip(missing, fetched, strict=True):
+                for from_key in lacking:
+                    record = records.get(from_key)
+                    found[(from_key, to_key)] = record
+                    if current:
+                        entries[(from_key, to_key)] = record
         else:
             self.hits += 1
-        if self._pending:
-            for from_key in from_keys:
-                spooled = self._pending.get((from_key, to_key))
+        pending = self._pending
+        if pending:
+            for key, record in found.items():
+                spooled = pending.get(key)
                 if spooled is not None:
-                    found[from_key] = newest((found[from_key], spooled))
-        return [found[from_key] for from_key in from_keys]
+                    found[key] = newest((record, spooled))
+        return [[found[(f, to_key)] for f in from_keys] for to_key, from_keys in lookups]
 
     def add_pending(self, records: Iterable[ConsentRecord]) -> None:
         """Honour changes that are durable in the spool but not yet in the store."""

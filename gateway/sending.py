@@ -115,10 +115,11 @@ async def _check(
         except InvalidAddress as exc:
             raise BadRequest(exc.problem.value, str(exc), parameter="to") from None
         if to_key not in decisions:
-            records = await index.records(to_key, from_keys)
             # An erased customer who had opted out is kept as a suppression under a keyed hash.
-            records += await index.records(alias(erasure_key, to_key), (WILDCARD,))
-            decision = decide(records, default)
+            records, suppression = await index.records_many(
+                ((to_key, from_keys), (alias(erasure_key, to_key), (WILDCARD,)))
+            )
+            decision = decide(records + suppression, default)
             decisions[to_key] = None if decision.allowed else str(decision.reason)
         return decisions[to_key]
 

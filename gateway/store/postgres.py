@@ -130,6 +130,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import re
@@ -660,6 +661,14 @@ async def _keep_session(conn: Any) -> None:
     transaction left open. Saves the round trip of asyncpg's default ``RESET ALL`` etc."""
 
 
+@functools.lru_cache(maxsize=16)
+def _select_records_of(lookups: int) -> str:
+    """One statement for several ``(to_key, from_keys)`` lookups (an index scan each)."""
+    return f"SELECT {_RECORD_COLUMNS} FROM consent WHERE " + " OR ".join(
+        f"(to_key = ${2 * n + 1} AND from_key = ANY(${2 * n + 2}::text[]))" for n in range(lookups)
+    )
+
+
 def _usable(conn: Any) -> bool:
     """Whether a pooled connection held outside the pool is still open and still ours (the
     pool takes back a connection the server closed)."""
@@ -1112,6 +1121,26 @@ class PostgresStore:
 
         async def work(conn: Any) -> dict[str, ConsentRecord]:
             return {row[0]: _record(row) for row in await conn.fetch(SELECT_RECORDS, to_key, keys)}
+
+        return await self._read(work)
+
+    async def get_records_many(
+        self, lookups: Sequence[tuple[str, Sequence[str]]]
+    ) -> list[dict[str, ConsentRecord]]:
+        asked = [(to_key, list(from_keys)) for to_key, from_keys in lookups if from_keys]
+        if not asked:
+            return [{} for _ in lookups]
+        sql = _select_records_of(len(asked))
+        args = [value for lookup in asked for value in lookup]
+
+        async def work(conn: Any) -> list[dict[str, ConsentRecord]]:
+            found: dict[str, dict[str, ConsentRecord]] = {}
+            for row in await conn.fetch(sql, *args):
+                found.setdefault(row[1], {})[row[0]] = _record(row)
+            return [
+                {f: r for f, r in found.get(to_key, {}).items() if f in from_keys}
+                for to_key, from_keys in lookups
+            ]
 
         return await self._read(work)
 
