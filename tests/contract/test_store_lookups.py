@@ -54,3 +54,21 @@ async def test_the_index_reads_what_it_lacks_once_then_serves_both_from_cache(
     assert pair is not None and pair.status is OptStatus.OPT_IN
     assert wildcard is not None and wildcard.status is OptStatus.OPT_OUT
     assert index.misses == 2
+
+
+async def test_the_cache_keeps_the_most_recently_used_pairs_within_its_size(
+    store: ConsentStore,  # noqa: F811
+) -> None:
+    index = ConsentIndex(store, size=3)
+    index.trusted = True
+    customers = [f"+1650555{n:04d}" for n in range(2000, 2004)]
+    for customer in customers[:3]:
+        await index.records(customer, [F1])
+    await index.records(customers[0], [F1])  # now the most recently used
+    await index.records(customers[3], [F1])  # evicts customers[1], the least recently used
+    assert len(index) == 3
+    misses = index.misses
+    await index.records_many([(customers[0], [F1]), (customers[2], [F1]), (customers[3], [F1])])
+    assert index.misses == misses
+    await index.records(customers[1], [F1])
+    assert index.misses == misses + 1 and len(index) == 3
