@@ -130,7 +130,15 @@ def settings_secrets(settings: Settings) -> list[str]:
     return found
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
+    kind = type(value)
+    if kind in _PLAIN:  # the usual case, without isinstance's subclass walk
+        return value
+    if kind is list and all(type(v) in _PLAIN for v in value):
+        return value
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, dict):
