@@ -130,7 +130,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import re
@@ -317,6 +316,12 @@ PING = "SELECT 1"
 SELECT_RECORDS = (
     f"SELECT {_RECORD_COLUMNS} FROM consent WHERE to_key = $1 AND from_key = ANY($2::text[])"
 )
+SELECT_RECORDS_OF_ANY = (
+    f"SELECT {_RECORD_COLUMNS} FROM consent"
+    " WHERE to_key = ANY($1::text[]) AND from_key = ANY($2::text[])"
+)
+"""Several lookups as one index scan (rows of other combinations are dropped after: cheaper
+than an OR of exact conditions, which becomes a bitmap scan)."""
 SELECT_RECORDS_OF_PAIRS = (
     f"SELECT {_RECORD_COLUMNS} FROM consent"
     " WHERE (to_key, from_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
@@ -659,14 +664,6 @@ async def _keep_session(conn: Any) -> None:
     """Nothing to reset when a connection goes back to the pool: units of work leave no
     session state (no SET, LISTEN, cursors or session locks), and asyncpg still rolls back a
     transaction left open. Saves the round trip of asyncpg's default ``RESET ALL`` etc."""
-
-
-@functools.lru_cache(maxsize=16)
-def _select_records_of(lookups: int) -> str:
-    """One statement for several ``(to_key, from_keys)`` lookups (an index scan each)."""
-    return f"SELECT {_RECORD_COLUMNS} FROM consent WHERE " + " OR ".join(
-        f"(to_key = ${2 * n + 1} AND from_key = ANY(${2 * n + 2}::text[]))" for n in range(lookups)
-    )
 
 
 def _usable(conn: Any) -> bool:
@@ -1127,15 +1124,14 @@ class PostgresStore:
     async def get_records_many(
         self, lookups: Sequence[tuple[str, Sequence[str]]]
     ) -> list[dict[str, ConsentRecord]]:
-        asked = [(to_key, list(from_keys)) for to_key, from_keys in lookups if from_keys]
-        if not asked:
+        to_keys = list(dict.fromkeys(to_key for to_key, from_keys in lookups if from_keys))
+        if not to_keys:
             return [{} for _ in lookups]
-        sql = _select_records_of(len(asked))
-        args = [value for lookup in asked for value in lookup]
+        from_keys_any = list(dict.fromkeys(f for _, from_keys in lookups for f in from_keys))
 
         async def work(conn: Any) -> list[dict[str, ConsentRecord]]:
             found: dict[str, dict[str, ConsentRecord]] = {}
-            for row in await conn.fetch(sql, *args):
+            for row in await conn.fetch(SELECT_RECORDS_OF_ANY, to_keys, from_keys_any):
                 found.setdefault(row[1], {})[row[0]] = _record(row)
             return [
                 {f: r for f, r in found.get(to_key, {}).items() if f in from_keys}
