@@ -7,6 +7,7 @@ and any failure to decide refuses the send (fail closed).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -16,6 +17,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import hdrs, web
 
@@ -167,7 +169,7 @@ async def _log_blocked(
     for block in verdict.blocked:
         text = texts.get(block.index) if block.index is not None else None
         text = text if text is not None else parsed.text or ""
-        metrics.blocked_recipients.labels(dialect.name, prefix + block.reason).inc()
+        _labelled(metrics.blocked_recipients, dialect.name, prefix + block.reason).inc()
         entries.append(
             BlockedSend(
                 at_us=now_us,
@@ -313,6 +315,13 @@ async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) ->
         return response
     finally:
         _log_decision(trace, response, request.app[SETTINGS].default_region)
+
+
+@functools.lru_cache(maxsize=1024)
+def _labelled(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, memoised: prometheus_client validates and locks on every
+    ``labels`` call (microseconds, several per send); the child it returns never changes."""
+    return metric.labels(*values)
 
 
 class _RequestIds:
@@ -484,7 +493,7 @@ async def _handle_send(
         else:
             await _log_blocked(request, dialect, parsed, verdict, request_id, "")
             if parsed.kind is SendKind.MESSAGE or not verdict.kept_items:
-                metrics.sends.labels(dialect.name, "blocked", first).inc()
+                _labelled(metrics.sends, dialect.name, "blocked", first).inc()
                 names = ", ".join(b.recipient for b in verdict.blocked)
                 return refuse(
                     dialect,
@@ -501,7 +510,7 @@ async def _handle_send(
             decision_header = f"partial; reason={first}; dropped={len(verdict.blocked)}"
             metrics.sends.labels(dialect.name, "partial", first).inc()
     else:
-        metrics.sends.labels(dialect.name, "allowed", "").inc()
+        _labelled(metrics.sends, dialect.name, "allowed", "").inc()
 
     dropped = verdict.invalid + ([] if shadow else verdict.blocked)
     if shadow and verdict.blocked and parsed.kind is SendKind.BATCH:
@@ -526,7 +535,7 @@ async def _handle_send(
         body, content_type = dialect.encode_send(parsed)
         headers[hdrs.CONTENT_TYPE] = content_type
     base = settings.twilio_upstream if dialect.name == "twilio" else settings.ringcentral_upstream
-    metrics.gateway_latency.labels(dialect.name).observe(time.perf_counter() - started)
+    _labelled(metrics.gateway_latency, dialect.name).observe(time.perf_counter() - started)
     upstream_started = time.perf_counter()
     try:
         response = await upstream.request(
@@ -540,7 +549,9 @@ async def _handle_send(
             reply = await upstream.read_body(response)
     except (UpstreamUnreachable, UpstreamTimeout) as exc:
         return refuse_upstream_failure(request, dialect, exc, request_id)
-    metrics.upstream_latency.labels(dialect.name).observe(time.perf_counter() - upstream_started)
+    _labelled(metrics.upstream_latency, dialect.name).observe(
+        time.perf_counter() - upstream_started
+    )
     trace.upstream_status = response.status
     if response.status >= 500:
         metrics.upstream_errors.labels(dialect.name, "http-5xx").inc()
