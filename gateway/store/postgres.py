@@ -102,13 +102,16 @@ set ``statement_cache_size=0`` (asyncpg's cached statements are named prepared s
 in one server session that the next transaction may not get; PgBouncer >= 1.21 with
 ``max_prepared_statements`` can keep them, then the cache may stay on). Everything here is
 transaction-mode safe: one transaction per unit of work, transaction-scoped advisory locks,
-``ON COMMIT DROP`` temporary tables, no session state. PgBouncer refuses startup parameters it
+no session state. PgBouncer refuses startup parameters it
 does not know: give ``statement_timeout_ms=0&idle_in_transaction_timeout_ms=0`` (and no
 ``schema``) in the URL and set them on the role instead (``ALTER ROLE stopgate SET
 statement_timeout = '5s'``, ``… SET search_path = …``), or list them in
 ``ignore_startup_parameters`` (which drops them: set them on the role then too). A ``LISTEN``
 needs a session of its own: the change-feed listener connects to PostgreSQL directly (or through
-a session-mode pool), never through the transaction-mode one.
+a session-mode pool), never through the transaction-mode one. Reads keep up to
+``pool_max_size // 2`` of the pool's connections out of it between reads (taken as concurrent
+reads need them; asyncpg's acquire and release cost more CPU than a primary-key lookup); they
+still count against ``pool_max_size``, and the other half stays free for writes.
 
 *What the change feed costs.* ``NOTIFY`` is delivered to every listening session (one per
 gateway process), so each notification costs N deliveries and N cache invalidations; payloads are
