@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -17,11 +18,15 @@ from gateway import logs
 from gateway.config import Settings, load_settings, mask_url
 from gateway.errors import BadRequest, ConfigError, StopgateError
 from gateway.store import store_from_url
-from gateway.store.base import ConsentChange, ConsentStore, RecordQuery
+from gateway.store.base import AppliedChange, ConsentChange, ConsentStore, RecordQuery
 
 log = logging.getLogger("stopgate")
 
-IMPORT_BATCH = 1000
+IMPORT_BATCH = 10_000
+"""Rows per store write of an import: big enough that a write's round trips are few, small
+enough that memory stays flat (two batches are held: one being written, one being read)."""
+_IMPORT_YIELD_EVERY = 500
+"""Rows read between chances for the batch in flight to make progress."""
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -125,28 +130,47 @@ def _consents_import(args: argparse.Namespace) -> int:
         rejected: list[RejectedRow] = []
         batch: list[ConsentChange] = []
         progress = _Progress(args.file) if sys.stderr.isatty() or args.progress else None
+        # The next batch is read while the previous one is written (the database works
+        # meanwhile); batches are still written one after another, in file order.
+        writing: asyncio.Task[list[AppliedChange]] | None = None
 
-        async def flush() -> None:
-            nonlocal applied, skipped
-            results = await store.apply(batch, follow_up)
+        async def written() -> None:
+            nonlocal applied, skipped, writing
+            if writing is None:
+                return
+            results = await writing
+            writing = None
             applied += sum(r.applied for r in results)
             skipped += sum(not r.applied for r in results)
-            batch.clear()
             if progress is not None:
                 progress.show(seen, len(rejected))
+
+        async def flush() -> None:
+            nonlocal batch, writing
+            await written()
+            writing = asyncio.ensure_future(store.apply(batch, follow_up))
+            batch = []
 
         try:
             for row in parse_rows(handle, region=settings.default_region, actor="import"):
                 seen += 1
                 if isinstance(row, RejectedRow):
                     rejected.append(row)
-                    continue
-                batch.append(row)
-                if len(batch) >= IMPORT_BATCH:
+                elif len(batch) < IMPORT_BATCH:
+                    batch.append(row)
+                else:
                     await flush()
+                    batch.append(row)
+                if writing is not None and seen % _IMPORT_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
             if batch:
                 await flush()
+            await written()
         finally:
+            if writing is not None:
+                writing.cancel()
+                with contextlib.suppress(BaseException):
+                    await writing
             await store.close()
             if progress is not None:
                 progress.done()

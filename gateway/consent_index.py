@@ -12,6 +12,7 @@ costs nothing more - unless the cache is not trusted, when the store is always a
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -40,7 +41,9 @@ class ConsentIndex:
     def __init__(self, store: ConsentStore, size: int) -> None:
         self.store = store
         self.capacity = max(size, 1)
-        self._entries: LRUCache[PairKey, ConsentRecord | None] = LRUCache(maxsize=self.capacity)
+        # Least recently used first. An OrderedDict alone (C code: lookup, move_to_end,
+        # popitem) is both faster and smaller than cachetools' LRUCache, which wraps one.
+        self._entries: OrderedDict[PairKey, ConsentRecord | None] = OrderedDict()
         self._generation = 0
         self.hits = 0
         self.misses = 0
@@ -67,34 +70,81 @@ class ConsentIndex:
 
     async def records(self, to_key: str, from_keys: Sequence[str]) -> list[ConsentRecord | None]:
         """The records of ``(f, to_key)`` for each ``f``, in order (``None``: no record)."""
-        entries = self._entries
-        found: dict[str, ConsentRecord | None] = {}
-        missing: list[str] = []
-        trusted = self.trusted
-        for from_key in from_keys:
-            key = (from_key, to_key)
-            if trusted and key in entries:
-                found[from_key] = entries[key]
+        return (await self.records_many(((to_key, from_keys),)))[0]
+
+    async def records_many(
+        self, lookups: Sequence[tuple[str, Sequence[str]]]
+    ) -> list[list[ConsentRecord | None]]:
+        """:meth:`records` of each ``(to_key, from_keys)``; whatever the cache lacks is read
+        from the store in one round trip."""
+        if self.trusted and not self._pending:
+            # The send path's usual case, kept cheap: every pair cached.
+            entries = self._entries
+            touch = entries.move_to_end
+            try:
+                found_all: list[list[ConsentRecord | None]] = []
+                for to_key, from_keys in lookups:
+                    row: list[ConsentRecord | None] = []
+                    for from_key in from_keys:
+                        key = (from_key, to_key)
+                        row.append(entries[key])
+                        touch(key)
+                    found_all.append(row)
+            except KeyError:
+                pass
             else:
-                missing.append(from_key)
+                self.hits += 1
+                return found_all
+        return await self._read_through(lookups)
+
+    async def _read_through(
+        self, lookups: Sequence[tuple[str, Sequence[str]]]
+    ) -> list[list[ConsentRecord | None]]:
+        entries = self._entries
+        trusted = self.trusted
+        found: dict[PairKey, ConsentRecord | None] = {}
+        missing: list[tuple[str, list[str]]] = []
+        for to_key, from_keys in lookups:
+            lacking = []
+            for from_key in from_keys:
+                key = (from_key, to_key)
+                if trusted and key in entries:
+                    found[key] = entries[key]
+                    entries.move_to_end(key)
+                else:
+                    lacking.append(from_key)
+            if lacking:
+                missing.append((to_key, lacking))
         if missing:
             self.misses += 1
             generation = self._generation
-            fetched = await self.store.get_records(to_key, missing)
+            if len(missing) == 1:
+                fetched = [await self.store.get_records(*missing[0])]
+            else:
+                fetched = await self.store.get_records_many(missing)
             current = trusted and self.trusted and generation == self._generation
-            for from_key in missing:
-                record = fetched.get(from_key)
-                found[from_key] = record
-                if current:
-                    entries[(from_key, to_key)] = record
+            for (to_key, lacking), records in zip(missing, fetched, strict=True):
+                for from_key in lacking:
+                    record = records.get(from_key)
+                    found[(from_key, to_key)] = record
+                    if current:
+                        self._remember((from_key, to_key), record)
         else:
             self.hits += 1
-        if self._pending:
-            for from_key in from_keys:
-                spooled = self._pending.get((from_key, to_key))
+        pending = self._pending
+        if pending:
+            for key, record in found.items():
+                spooled = pending.get(key)
                 if spooled is not None:
-                    found[from_key] = newest((found[from_key], spooled))
-        return [found[from_key] for from_key in from_keys]
+                    found[key] = newest((record, spooled))
+        return [[found[(f, to_key)] for f in from_keys] for to_key, from_keys in lookups]
+
+    def _remember(self, key: PairKey, record: ConsentRecord | None) -> None:
+        entries = self._entries
+        entries[key] = record
+        entries.move_to_end(key)
+        if len(entries) > self.capacity:
+            entries.popitem(last=False)
 
     async def suppressions(self, to_key: str) -> tuple[Suppression, ...]:
         """The suppression list entries of a customer (cached like records)."""

@@ -36,6 +36,16 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
     "taskName",
 }
 
+_CREDENTIAL_WORDS = (
+    ("authorization",),
+    ("bearer", "basic"),
+    ("://",),
+    ("x-twilio-signature", "verification-token", "validation-token", "x-stopgate-signature"),
+)
+"""For each of :data:`_CREDENTIAL_PATTERNS`, words one of which any match contains. On ASCII
+text (where lower-casing is exactly what the patterns' IGNORECASE does) a pattern none of whose
+words occur cannot match, so it is not run: most log lines contain none of them."""
+
 _CREDENTIAL_PATTERNS = (
     # "Authorization: bearer xyz", "'Authorization': 'Basic xyz'", "authorization=xyz"
     re.compile(
@@ -75,9 +85,7 @@ class Scrubber:
                 serialised = serialised.replace(value, MASK)
         if self._short is not None:
             serialised = self._short.sub(MASK, serialised)
-        for pattern in _CREDENTIAL_PATTERNS:
-            serialised = pattern.sub(_masked, serialised)
-        return serialised
+        return _mask_credentials(serialised)
 
     def __call__(self, text: str) -> str:
         for value in self._exact:
@@ -85,9 +93,17 @@ class Scrubber:
                 text = text.replace(value, MASK)
         if self._short is not None:
             text = self._short.sub(MASK, text)
-        for pattern in _CREDENTIAL_PATTERNS:
+        return _mask_credentials(text)
+
+
+def _mask_credentials(text: str) -> str:
+    lowered = text.lower() if text.isascii() else None
+    for pattern, words in zip(_CREDENTIAL_PATTERNS, _CREDENTIAL_WORDS, strict=True):
+        if lowered is None or any(word in lowered for word in words):
             text = pattern.sub(_masked, text)
-        return text
+            if lowered is not None:
+                lowered = text.lower()
+    return text
 
 
 def _masked(match: re.Match[str]) -> str:
@@ -114,7 +130,15 @@ def settings_secrets(settings: Settings) -> list[str]:
     return found
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
+    kind = type(value)
+    if kind in _PLAIN:  # the usual case, without isinstance's subclass walk
+        return value
+    if kind is list and all(type(v) in _PLAIN for v in value):
+        return value
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, dict):

@@ -7,13 +7,17 @@ and any failure to decide refuses the send (fail closed).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import logging
+import os
+import secrets
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import hdrs, web
 
@@ -124,10 +128,11 @@ async def _check(
         except InvalidAddress as exc:
             raise BadRequest(exc.problem.value, str(exc), parameter="to") from None
         if to_key not in decisions:
-            records = await index.records(to_key, from_keys)
             # An erased customer who had opted out is kept as a suppression under a keyed hash.
-            records += await index.records(alias(erasure_key, to_key), (WILDCARD,))
-            decision = decide(records, default, await index.suppressions(to_key))
+            records, erased = await index.records_many(
+                ((to_key, from_keys), (alias(erasure_key, to_key), (WILDCARD,)))
+            )
+            decision = decide(records + erased, default, await index.suppressions(to_key))
             decisions[to_key] = None if decision.allowed else str(decision.reason)
         return decisions[to_key]
 
@@ -173,7 +178,7 @@ async def _log_blocked(
     for block in verdict.blocked:
         text = texts.get(block.index) if block.index is not None else None
         text = text if text is not None else parsed.text or ""
-        metrics.blocked_recipients.labels(dialect.name, prefix + block.reason).inc()
+        _labelled(metrics.blocked_recipients, dialect.name, prefix + block.reason).inc()
         entries.append(
             BlockedSend(
                 at_us=now_us,
@@ -311,7 +316,7 @@ class _Trace:
 
 async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) -> web.Response:
     """Decide and answer one send; whatever happens, log one line saying what was decided."""
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request_id = request.headers.get("X-Request-Id") or _request_ids.next()
     trace = _Trace(request_id, dialect.name)
     response: web.Response | None = None
     try:
@@ -319,6 +324,33 @@ async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) ->
         return response
     finally:
         _log_decision(trace, response, request.app[SETTINGS].default_region)
+
+
+@functools.lru_cache(maxsize=1024)
+def _labelled(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, memoised: prometheus_client validates and locks on every
+    ``labels`` call (microseconds, several per send); the child it returns never changes."""
+    return metric.labels(*values)
+
+
+class _RequestIds:
+    """Request ids for sends that came without one: 32 hex digits, a random per-process prefix
+    and a counter (a uuid4 per send costs a system call and an object; these need only be
+    unique, not unguessable). A forked worker draws a prefix of its own."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+
+
+_request_ids = _RequestIds()
 
 
 def _log_decision(trace: _Trace, response: web.Response | None, region: str) -> None:
@@ -473,7 +505,7 @@ async def _handle_send(
         else:
             await _log_blocked(request, dialect, parsed, verdict, request_id, "")
             if parsed.kind is SendKind.MESSAGE or not verdict.kept_items:
-                metrics.sends.labels(dialect.name, "blocked", first).inc()
+                _labelled(metrics.sends, dialect.name, "blocked", first).inc()
                 names = ", ".join(b.recipient for b in verdict.blocked)
                 return refuse(
                     dialect,
@@ -491,7 +523,7 @@ async def _handle_send(
             decision_header = f"partial; reason={first}; dropped={len(verdict.blocked)}"
             metrics.sends.labels(dialect.name, "partial", first).inc()
     else:
-        metrics.sends.labels(dialect.name, "allowed", "").inc()
+        _labelled(metrics.sends, dialect.name, "allowed", "").inc()
 
     dropped = verdict.invalid + ([] if shadow else verdict.blocked)
     if shadow and verdict.blocked and parsed.kind is SendKind.BATCH:
@@ -518,7 +550,7 @@ async def _handle_send(
         body, content_type = dialect.encode_send(parsed)
         headers[hdrs.CONTENT_TYPE] = content_type
     base = settings.twilio_upstream if dialect.name == "twilio" else settings.ringcentral_upstream
-    metrics.gateway_latency.labels(dialect.name).observe(time.perf_counter() - started)
+    _labelled(metrics.gateway_latency, dialect.name).observe(time.perf_counter() - started)
     upstream_started = time.perf_counter()
     try:
         response = await upstream.request(
@@ -532,7 +564,9 @@ async def _handle_send(
             reply = await upstream.read_body(response)
     except (UpstreamUnreachable, UpstreamTimeout) as exc:
         return refuse_upstream_failure(request, dialect, exc, request_id)
-    metrics.upstream_latency.labels(dialect.name).observe(time.perf_counter() - upstream_started)
+    _labelled(metrics.upstream_latency, dialect.name).observe(
+        time.perf_counter() - upstream_started
+    )
     trace.upstream_status = response.status
     if slots and not 200 <= response.status < 300:
         await schedule.give_back(request, slots)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 import aiohttp
@@ -38,17 +39,20 @@ def end_to_end_headers(
     headers: Mapping[str, str] | CIMultiDictProxy[str], drop: Iterable[str] = ()
 ) -> CIMultiDict[str]:
     """The headers a proxy passes on: hop-by-hop ones (and those ``Connection`` names) dropped."""
-    dropped = set(HOP_BY_HOP)
-    dropped.update(d.lower() for d in drop)
+    dropped = _dropped(tuple(drop))
     connection = headers.get("Connection")
     if connection:
-        dropped.update(token.strip().lower() for token in connection.split(","))
+        dropped = dropped | {token.strip().lower() for token in connection.split(",")}
     out: CIMultiDict[str] = CIMultiDict()
-    items = headers.items()
-    for name, value in items:
+    for name, value in headers.items():
         if name.lower() not in dropped:
             out.add(name, value)
     return out
+
+
+@lru_cache(maxsize=16)
+def _dropped(drop: tuple[str, ...]) -> frozenset[str]:
+    return HOP_BY_HOP | {d.lower() for d in drop}
 
 
 def make_client_session(settings: Settings) -> aiohttp.ClientSession:

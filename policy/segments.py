@@ -173,6 +173,12 @@ def count_segments(text: str) -> SegmentCount:
     each segment carries at most 153 septets or 67 units, and an escape pair or
     surrogate pair is never split: it moves whole to the next segment.
     """
+    if GSM7_BASIC.issuperset(text):
+        # Every character one septet: the walk packs exactly 153 per split segment, so the
+        # count is a division (the common case, without building the segments).
+        units = len(text)
+        segments = 0 if not units else 1 if units <= GSM7_SINGLE else -(-units // GSM7_MULTI)
+        return SegmentCount(encoding=Encoding.GSM7, units=units, segments=segments)
     encoding, units, parts = _walk(text)
     return SegmentCount(encoding=encoding, units=units, segments=len(parts))
 

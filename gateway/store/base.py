@@ -257,6 +257,12 @@ class ConsentStore(Protocol):
     async def get_records(self, to_key: str, from_keys: Sequence[str]) -> dict[str, ConsentRecord]:
         """The records of ``(f, to_key)`` for each ``f`` in ``from_keys`` that has one."""
 
+    async def get_records_many(
+        self, lookups: Sequence[tuple[str, Sequence[str]]]
+    ) -> list[dict[str, ConsentRecord]]:
+        """:meth:`get_records` of each ``(to_key, from_keys)``, in order, in one read (one
+        round trip: a send's number and its erasure alias are looked up together)."""
+
     async def apply(
         self, changes: Sequence[ConsentChange], follow_up: FollowUp | None = None
     ) -> list[AppliedChange]:

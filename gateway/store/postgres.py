@@ -37,10 +37,12 @@ Semantics are those of the SQLite store, method by method (see :mod:`gateway.sto
   :func:`policy.consent.supersedes` in Python - the same code as SQLite - and writes what applied
   in one statement (data-modifying CTEs over ``unnest`` arrays).
 - Bulk: an :meth:`PostgresStore.apply` with at least ``BULK_COPY_MIN`` applied changes (an
-  import batch) writes its history with binary ``COPY`` straight into ``consent_history`` and its
-  new records with ``COPY`` into an ``ON COMMIT DROP`` temporary table, then one ``INSERT … ON
-  CONFLICT DO UPDATE`` from it. The decision per change stays the row-by-row one (duplicates in a
-  batch, exact ties to OptOut, history with the previous status), so results are identical.
+  import batch) writes its history with binary ``COPY`` straight into ``consent_history``, and
+  the records of pairs that had none with ``COPY`` straight into ``consent`` (safe: every consent
+  writer holds the clock lock, so a pair absent when read under it is still absent); records
+  that replace existing ones go through the one-statement upsert. The decision per change stays
+  the row-by-row one (duplicates in a batch, exact ties to OptOut, history with the previous
+  status), so results are identical.
 - Migrations are versioned in ``schema_migrations``; :meth:`PostgresStore.open` applies the
   missing ones in one transaction under ``pg_advisory_xact_lock``, so processes starting together
   migrate once and the others wait, then find the schema current. DDL is transactional: a failed
@@ -100,13 +102,16 @@ set ``statement_cache_size=0`` (asyncpg's cached statements are named prepared s
 in one server session that the next transaction may not get; PgBouncer >= 1.21 with
 ``max_prepared_statements`` can keep them, then the cache may stay on). Everything here is
 transaction-mode safe: one transaction per unit of work, transaction-scoped advisory locks,
-``ON COMMIT DROP`` temporary tables, no session state. PgBouncer refuses startup parameters it
+no session state. PgBouncer refuses startup parameters it
 does not know: give ``statement_timeout_ms=0&idle_in_transaction_timeout_ms=0`` (and no
 ``schema``) in the URL and set them on the role instead (``ALTER ROLE stopgate SET
 statement_timeout = '5s'``, ``… SET search_path = …``), or list them in
 ``ignore_startup_parameters`` (which drops them: set them on the role then too). A ``LISTEN``
 needs a session of its own: the change-feed listener connects to PostgreSQL directly (or through
-a session-mode pool), never through the transaction-mode one.
+a session-mode pool), never through the transaction-mode one. Reads keep up to
+``pool_max_size // 2`` of the pool's connections out of it between reads (taken as concurrent
+reads need them; asyncpg's acquire and release cost more CPU than a primary-key lookup); they
+still count against ``pool_max_size``, and the other half stays free for writes.
 
 *What the change feed costs.* ``NOTIFY`` is delivered to every listening session (one per
 gateway process), so each notification costs N deliveries and N cache invalidations; payloads are
@@ -378,6 +383,12 @@ PING = "SELECT 1"
 SELECT_RECORDS = (
     f"SELECT {_RECORD_COLUMNS} FROM consent WHERE to_key = $1 AND from_key = ANY($2::text[])"
 )
+SELECT_RECORDS_OF_ANY = (
+    f"SELECT {_RECORD_COLUMNS} FROM consent"
+    " WHERE to_key = ANY($1::text[]) AND from_key = ANY($2::text[])"
+)
+"""Several lookups as one index scan (rows of other combinations are dropped after: cheaper
+than an OR of exact conditions, which becomes a bitmap scan)."""
 SELECT_RECORDS_OF_PAIRS = (
     f"SELECT {_RECORD_COLUMNS} FROM consent"
     " WHERE (to_key, from_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
@@ -435,15 +446,7 @@ HISTORY_COLUMNS = (
     "note",
     "evidence",
 )
-BULK_TABLE = "stopgate_consent_batch"
-CREATE_BULK_TABLE = f"CREATE TEMPORARY TABLE {BULK_TABLE} (LIKE consent) ON COMMIT DROP"
-UPSERT_FROM_BULK_TABLE = f"""
-    INSERT INTO consent (to_key, from_key, status, source, modified_us, note, evidence)
-    SELECT to_key, from_key, status, source, modified_us, note, evidence FROM {BULK_TABLE}
-    ON CONFLICT (to_key, from_key) DO UPDATE SET status = excluded.status,
-        source = excluded.source, modified_us = excluded.modified_us, note = excluded.note,
-        evidence = excluded.evidence
-"""
+CONSENT_COLUMNS = ("to_key", "from_key", "status", "source", "modified_us", "note", "evidence")
 
 SELECT_HISTORY = (
     "SELECT id, from_key, to_key, old_status, new_status, source, actor, modified_us, note,"
@@ -817,6 +820,15 @@ async def _keep_session(conn: Any) -> None:
     transaction left open. Saves the round trip of asyncpg's default ``RESET ALL`` etc."""
 
 
+def _usable(conn: Any) -> bool:
+    """Whether a pooled connection held outside the pool is still open and still ours (the
+    pool takes back a connection the server closed)."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # taken back: "connection has been released to the pool"
+        return False
+
+
 def _record(row: Sequence[Any]) -> ConsentRecord:
     return ConsentRecord(row[0], row[1], OptStatus(row[2]), Source(row[3]), row[4], row[5], row[6])
 
@@ -838,6 +850,8 @@ class _Writes:
     history: list[tuple[Any, ...]] = field(default_factory=list)
     footer: dict[tuple[str, str], None] = field(default_factory=dict)
     log: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    created: set[tuple[str, str]] = field(default_factory=set)
+    """(to_key, from_key) of the records in ``final`` whose pair had no record before."""
 
     def __post_init__(self) -> None:
         self.start_us = self.last_us
@@ -889,6 +903,8 @@ def _decide(
             results.append(AppliedChange(existing or record, None, applied=False))
             continue
         previous = existing.status if existing else None
+        if existing is None:
+            writes.created.add(key)
         current[key] = record
         writes.final[key] = record
         writes.history.append(
@@ -932,6 +948,12 @@ class PostgresStore:
         self._listener: Any = None
         self._listener_schema = ""
         self._woken = asyncio.Event()
+        self._readers_limit = self.options.pool_max_size // 2
+        """Pooled connections reads may keep for themselves (see :meth:`_read_leased`); the
+        rest stay free for writes. None with a pool of one."""
+        self._readers = 0
+        self._idle_readers: list[Any] = []
+        self._readers_generation = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -1017,6 +1039,7 @@ class PostgresStore:
         pool, self._pool = self._pool, None
         if pool is None:
             return
+        await self._release_idle_readers(pool)
         try:
             await asyncio.wait_for(pool.close(), timeout=5.0)
         except _DRIVER_ERRORS:
@@ -1062,13 +1085,18 @@ class PostgresStore:
                 raise StoreUnavailable(_describe(exc)) from exc
             await asyncio.sleep(_BACKOFF_S * (2 ** (attempt - 1)) * (1 + random.random()))  # noqa: S311
 
-    async def _once(self, pool: Any, work: Callable[[Any], Awaitable[T]], transaction: bool) -> T:
+    async def _acquire(self, pool: Any) -> Any:
         try:
-            conn = await pool.acquire(timeout=self.options.acquire_timeout_ms / 1000)
+            return await pool.acquire(timeout=self.options.acquire_timeout_ms / 1000)
         except asyncpg.InterfaceError as exc:
             if self._pool is None:  # closed meanwhile
                 raise StoreUnavailable("the PostgreSQL store is closed") from exc
             raise
+
+    async def _once(self, pool: Any, work: Callable[[Any], Awaitable[T]], transaction: bool) -> T:
+        if not transaction and (self._idle_readers or self._readers < self._readers_limit):
+            return await self._read_leased(pool, work)
+        conn = await self._acquire(pool)
         try:
             if not transaction:
                 return await work(conn)
@@ -1093,12 +1121,61 @@ class PostgresStore:
             with contextlib.suppress(*_DRIVER_ERRORS):
                 await pool.release(conn)
 
-    @staticmethod
-    async def _recycle(pool: Any) -> None:
+    async def _read_leased(self, pool: Any, work: Callable[[Any], Awaitable[T]]) -> T:
+        """A read on a connection kept out of the pool between reads. A pool's acquire and
+        release cost more CPU than a primary-key lookup itself (a cache miss on the send path):
+        up to ``pool_max_size // 2`` connections, taken from the pool as reads need them, go
+        back to an idle list of their own instead. One that fails goes back to the pool (which
+        cleans it up or, when the connection broke, replaces it); :meth:`_recycle` and
+        :meth:`close` give the idle ones back too."""
+        conn = None
+        while self._idle_readers and conn is None:
+            conn = self._idle_readers.pop()
+            if not _usable(conn):  # the server closed it while idle
+                self._readers -= 1
+                with contextlib.suppress(*_DRIVER_ERRORS):
+                    await pool.release(conn)
+                conn = None
+        if conn is None:
+            self._readers += 1
+            try:
+                conn = await self._acquire(pool)
+            except BaseException:
+                self._readers -= 1
+                raise
+        generation = self._readers_generation
+        try:
+            result = await work(conn)
+        except BaseException as exc:
+            self._readers -= 1
+            if isinstance(exc, _RECYCLE):
+                with contextlib.suppress(*_DRIVER_ERRORS):
+                    conn.terminate()
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                await pool.release(conn)
+            raise
+        if generation == self._readers_generation and self._pool is pool:
+            self._idle_readers.append(conn)
+        else:  # recycled or closed meanwhile
+            self._readers -= 1
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                await pool.release(conn)
+        return result
+
+    async def _release_idle_readers(self, pool: Any) -> None:
+        self._readers_generation += 1
+        idle, self._idle_readers = self._idle_readers, []
+        self._readers -= len(idle)
+        for conn in idle:
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                await pool.release(conn)
+
+    async def _recycle(self, pool: Any) -> None:
         """After a lost connection, the others may be dead too (a restarted server): have the
         pool replace every idle connection before it is used again."""
         with contextlib.suppress(*_DRIVER_ERRORS):
             await pool.expire_connections()
+        await self._release_idle_readers(pool)
 
     @staticmethod
     async def _lock_clock(conn: Any) -> _Writes:
@@ -1148,11 +1225,12 @@ class PostgresStore:
                 "consent_history", records=history, columns=HISTORY_COLUMNS
             )
             history = []
-            if final:
-                await conn.execute(CREATE_BULK_TABLE)
-                await conn.copy_records_to_table(BULK_TABLE, records=final)
-                await conn.execute(UPSERT_FROM_BULK_TABLE)
-                final = []
+            created = [row for row in final if (row[0], row[1]) in writes.created]
+            if created:
+                await conn.copy_records_to_table(
+                    "consent", records=created, columns=CONSENT_COLUMNS
+                )
+                final = [row for row in final if (row[0], row[1]) not in writes.created]
         removed = _columns(writes.removed, 2)
         footer = _columns(list(writes.footer), 2)
         logged = _columns(writes.log, 3)
@@ -1194,6 +1272,25 @@ class PostgresStore:
 
         async def work(conn: Any) -> dict[str, ConsentRecord]:
             return {row[0]: _record(row) for row in await conn.fetch(SELECT_RECORDS, to_key, keys)}
+
+        return await self._read(work)
+
+    async def get_records_many(
+        self, lookups: Sequence[tuple[str, Sequence[str]]]
+    ) -> list[dict[str, ConsentRecord]]:
+        to_keys = list(dict.fromkeys(to_key for to_key, from_keys in lookups if from_keys))
+        if not to_keys:
+            return [{} for _ in lookups]
+        from_keys_any = list(dict.fromkeys(f for _, from_keys in lookups for f in from_keys))
+
+        async def work(conn: Any) -> list[dict[str, ConsentRecord]]:
+            found: dict[str, dict[str, ConsentRecord]] = {}
+            for row in await conn.fetch(SELECT_RECORDS_OF_ANY, to_keys, from_keys_any):
+                found.setdefault(row[1], {})[row[0]] = _record(row)
+            return [
+                {f: r for f, r in found.get(to_key, {}).items() if f in from_keys}
+                for to_key, from_keys in lookups
+            ]
 
         return await self._read(work)
 

@@ -249,6 +249,12 @@ def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
     return (f"WHERE {' AND '.join(fragments)}" if fragments else ""), params
 
 
+def _records_query(to_key: str, from_keys: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    marks = ",".join("?" * len(from_keys))
+    sql = f"SELECT {_RECORD_COLUMNS} FROM consent WHERE to_key = ? AND from_key IN ({marks})"
+    return sql, (to_key, *from_keys)
+
+
 def _record(row: Sequence[Any]) -> ConsentRecord:
     return ConsentRecord(row[0], row[1], OptStatus(row[2]), Source(row[3]), row[4], row[5], row[6])
 
@@ -397,12 +403,22 @@ class SQLiteStore:
     async def get_records(self, to_key: str, from_keys: Sequence[str]) -> dict[str, ConsentRecord]:
         if not from_keys:
             return {}
-        marks = ",".join("?" * len(from_keys))
-        sql = f"SELECT {_RECORD_COLUMNS} FROM consent WHERE to_key = ? AND from_key IN ({marks})"
-        params = (to_key, *from_keys)
+        sql, params = _records_query(to_key, from_keys)
 
         def work(conn: sqlite3.Connection) -> dict[str, ConsentRecord]:
             return {row[0]: _record(row) for row in conn.execute(sql, params)}
+
+        return await self._reader.run(work)
+
+    async def get_records_many(
+        self, lookups: Sequence[tuple[str, Sequence[str]]]
+    ) -> list[dict[str, ConsentRecord]]:
+        def work(conn: sqlite3.Connection) -> list[dict[str, ConsentRecord]]:
+            found: list[dict[str, ConsentRecord]] = []
+            for to_key, from_keys in lookups:
+                rows = conn.execute(*_records_query(to_key, from_keys)) if from_keys else ()
+                found.append({row[0]: _record(row) for row in rows})
+            return found
 
         return await self._reader.run(work)
 

@@ -1,0 +1,204 @@
+"""Benchmark: CPU instructions per send, counted by callgrind (immune to a busy machine).
+
+    python bench/send_instructions.py [--sends 500] [--gateway-src OLD_TREE ...] [--json OUT]
+
+Starts ``bench/fast_upstream.py`` and ``stopgate serve`` (SQLite store, Twilio dialect) with the
+gateway under ``valgrind --tool=callgrind --instr-atstart=no``; sends warm-up requests (so the
+consent cache is warm and every code path has run once), switches instrumentation on, sends
+``--sends`` requests one after another on one keep-alive connection, and reads the instruction
+count back. Scenarios: (b) allowed sends rotating over 100 recipients, (c) sends to an opted-out
+pair (refused 21610), each in a process of its own. Each ``--gateway-src`` tree (e.g. ``git
+worktree add /tmp/old <commit>``) is measured the same way, so two versions compare as a ratio of
+instruction counts, whatever else the machine is doing. Needs ``valgrind``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import send_path  # noqa: E402
+from send_path import (  # noqa: E402  (the bench directory is on sys.path)
+    AUTH_TOKEN,
+    BLOCKED_BASE,
+    HOST,
+    ROOT,
+    BenchError,
+    free_port,
+    number,
+    opt_out,
+    send_request,
+    stopgate_command,
+    wait_for_port,
+    wait_ready,
+)
+
+ALLOWED_BASE = 6505552000
+WARMUP_SENDS = 150
+START_TIMEOUT = 240.0
+"""Seconds a gateway under valgrind may take to answer /readyz."""
+
+
+def read_response(sock: socket.socket, buffer: bytearray) -> int:
+    """Read one HTTP/1.1 response with a Content-Length; return its status."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise BenchError("connection closed mid-response")
+        buffer += chunk
+    head, _, _ = bytes(buffer).partition(b"\r\n\r\n")
+    match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    if match is None:
+        raise BenchError(f"response without Content-Length: {head[:300]!r}")
+    total = len(head) + 4 + int(match.group(1))
+    while len(buffer) < total:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise BenchError("connection closed mid-body")
+        buffer += chunk
+    status = int(head.split(b" ", 2)[1])
+    del buffer[:total]
+    return status
+
+
+def send_all(port: int, requests: Sequence[bytes], expect: int) -> None:
+    with socket.create_connection((HOST, port), timeout=120) as sock:
+        buffer = bytearray()
+        for raw in requests:
+            sock.sendall(raw)
+            status = read_response(sock, buffer)
+            if status != expect:
+                raise BenchError(f"expected {expect}, got {status}")
+
+
+def callgrind_total(out_file: Path) -> int:
+    for line in reversed(out_file.read_text(errors="replace").splitlines()):
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise BenchError(f"no totals in {out_file}")
+
+
+@contextlib.contextmanager
+def started(command: Sequence[str], env: dict[str, str], log: Path) -> Iterator[Any]:
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(
+            list(command), cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+def measure(source: str | None, scenario: str, sends: int, workdir: Path) -> int:
+    upstream_port, gateway_port = free_port(), free_port()
+    admin = secrets.token_hex(16)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOPGATE_")}
+    upstream_url = f"http://{HOST}:{upstream_port}"
+    env.update(
+        STOPGATE_TWILIO_UPSTREAM=upstream_url,
+        STOPGATE_RINGCENTRAL_UPSTREAM=upstream_url,
+        STOPGATE_TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        STOPGATE_ADMIN_TOKEN=admin,
+    )
+    tag = f"{Path(source).name if source else 'this'}-{scenario}"
+    out_file = workdir / f"callgrind.{tag}.out"
+    store = workdir / f"{tag}.db"
+    gateway = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out_file}",
+        *stopgate_command(source),
+        "serve",
+        "--listen",
+        f"{HOST}:{gateway_port}",
+        "--store",
+        f"sqlite:///{store}",
+    ]
+    upstream = [sys.executable, str(HERE / "fast_upstream.py"), "--port", str(upstream_port)]
+    with (
+        started(upstream, env, workdir / f"upstream.{tag}.log") as up,
+        started(gateway, env, workdir / f"gateway.{tag}.log") as gw,
+    ):
+        wait_for_port(upstream_port, up, "fast upstream", workdir / f"upstream.{tag}.log")
+        send_path.START_TIMEOUT = START_TIMEOUT  # valgrind starts slowly
+        wait_ready(gateway_port, gw, workdir / f"gateway.{tag}.log")
+        if scenario == "c":
+            blocked = number(BLOCKED_BASE, 0)
+            opt_out(gateway_port, admin, [blocked])
+            requests = [send_request(gateway_port, blocked)] * sends
+            expect = 400
+        else:
+            recipients = [number(ALLOWED_BASE, n) for n in range(100)]
+            requests = [send_request(gateway_port, recipients[n % 100]) for n in range(sends)]
+            expect = 201
+        send_all(gateway_port, requests[:WARMUP_SENDS] + requests[:100], expect)
+        control = shutil.which("callgrind_control") or "callgrind_control"
+        subprocess.run([control, "-i", "on", str(gw.pid)], check=True, capture_output=True)
+        send_all(gateway_port, requests, expect)
+        subprocess.run([control, "-i", "off", str(gw.pid)], check=True, capture_output=True)
+        gw.terminate()
+        gw.wait(120)
+    # The dump written at exit holds what was counted while instrumentation was on.
+    deadline = time.monotonic() + 30
+    while not out_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return callgrind_total(out_file)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sends", type=int, default=500)
+    parser.add_argument("--gateway-src", action="append", default=[], help="another tree")
+    parser.add_argument("--scenarios", default="bc")
+    parser.add_argument("--json")
+    options = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed", file=sys.stderr)
+        return 2
+    sources: list[str | None] = [*options.gateway_src, None]
+    figures: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="stopgate-callgrind-") as tmp:
+        for source in sources:
+            name = source or "this tree"
+            for scenario in options.scenarios:
+                total = measure(source, scenario, options.sends, Path(tmp))
+                per_send = total / options.sends
+                figures.setdefault(name, {})[scenario] = round(per_send)
+                print(f"{name} ({scenario}): {per_send:,.0f} instructions per send", flush=True)
+    if len(sources) > 1:
+        mine = figures["this tree"]
+        for name, values in figures.items():
+            if name != "this tree":
+                for scenario, value in values.items():
+                    print(f"({scenario}) this tree / {name}: {mine[scenario] / value:.3f}")
+    if options.json:
+        Path(options.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""PostgreSQL reads on connections kept out of the pool between reads (the cheap cache miss):
+bounded, shared with writes, and replaced when the server drops them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+
+from gateway.store.base import ConsentChange
+from gateway.store.postgres import PostgresStore
+from policy.consent import OptStatus, Source
+from tests.support import postgres
+from tests.support.ci import in_ci
+
+F1 = "+16505550100"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    try:
+        with postgres.server() as url, postgres.schema(url) as schema_url:
+            yield schema_url
+    except postgres.NoPostgres as exc:
+        if in_ci():
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+def customer(n: int) -> str:
+    return f"+1650556{n:04d}"
+
+
+async def _backends(url: str, name: str) -> list[int]:
+    conn = await asyncpg.connect(url.split("?")[0])
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1", name
+        )
+        return [row[0] for row in rows]
+    finally:
+        await conn.close()
+
+
+async def _terminate(url: str, name: str) -> None:
+    conn = await asyncpg.connect(url.split("?")[0])
+    try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            name,
+        )
+    finally:
+        await conn.close()
+
+
+async def test_concurrent_reads_and_writes_share_a_bounded_pool(pg_url: str) -> None:
+    name = f"sg_reads_{os.getpid()}"
+    store = PostgresStore(f"{pg_url}&application_name={name}&pool_max_size=4")
+    await store.open()
+    try:
+        await store.apply(
+            [
+                ConsentChange(F1, customer(n), OptStatus.OPT_OUT, Source.API, actor="t")
+                for n in range(20)
+            ]
+        )
+
+        async def read(n: int) -> OptStatus:
+            return (await store.get_records(customer(n % 20), [F1, "*"]))[F1].status
+
+        async def write(n: int) -> None:
+            change = ConsentChange(F1, customer(100 + n), OptStatus.OPT_IN, Source.API, actor="t")
+            await store.apply([change])
+
+        statuses = await asyncio.gather(
+            *(read(n) for n in range(60)), *(write(n) for n in range(10))
+        )
+        assert statuses[:60] == [OptStatus.OPT_OUT] * 60
+        assert store._readers <= 2 and len(store._idle_readers) == store._readers
+        assert len(await _backends(pg_url, name)) <= 4
+        # Idle readers are reused: no new connection for sequential reads.
+        before = sorted(await _backends(pg_url, name))
+        for n in range(50):
+            await read(n)
+        assert sorted(await _backends(pg_url, name)) == before
+    finally:
+        await store.close()
+    assert store._idle_readers == []
+    assert await _backends(pg_url, name) == []
+
+
+async def test_reads_go_on_when_the_server_drops_the_kept_connections(pg_url: str) -> None:
+    name = f"sg_reads_lost_{os.getpid()}"
+    store = PostgresStore(f"{pg_url}&application_name={name}")
+    await store.open()
+    try:
+        await store.apply(
+            [ConsentChange(F1, customer(1), OptStatus.OPT_OUT, Source.API, actor="t")]
+        )
+        for _ in range(3):
+            assert (await store.get_records(customer(1), [F1]))[F1].status is OptStatus.OPT_OUT
+            await _terminate(pg_url, name)
+        assert (await store.get_records(customer(1), [F1]))[F1].status is OptStatus.OPT_OUT
+        assert store._readers == len(store._idle_readers) <= store.options.pool_max_size // 2
+    finally:
+        await store.close()
+
+
+async def test_a_pool_of_one_keeps_no_connection_for_reads(pg_url: str) -> None:
+    store = PostgresStore(f"{pg_url}&pool_max_size=1")
+    await store.open()
+    try:
+        assert await store.get_records(customer(1), [F1]) == {}
+        assert store._readers == 0 and store._idle_readers == []
+        await store.apply([ConsentChange(F1, customer(1), OptStatus.OPT_IN, Source.API, actor="t")])
+    finally:
+        await store.close()
