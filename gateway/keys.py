@@ -19,6 +19,7 @@ from gateway.metrics import Metrics
 from gateway.ringcentral_login import RingCentralLogin
 from gateway.spool import Spool
 from gateway.store.base import ConsentStore
+from gateway.upstream_lean import LeanClient
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -37,3 +38,4 @@ KEYWORDS = web.AppKey("keywords", KeywordPolicy)
 FEED = web.AppKey("change_feed", FeedState)
 BLOCKED_LOG = web.AppKey("blocked_log", BlockedLog)
 CLOCK = web.AppKey("clock", Clock)
+SEND_CLIENT = web.AppKey("send_client", LeanClient)
