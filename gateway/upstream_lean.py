@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from typing import Final
+from typing import Final, cast
 
 import httptools
 from multidict import CIMultiDict
@@ -77,8 +77,8 @@ class _Connection(asyncio.Protocol):
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self._reply is None:
