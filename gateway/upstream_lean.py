@@ -177,6 +177,14 @@ class _Connection(asyncio.Protocol):
         self.transport.write(request)
         return reply
 
+    def time_out(self) -> None:
+        """The exchange's deadline passed: fail the reply awaited, if any."""
+        self.usable = False
+        reply = self._reply
+        self._reply = None
+        if reply is not None and not reply.done():
+            reply.set_exception(UpstreamTimeout("upstream did not answer in time"))
+
     def loop_time(self) -> float:
         return self._loop.time()
 
@@ -210,24 +218,39 @@ class LeanClient:
         port = url.port or _DEFAULT_PORTS.get(scheme, 80)
         head = self._head(method, url, host, port, headers, len(body))
         origin = (scheme, host, port)
+        loop = asyncio.get_running_loop()
+        # One deadline for the whole exchange. The common case (a free slot, a pooled
+        # connection) waits only for the reply, under a plain timer: asyncio.timeout() costs
+        # more per send than the rest of this method.
+        deadline = loop.time() + self._timeout
         try:
-            async with asyncio.timeout(self._timeout):
-                async with self._limit:
-                    connection = self._pooled(origin) or await self._connect(origin)
-                    done = False
-                    try:
-                        reply = connection.send(head + body if body else head)
-                        response = await reply
-                        done = connection.usable
-                    finally:
-                        if done and not self._closing:
-                            connection.idle_since = connection.loop_time()
-                            self._idle.setdefault(origin, deque()).append(connection)
-                        else:
-                            self._discard(connection)
-                    return response
+            if self._limit.locked():
+                async with asyncio.timeout_at(deadline):
+                    await self._limit.acquire()
+            else:
+                await self._limit.acquire()
         except TimeoutError as exc:
-            raise UpstreamTimeout(f"{host}: no answer in time") from exc
+            raise UpstreamTimeout(f"{host}: no connection free in time") from exc
+        try:
+            connection = self._pooled(origin) or await self._connect(origin, deadline)
+            if loop.time() >= deadline:
+                # A send that could only time out is not sent at all.
+                self._release(origin, connection)
+                raise UpstreamTimeout(f"{host}: no connection free in time")
+            done = False
+            timer = loop.call_at(deadline, connection.time_out)
+            try:
+                response = await connection.send(head + body if body else head)
+                done = connection.usable
+            finally:
+                timer.cancel()
+                if done:
+                    self._release(origin, connection)
+                else:
+                    self._discard(connection)
+            return response
+        finally:
+            self._limit.release()
 
     @staticmethod
     def _head(
@@ -236,7 +259,7 @@ class LeanClient:
         authority = host if port == _DEFAULT_PORTS.get(url.scheme) else f"{host}:{port}"
         target = url.raw_path_qs or "/"
         lines = [f"{method} {target} HTTP/1.1\r\nHost: {authority}\r\n"]
-        lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+        lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
         lines.append(f"Content-Length: {length}\r\n\r\n")
         text = "".join(lines)
         # One CR and one LF per line: a header smuggling another line in is refused.
@@ -258,7 +281,7 @@ class LeanClient:
             self._discard(connection)
         return None
 
-    async def _connect(self, origin: tuple[str, str, int]) -> _Connection:
+    async def _connect(self, origin: tuple[str, str, int], deadline: float) -> _Connection:
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
         context: ssl.SSLContext | None = None
@@ -267,7 +290,7 @@ class LeanClient:
             self._ssl = context
         connection = _Connection(loop)
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout_at(min(deadline, loop.time() + self._connect_timeout)):
                 await loop.create_connection(
                     lambda: connection,
                     host,
@@ -275,10 +298,20 @@ class LeanClient:
                     ssl=context,
                     server_hostname=host if context is not None else None,
                 )
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"{host}: no connection in time") from exc
         except OSError as exc:
             raise UpstreamConnectFailed(f"{host}: {type(exc).__name__}") from exc
         self._open.add(connection)
         return connection
+
+    def _release(self, origin: tuple[str, str, int], connection: _Connection) -> None:
+        """Back to the pool, idle from now on."""
+        if self._closing:
+            self._discard(connection)
+            return
+        connection.idle_since = connection.loop_time()
+        self._idle.setdefault(origin, deque()).append(connection)
 
     def _discard(self, connection: _Connection) -> None:
         connection.close()

@@ -389,3 +389,23 @@ def test_https_on_uvloop(certificate_authority: trustme.CA) -> None:
     uvloop = pytest.importorskip("uvloop")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(test_https_with_a_trusted_certificate(certificate_authority))
+
+
+async def test_a_send_waiting_for_a_free_connection_times_out_unsent() -> None:
+    settings = dataclasses.replace(Settings(), upstream_connections=1, upstream_timeout=0.3)
+    lean = LeanClient(settings)
+
+    async def reply(writer: asyncio.StreamWriter, n: int) -> None:
+        await asyncio.sleep(5)
+
+    try:
+        async with RawUpstream(reply) as upstream:
+            outcomes = await asyncio.gather(
+                lean.request("POST", upstream.url(), headers=HEADERS, body=b"{}"),
+                lean.request("POST", upstream.url(), headers=HEADERS, body=b"{}"),
+                return_exceptions=True,
+            )
+            assert [type(o) for o in outcomes] == [UpstreamTimeout, UpstreamTimeout]
+            assert len(upstream.requests) == 1
+    finally:
+        await lean.close()
