@@ -8,12 +8,14 @@ other routes, OAuth, the credentials check, the outbox) keeps aiohttp's client.
 Contract:
 
 - One pool of keep-alive connections per origin (scheme, host, port); at most
-  ``upstream_connections`` connections open in all, like ``make_client_session``.
+  ``upstream_connections`` requests (so connections in use) at once, like
+  ``make_client_session``; a connection idle for ``IDLE_SECONDS`` is closed, not reused.
 - The request carries its whole body with a ``Content-Length``; the reply body may be delimited
   by ``Content-Length``, chunked, or the connection's close, and is read whole (up to
   ``MAX_REPLY_BYTES``).
 - ``upstream_connect_timeout`` bounds the connection set-up, ``upstream_timeout`` the whole
-  exchange; either running out raises ``UpstreamTimeout``.
+  exchange (waiting for a free connection included); either running out raises
+  ``UpstreamTimeout``, and a send whose time ran out before it left is not sent.
 - No connection → ``UpstreamConnectFailed``; a connection lost or a reply broken after the
   request was written → ``UpstreamUnreachable``.
 - A request is never retried: a send must not reach the carrier twice. A pooled connection the
@@ -129,6 +131,8 @@ class _Connection(asyncio.Protocol):
             return
         reply = self._reply
         if reply is None or reply.done():
+            # A second reply to one request: the connection is out of step.
+            self.usable = False
             return
         self._reply = None
         if not self._parser.should_keep_alive():
