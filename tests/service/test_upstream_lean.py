@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ssl
+from base64 import b64encode
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import trustme
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.config import Settings
+from gateway.app import create_app
+from gateway.config import Secret, Settings
 from gateway.errors import UpstreamConnectFailed, UpstreamTimeout, UpstreamUnreachable
 from gateway.upstream_lean import LeanClient
 from tests.support.servers import free_port
@@ -409,3 +412,41 @@ async def test_a_send_waiting_for_a_free_connection_times_out_unsent() -> None:
             assert len(upstream.requests) == 1
     finally:
         await lean.close()
+
+
+async def test_through_the_gateway_an_idle_close_costs_no_send_and_duplicates_none(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path
+) -> None:
+    """Two Twilio sends through Stopgate while the carrier drops each idle connection."""
+
+    async def reply(writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(
+            b"HTTP/1.1 201 Created\r\n" + ok(body=b'{"sid":"SM%d"}' % n).split(b"\r\n", 1)[1]
+        )
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()
+
+    account = "AC" + "1" * 32
+    authorization = "Basic " + b64encode(f"{account}:token".encode()).decode()
+    async with RawUpstream(reply) as upstream:
+        settings = Settings(
+            store=f"sqlite:///{tmp_path}/lean.db",
+            twilio_upstream=str(upstream.url("")),
+            twilio_auth_token=Secret("token"),
+        )
+        client = await aiohttp_client(create_app(settings))
+        sids = []
+        for _ in range(2):
+            response = await client.post(
+                f"/2010-04-01/Accounts/{account}/Messages.json",
+                data={"To": "+16505551234", "From": "+16505550100", "Body": "hello"},
+                headers={"Authorization": authorization},
+            )
+            assert response.status == 201, await response.text()
+            sids.append((await response.json())["sid"])
+            await asyncio.sleep(0.3)
+        await client.close()
+    assert sids == ["SM1", "SM2"]
+    assert len(upstream.requests) == 2
+    assert upstream.connections == 2
