@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 from yarl import URL
 
+from gateway import upstream_lean
 from gateway.app import create_app
 from gateway.config import Secret, Settings
 from gateway.errors import UpstreamConnectFailed, UpstreamTimeout, UpstreamUnreachable
@@ -448,5 +449,36 @@ async def test_through_the_gateway_an_idle_close_costs_no_send_and_duplicates_no
             await asyncio.sleep(0.3)
         await client.close()
     assert sids == ["SM1", "SM2"]
+    assert len(upstream.requests) == 2
+    assert upstream.connections == 2
+
+
+async def test_an_interim_reply_is_skipped_for_the_real_one(client: LeanClient) -> None:
+    async def reply(writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + ok(body=b'{"after":"continue"}'))
+        await writer.drain()
+
+    async with RawUpstream(reply) as upstream:
+        for _ in range(2):
+            response = await client.request("POST", upstream.url(), headers=HEADERS, body=b"{}")
+            assert (response.status, response.body) == (200, b'{"after":"continue"}')
+            assert "Content-Length" in response.headers
+    assert upstream.connections == 1
+
+
+async def test_a_reply_over_the_size_cap_is_unreachable(
+    client: LeanClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upstream_lean, "MAX_REPLY_BYTES", 1024)
+
+    async def reply(writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(ok(b"x" * (4096 if n == 1 else 1024)))
+        await writer.drain()
+
+    async with RawUpstream(reply) as upstream:
+        with pytest.raises(UpstreamUnreachable, match="over 1024 bytes"):
+            await client.request("POST", upstream.url(), headers=HEADERS, body=b"{}")
+        at_the_cap = await client.request("POST", upstream.url(), headers=HEADERS, body=b"{}")
+    assert len(at_the_cap.body) == 1024
     assert len(upstream.requests) == 2
     assert upstream.connections == 2
