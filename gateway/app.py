@@ -35,6 +35,7 @@ from gateway.keys import (
     OUTBOX_WAKE,
     PAGE_KEY,
     RC_LOGIN,
+    SEND_CLIENT,
     SETTINGS,
     SPOOL,
     STORE,
@@ -49,6 +50,7 @@ from gateway.spool import Spool
 from gateway.store import store_from_url
 from gateway.store.base import ConsentStore
 from gateway.subscriptions import renewal_ctx
+from gateway.upstream_lean import LeanClient
 
 log = logging.getLogger("stopgate")
 
@@ -95,6 +97,14 @@ async def client_ctx(app: web.Application) -> AsyncIterator[None]:
     app[AUTH] = Authenticator(app[SETTINGS], session)
     yield
     await session.close()
+
+
+async def send_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The send path's own upstream client (gateway/upstream_lean.py)."""
+    client = LeanClient(app[SETTINGS])
+    app[SEND_CLIENT] = client
+    yield
+    await client.close()
 
 
 async def spool_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -157,6 +167,7 @@ def create_app(
     app.cleanup_ctx.append(spool_ctx)
     app.cleanup_ctx.append(change_feed_ctx)
     app.cleanup_ctx.append(client_ctx)
+    app.cleanup_ctx.append(send_client_ctx)
     app.cleanup_ctx.append(outbox_ctx)
     app.cleanup_ctx.append(renewal_ctx)
     app.cleanup_ctx.append(retention_ctx)

@@ -20,6 +20,7 @@ from gateway.ratelimit import FailureLimiter
 from gateway.ringcentral_login import RingCentralLogin
 from gateway.spool import Spool
 from gateway.store.base import ConsentStore
+from gateway.upstream_lean import LeanClient
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -39,3 +40,4 @@ FEED = web.AppKey("change_feed", FeedState)
 BLOCKED_LOG = web.AppKey("blocked_log", BlockedLog)
 CLOCK = web.AppKey("clock", Clock)
 SIGN_IN_LIMITER = web.AppKey("sign_in_limiter", FailureLimiter)
+SEND_CLIENT = web.AppKey("send_client", LeanClient)

@@ -35,7 +35,15 @@ from gateway.dialects.base import (
 from gateway.erasure import alias
 from gateway.errors import BadRequest, StoreUnavailable, UpstreamTimeout, UpstreamUnreachable
 from gateway.events import follow_up_for
-from gateway.keys import BLOCKED_LOG, CLIENT, CREDENTIALS, ERASURE_KEY, INDEX, METRICS, SETTINGS
+from gateway.keys import (
+    BLOCKED_LOG,
+    CREDENTIALS,
+    ERASURE_KEY,
+    INDEX,
+    METRICS,
+    SEND_CLIENT,
+    SETTINGS,
+)
 from gateway.refusals import (
     DECISION_HEADER,
     refuse,
@@ -553,15 +561,13 @@ async def _handle_send(
     _labelled(metrics.gateway_latency, dialect.name).observe(time.perf_counter() - started)
     upstream_started = time.perf_counter()
     try:
-        response = await upstream.request(
-            request.app[CLIENT],
+        response = await request.app[SEND_CLIENT].request(
             request.method,
             upstream.upstream_url(base, request.raw_path),
             headers=headers,
-            data=body,
+            body=body,
         )
-        async with response:
-            reply = await upstream.read_body(response)
+        reply = response.body
     except (UpstreamUnreachable, UpstreamTimeout) as exc:
         return refuse_upstream_failure(request, dialect, exc, request_id)
     _labelled(metrics.upstream_latency, dialect.name).observe(

@@ -1,0 +1,333 @@
+"""A lean keep-alive HTTP/1.1 client for consent-checked sends, on asyncio and httptools.
+
+The aiohttp client costs about as much CPU per request as the aiohttp server that receives the
+send (issue 8), so the send path, which only ever sends a small, fully buffered body and reads a
+small, fully buffered reply, uses this client instead. Everything else (the streaming proxy of
+other routes, OAuth, the credentials check, the outbox) keeps aiohttp's client.
+
+Contract:
+
+- One pool of keep-alive connections per origin (scheme, host, port); at most
+  ``upstream_connections`` requests (so connections in use) at once, like
+  ``make_client_session``; a connection idle for ``IDLE_SECONDS`` is closed, not reused.
+- The request carries its whole body with a ``Content-Length``; the reply body may be delimited
+  by ``Content-Length``, chunked, or the connection's close, and is read whole (up to
+  ``MAX_REPLY_BYTES``).
+- ``upstream_connect_timeout`` bounds the connection set-up, ``upstream_timeout`` the whole
+  exchange (waiting for a free connection included); either running out raises
+  ``UpstreamTimeout``, and a send whose time ran out before it left is not sent.
+- No connection → ``UpstreamConnectFailed``; a connection lost or a reply broken after the
+  request was written → ``UpstreamUnreachable``.
+- A request is never retried: a send must not reach the carrier twice. A pooled connection the
+  carrier has already closed is noticed (its end of stream has arrived) and dropped before use;
+  one that dies after the request was written is the carrier's failure, reported as such.
+- A connection goes back to the pool only after a complete reply that allows keep-alive; any
+  other outcome (``Connection: close``, an error, a timeout, a cancelled caller) closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from typing import Final, cast
+
+import httptools
+from multidict import CIMultiDict
+from yarl import URL
+
+from gateway.config import Settings
+from gateway.errors import UpstreamConnectFailed, UpstreamTimeout, UpstreamUnreachable
+
+MAX_REPLY_BYTES: Final = 8 * 1024 * 1024
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+# An idle connection older than this is closed rather than reused: servers drop idle keep-alive
+# connections after a while (nginx: 75 s), and one dropped just as a send leaves fails that send.
+IDLE_SECONDS: Final = 15.0
+
+
+class LeanResponse:
+    """A complete upstream reply: what the send path reads of an aiohttp response."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: CIMultiDict[str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: parses one reply at a time with httptools."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = loop.create_future()
+        self.usable = True
+        self._parser = httptools.HttpResponseParser(self)
+        self._reply: asyncio.Future[LeanResponse] | None = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._size = 0
+        self._status = 0
+        self._until_close = False
+        self._received = False
+        self.idle_since = 0.0
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._reply is None:
+            # Bytes nobody asked for: the connection is out of step, never reuse it.
+            self._fail(UpstreamUnreachable("upstream sent data outside a reply"))
+            return
+        self._received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamUnreachable(f"malformed upstream reply: {type(exc).__name__}"))
+
+    def eof_received(self) -> bool | None:
+        self._end()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._status = self._parser.get_status_code()
+        if self._status < 200:
+            return
+        framed = False
+        for name, _ in self._headers:
+            lowered = name.lower()
+            if lowered in (b"content-length", b"transfer-encoding"):
+                framed = True
+        self._until_close = not framed and self._status not in (204, 304)
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > MAX_REPLY_BYTES:
+            self._fail(UpstreamUnreachable(f"upstream reply over {MAX_REPLY_BYTES} bytes"))
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._status < 200:
+            # An interim reply (100 Continue, 103 Early Hints): the real one follows.
+            self._headers = []
+            return
+        reply = self._reply
+        if reply is None or reply.done():
+            # A second reply to one request: the connection is out of step.
+            self.usable = False
+            return
+        self._reply = None
+        if not self._parser.should_keep_alive():
+            self.usable = False
+        reply.set_result(self._response())
+
+    # internals
+    def _response(self) -> LeanResponse:
+        headers: CIMultiDict[str] = CIMultiDict(
+            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+            for name, value in self._headers
+        )
+        return LeanResponse(self._status, headers, b"".join(self._body))
+
+    def _end(self) -> None:
+        """The carrier's end of stream: completes a close-delimited reply, fails any other."""
+        self.usable = False
+        reply = self._reply
+        if reply is None or reply.done():
+            return
+        self._reply = None
+        if self._until_close and self._status >= 200:
+            reply.set_result(self._response())
+        elif self._received:
+            reply.set_exception(UpstreamUnreachable("upstream closed the connection mid-reply"))
+        else:
+            reply.set_exception(UpstreamUnreachable("upstream closed the connection unanswered"))
+
+    def _fail(self, error: UpstreamUnreachable) -> None:
+        self.usable = False
+        reply = self._reply
+        self._reply = None
+        if reply is not None and not reply.done():
+            reply.set_exception(error)
+        self.close()
+
+    def send(self, request: bytes) -> asyncio.Future[LeanResponse]:
+        assert self.transport is not None
+        self._reply = reply = self._loop.create_future()
+        self._headers = []
+        self._body = []
+        self._size = 0
+        self._status = 0
+        self._until_close = False
+        self._received = False
+        self.transport.write(request)
+        return reply
+
+    def time_out(self) -> None:
+        """The exchange's deadline passed: fail the reply awaited, if any."""
+        self.usable = False
+        reply = self._reply
+        self._reply = None
+        if reply is not None and not reply.done():
+            reply.set_exception(UpstreamTimeout("upstream did not answer in time"))
+
+    def loop_time(self) -> float:
+        return self._loop.time()
+
+    def close(self) -> None:
+        self.usable = False
+        if self.transport is not None:
+            self.transport.close()
+
+
+class LeanClient:
+    """Per-origin pools of keep-alive connections, for whole-body requests with bodies."""
+
+    def __init__(self, settings: Settings, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._connect_timeout = settings.upstream_connect_timeout
+        self._timeout = settings.upstream_timeout
+        self._limit = asyncio.Semaphore(settings.upstream_connections)
+        self._ssl = ssl_context
+        self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
+        self._open: set[_Connection] = set()
+        self._closing = False
+
+    async def request(
+        self, method: str, url: URL, *, headers: CIMultiDict[str], body: bytes
+    ) -> LeanResponse:
+        """Send ``method url`` with ``headers`` and ``body``; the whole reply, or an Upstream error.
+
+        ``headers`` are the end-to-end ones; ``Host`` and ``Content-Length`` are set here.
+        """
+        scheme = url.scheme
+        host = url.raw_host or ""
+        port = url.port or _DEFAULT_PORTS.get(scheme, 80)
+        head = self._head(method, url, host, port, headers, len(body))
+        origin = (scheme, host, port)
+        loop = asyncio.get_running_loop()
+        # One deadline for the whole exchange. The common case (a free slot, a pooled
+        # connection) waits only for the reply, under a plain timer: asyncio.timeout() costs
+        # more per send than the rest of this method.
+        deadline = loop.time() + self._timeout
+        try:
+            if self._limit.locked():
+                async with asyncio.timeout_at(deadline):
+                    await self._limit.acquire()
+            else:
+                await self._limit.acquire()
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"{host}: no connection free in time") from exc
+        try:
+            connection = self._pooled(origin) or await self._connect(origin, deadline)
+            if loop.time() >= deadline:
+                # A send that could only time out is not sent at all.
+                self._release(origin, connection)
+                raise UpstreamTimeout(f"{host}: no connection free in time")
+            done = False
+            timer = loop.call_at(deadline, connection.time_out)
+            try:
+                response = await connection.send(head + body if body else head)
+                done = connection.usable
+            finally:
+                timer.cancel()
+                if done:
+                    self._release(origin, connection)
+                else:
+                    self._discard(connection)
+            return response
+        finally:
+            self._limit.release()
+
+    @staticmethod
+    def _head(
+        method: str, url: URL, host: str, port: int, headers: CIMultiDict[str], length: int
+    ) -> bytes:
+        authority = host if port == _DEFAULT_PORTS.get(url.scheme) else f"{host}:{port}"
+        target = url.raw_path_qs or "/"
+        lines = [f"{method} {target} HTTP/1.1\r\nHost: {authority}\r\n"]
+        lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
+        lines.append(f"Content-Length: {length}\r\n\r\n")
+        text = "".join(lines)
+        # One CR and one LF per line: a header smuggling another line in is refused.
+        count = len(headers) + 4
+        if text.count("\n") != count or text.count("\r") != count:
+            raise UpstreamUnreachable("a header name or value holds a line break")
+        return text.encode("utf-8", "surrogateescape")
+
+    def _pooled(self, origin: tuple[str, str, int]) -> _Connection | None:
+        idle = self._idle.get(origin)
+        if not idle:
+            return None
+        fresh_since = idle[-1].loop_time() - IDLE_SECONDS
+        while idle:
+            connection = idle.pop()
+            if connection.usable and connection.idle_since >= fresh_since:
+                return connection
+            # Closed by the carrier while idle, or idle too long: drop it before the send leaves.
+            self._discard(connection)
+        return None
+
+    async def _connect(self, origin: tuple[str, str, int], deadline: float) -> _Connection:
+        scheme, host, port = origin
+        loop = asyncio.get_running_loop()
+        context: ssl.SSLContext | None = None
+        if scheme == "https":
+            context = self._ssl or ssl.create_default_context()
+            self._ssl = context
+        connection = _Connection(loop)
+        try:
+            async with asyncio.timeout_at(min(deadline, loop.time() + self._connect_timeout)):
+                await loop.create_connection(
+                    lambda: connection,
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=host if context is not None else None,
+                )
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"{host}: no connection in time") from exc
+        except OSError as exc:
+            raise UpstreamConnectFailed(f"{host}: {type(exc).__name__}") from exc
+        self._open.add(connection)
+        return connection
+
+    def _release(self, origin: tuple[str, str, int], connection: _Connection) -> None:
+        """Back to the pool, idle from now on."""
+        if self._closing:
+            self._discard(connection)
+            return
+        connection.idle_since = connection.loop_time()
+        self._idle.setdefault(origin, deque()).append(connection)
+
+    def _discard(self, connection: _Connection) -> None:
+        connection.close()
+        self._open.discard(connection)
+
+    async def close(self) -> None:
+        """Close every connection and wait (briefly) until each is gone."""
+        self._closing = True
+        self._idle.clear()
+        open_now = list(self._open)
+        self._open.clear()
+        for connection in open_now:
+            connection.close()
+        if open_now:
+            await asyncio.wait([c.closed for c in open_now], timeout=2.0)
