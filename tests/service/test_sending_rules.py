@@ -5,6 +5,7 @@ and two gateways sharing one PostgreSQL store."""
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -347,3 +348,60 @@ async def test_two_gateways_sharing_a_postgres_store_count_together(
         assert (await fourth.json())["reason"] == "frequency-cap"
         await first.client.close()
         await second.client.close()
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "reason"),
+    [
+        ({"mode": "timeout", "count": 1, "delay_seconds": 5}, 504, "upstream-timeout"),
+        ({"mode": "reset", "count": 1}, 502, "upstream-unreachable"),
+    ],
+)
+async def test_a_carrier_that_times_out_or_drops_the_connection_keeps_the_slot(
+    build: Build, fault: dict[str, Any], status: int, reason: str
+) -> None:
+    gateway = await build(Time(AT_NOON_NEW_YORK), frequency_caps=CAPS, upstream_timeout=0.5)
+    await gateway.sim_fault(**fault)
+    failed = await gateway.twilio_send(MIAMI)
+    assert failed.status == status
+    assert (await failed.json())["reason"] == reason
+    # The message may have gone out: the slot stays counted, so two more sends fill the cap.
+    for _ in range(2):
+        assert (await gateway.twilio_send(MIAMI)).status == 201
+    capped = await gateway.twilio_send(MIAMI)
+    assert capped.status == 400
+    assert (await capped.json())["reason"] == "frequency-cap"
+
+
+@pytest.mark.parametrize("dialect", ["twilio", "ringcentral"])
+async def test_a_store_that_cannot_count_refuses_the_send_with_503(
+    build: Build, tmp_path: Any, dialect: str
+) -> None:
+    path = tmp_path / "stopgate.db"
+    gateway = await build(
+        Time(AT_NOON_NEW_YORK), frequency_caps=CAPS, store=f"sqlite:///{path}?busy_timeout=0.2"
+    )
+    token = await gateway.rc_token()
+    # Another process holds the database's write lock: consent can still be read, but no
+    # frequency-cap slot can be taken, so the send cannot be counted and is refused.
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        if dialect == "twilio":
+            response = await gateway.twilio_send(MIAMI)
+            body = await response.json()
+            assert (body["code"], body["status"]) == (20503, 503)
+        else:
+            response = await gateway.rc_post(RC_SEND, rc_sms(MIAMI), token)
+            body = await response.json()
+            assert body["errorCode"] == "STOPGATE-503", body
+        assert response.status == 503
+        assert body["reason"] == "consent-unavailable"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert await gateway.delivered() == []
+    # With the lock gone the store counts again, from zero: the refused send took no slot.
+    for _ in range(3):
+        assert (await gateway.twilio_send(MIAMI)).status == 201
+    assert (await gateway.twilio_send(MIAMI)).status == 400
