@@ -8,14 +8,19 @@ import re
 from gateway.metrics import block_reasons
 from policy.categories import RULE_REASONS
 from policy.consent import BlockReason
-from tests.conftest import Gateway
+from tests.conftest import BUSINESS, RC_BATCH, RC_SEND, Gateway
 from tests.service.test_sending_rules import (  # noqa: F401
     AT_22_NEW_YORK,
+    AT_NOON_NEW_YORK,
+    CAPS,
+    MIAMI,
     NEW_YORK,
     QUIET,
+    TULSA,
     Build,
     Time,
     build,
+    rc_sms,
 )
 
 _SAMPLE = re.compile(r"^(stopgate_\w+)\{(.*)\} (\S+)$")
@@ -34,6 +39,25 @@ async def series(gateway: Gateway, name: str) -> dict[tuple[str, str, str], floa
         key = (labels["dialect"], labels.get("decision", ""), labels["reason"])
         found[key] = float(match[3])
     return found
+
+
+async def blocked_recipients(gateway: Gateway) -> dict[tuple[str, str], float]:
+    """(dialect, reason) -> value of ``stopgate_blocked_recipients_total``."""
+    found = await series(gateway, "stopgate_blocked_recipients_total")
+    return {(dialect, reason): value for (dialect, _, reason), value in found.items()}
+
+
+async def blocked_sends(gateway: Gateway) -> dict[tuple[str, str], float]:
+    """(dialect, reason) -> value of ``stopgate_sends_total{decision="blocked"}``."""
+    found = await series(gateway, "stopgate_sends_total")
+    return {(d, r): v for (d, decision, r), v in found.items() if decision == "blocked"}
+
+
+def increase(
+    before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]
+) -> dict[tuple[str, str], float]:
+    """The series that went up, by how much (every series is present from the start)."""
+    return {key: after[key] - before[key] for key in after if after[key] != before[key]}
 
 
 def test_the_reason_set_is_the_consent_reasons_and_the_sending_rules() -> None:
@@ -66,3 +90,40 @@ async def test_a_block_counts_in_its_series_and_adds_no_other(build: Build) -> N
     assert after[("twilio", "", "quiet-hours")] == 1
     assert after[("twilio", "", "opt-out")] == 1
     assert sum(after.values()) == 2
+
+
+async def test_quiet_hours_count_every_refused_recipient(build: Build) -> None:  # noqa: F811
+    gateway = await build(Time(AT_22_NEW_YORK), quiet_hours=QUIET)
+    token = await gateway.rc_token()
+    recipients, sends = await blocked_recipients(gateway), await blocked_sends(gateway)
+    assert (await gateway.rc_post(RC_SEND, rc_sms(NEW_YORK, MIAMI), token)).status == 400
+    assert (await gateway.twilio_send(NEW_YORK)).status == 400
+    assert increase(recipients, await blocked_recipients(gateway)) == {
+        ("ringcentral", "quiet-hours"): 2,
+        ("twilio", "quiet-hours"): 1,
+    }
+    assert increase(sends, await blocked_sends(gateway)) == {
+        ("ringcentral", "quiet-hours"): 1,
+        ("twilio", "quiet-hours"): 1,
+    }
+
+
+async def test_frequency_caps_count_every_refused_recipient(build: Build) -> None:  # noqa: F811
+    gateway = await build(Time(AT_NOON_NEW_YORK), frequency_caps=CAPS)
+    token = await gateway.rc_token()
+    for _ in range(3):
+        assert (await gateway.rc_post(RC_SEND, rc_sms(MIAMI, TULSA), token)).status == 200
+    recipients, sends = await blocked_recipients(gateway), await blocked_sends(gateway)
+    assert (await gateway.rc_post(RC_SEND, rc_sms(MIAMI, TULSA), token)).status == 400
+    batch = {"from": BUSINESS, "text": "Sale", "messages": [{"to": [MIAMI]}, {"to": [NEW_YORK]}]}
+    assert (await gateway.rc_post(RC_BATCH, batch, token)).status == 200  # one dropped
+    assert (await gateway.twilio_send(TULSA)).status == 400
+    assert increase(recipients, await blocked_recipients(gateway)) == {
+        ("ringcentral", "frequency-cap"): 3,
+        ("twilio", "frequency-cap"): 1,
+    }
+    # A batch that drops a recipient is a partial send, not a blocked one.
+    assert increase(sends, await blocked_sends(gateway)) == {
+        ("ringcentral", "frequency-cap"): 1,
+        ("twilio", "frequency-cap"): 1,
+    }

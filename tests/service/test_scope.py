@@ -23,6 +23,7 @@ from tests.conftest import (
     Gateway,
     MakeGateway,
 )
+from tests.service.test_block_reason_metrics import blocked_recipients, increase
 from tests.service.test_inbound import VERIFICATION, post_rc, post_twilio, rc_event, twilio_form
 
 TWILIO_NUMBER = BUSINESS  # the brand's Twilio number
@@ -63,6 +64,7 @@ async def test_a_twilio_stop_blocks_the_brands_ringcentral_number(
     assert (await rc_send(gateway, RC_NUMBER)).status == 200  # cached as allowed
     stop = await post_twilio(gateway, twilio_form("STOP", to=TWILIO_NUMBER))
     assert stop.status == 200
+    counted = await blocked_recipients(gateway)
     refused = await rc_send(gateway, RC_NUMBER)
     assert refused.status == 400
     assert (await refused.json())["errorCode"] == "SMS-RC-413"
@@ -70,6 +72,10 @@ async def test_a_twilio_stop_blocks_the_brands_ringcentral_number(
     twilio = await gateway.twilio_send(CUSTOMER, from_=RC_NUMBER)
     assert (twilio.status, (await twilio.json())["code"]) == (400, 21610)
     assert (await gateway.twilio_send(CUSTOMER, from_=ELSEWHERE)).status == 201
+    assert increase(counted, await blocked_recipients(gateway)) == {
+        ("ringcentral", "opt-out-brand"): 1,
+        ("twilio", "opt-out-brand"): 1,
+    }
     records = await gateway.app[STORE].get_records(CUSTOMER, [TWILIO_NUMBER, "brand:acme"])
     assert {k: r.status.value for k, r in records.items()} == {
         TWILIO_NUMBER: "OptOut",
@@ -124,16 +130,24 @@ async def test_the_consents_api_shows_and_accepts_brand_keys(make_gateway: MakeG
 async def test_a_batch_drops_brand_blocked_recipients(make_gateway: MakeGateway) -> None:
     gateway = await brand_gateway(make_gateway)
     await post_twilio(gateway, twilio_form("STOP", to=TWILIO_NUMBER))
+    await post_twilio(gateway, twilio_form("STOP", to=TWILIO_NUMBER, sender="+16505550113"))
+    counted = await blocked_recipients(gateway)
     body = {
         "from": RC_NUMBER,
         "text": "sale",
-        "messages": [{"to": [CUSTOMER]}, {"to": ["+16505550112"]}],
+        "messages": [{"to": [CUSTOMER]}, {"to": ["+16505550112"]}, {"to": ["+16505550113"]}],
     }
     response = await gateway.rc_post(RC_BATCH, body)
     assert response.status == 200, await response.text()
     assert decision(response).startswith("partial; reason=opt-out-brand")
     rejected = (await response.json())["rejected"]
-    assert [(r["to"], r["errorCode"]) for r in rejected] == [([CUSTOMER], "SMS-RC-413")]
+    assert [(r["to"], r["errorCode"]) for r in rejected] == [
+        ([CUSTOMER], "SMS-RC-413"),
+        (["+16505550113"], "SMS-RC-413"),
+    ]
+    assert increase(counted, await blocked_recipients(gateway)) == {
+        ("ringcentral", "opt-out-brand"): 2
+    }
 
 
 # --- opt-in mode ---------------------------------------------------------------------------------
@@ -143,8 +157,10 @@ async def test_an_opt_in_number_refuses_until_start(make_gateway: MakeGateway) -
     gateway = await brand_gateway(
         make_gateway, consent_defaults={TWILIO_NUMBER: DefaultConsent.REQUIRE_OPT_IN}
     )
+    counted = await blocked_recipients(gateway)
     refused = await gateway.twilio_send(CUSTOMER, from_=TWILIO_NUMBER)
     assert (refused.status, decision(refused)) == (400, "blocked; reason=no-opt-in")
+    assert increase(counted, await blocked_recipients(gateway)) == {("twilio", "no-opt-in"): 1}
     assert (await rc_send(gateway, RC_NUMBER)).status == 200  # the brand's other number: allow
     start = await post_twilio(gateway, twilio_form("SUBSCRIBE", to=TWILIO_NUMBER))
     assert start.headers["X-Stopgate-Keyword"] == "opt_in"
@@ -160,9 +176,17 @@ async def test_an_opt_in_brand_refuses_on_every_carrier_until_start(
         consent_default=DefaultConsent.REQUIRE_OPT_IN,
     )
     gateway = await brand_gateway(make_gateway, marketing)
+    counted = await blocked_recipients(gateway)
+    group = {
+        "from": {"phoneNumber": RC_NUMBER},
+        "to": [{"phoneNumber": CUSTOMER}, {"phoneNumber": "+16505550112"}],
+        "text": "news",
+    }
+    assert (await gateway.rc_post(RC_SEND, group)).status == 400
     refused = await rc_send(gateway, RC_NUMBER)
     assert (refused.status, (await refused.json())["errorCode"]) == (400, "SMS-RC-413")
     assert decision(refused) == "blocked; reason=no-opt-in"
+    assert increase(counted, await blocked_recipients(gateway)) == {("ringcentral", "no-opt-in"): 3}
     assert (await gateway.twilio_send(CUSTOMER, from_=ELSEWHERE)).status == 201
     await post_rc(gateway, rc_event("UNSTOP", to=(RC_NUMBER,)))
     assert (await rc_send(gateway, RC_NUMBER)).status == 200
@@ -203,6 +227,7 @@ async def test_a_suppressed_number_is_refused_then_released_by_a_refresh(
     gateway = await brand_gateway(make_gateway)
     assert (await gateway.twilio_send(CUSTOMER)).status == 201  # cached as allowed
     await import_from_outside(gateway, [CUSTOMER], SuppressionKind.INTERNAL)
+    counted = await blocked_recipients(gateway)
     twilio = await gateway.twilio_send(CUSTOMER)
     assert (twilio.status, (await twilio.json())["code"]) == (400, 21610)
     assert decision(twilio) == "blocked; reason=suppressed"
@@ -213,8 +238,10 @@ async def test_a_suppressed_number_is_refused_then_released_by_a_refresh(
     assert (await gateway.twilio_send(CUSTOMER)).status == 400
     [entry, *_] = await gateway.app[STORE].blocked_sends(before_id=None, limit=1)
     assert entry[1].reason == "suppressed"
-    metrics = await (await gateway.client.get("/metrics")).text()
-    assert 'stopgate_blocked_recipients_total{dialect="twilio",reason="suppressed"}' in metrics
+    assert increase(counted, await blocked_recipients(gateway)) == {
+        ("twilio", "suppressed"): 2,
+        ("ringcentral", "suppressed"): 1,
+    }
     await import_from_outside(gateway, ["+16505550112"], SuppressionKind.INTERNAL)
     assert (await gateway.twilio_send(CUSTOMER)).status == 201
     assert (await gateway.twilio_send("+16505550112", from_=ELSEWHERE)).status == 400
