@@ -4,10 +4,13 @@ Every secret is configured (primary and secondary carrier secrets, the admin tok
 auditor token, Stopgate's RingCentral login, a subscriber's signing secret), each a fresh random
 value. Then the gateway gets wrong credentials, forged and replayed webhooks, sign-in guessing up
 to the rate limit, path tricks, smuggling attempts, malformed headers carrying a secret, and some
-ordinary traffic. Every configured secret is then looked for in the process's whole output
-(stdout and stderr), in ``/metrics`` and in every answer the gateway gave - except the answers to
-requests that themselves carried that secret (the HTTP parser's 400 names the line it refused,
-to the caller who sent it).
+ordinary traffic, including a real RingCentral inbound STOP (delivered by the simulator) whose
+confirmation the outbox sends with Stopgate's own RingCentral login (client secret + JWT); the
+test waits until the simulator has that confirmation. Every configured secret, and the access
+and refresh tokens the simulator issued to that login, is then looked for in the process's
+whole output (stdout and stderr), in ``/metrics`` and in every answer the gateway gave - except
+the answers to requests that themselves carried that secret (the HTTP parser's 400 names the
+line it refused, to the caller who sent it).
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import asyncio
 import base64
 import hashlib
 import secrets
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -25,7 +30,7 @@ import requests
 from twilio.request_validator import RequestValidator
 
 from gateway.carriersim.app import create_sim_app
-from gateway.carriersim.state import SimCredentials
+from gateway.carriersim.state import SIM_STATE, SimCredentials
 from tests.ops.conftest import REPO, clean_environment, stopgate_command
 from tests.support.processes import ServiceProcess
 from tests.support.rawhttp import exchange
@@ -34,11 +39,27 @@ from tests.support.servers import ServerThread
 pytestmark = pytest.mark.e2e
 
 BUSINESS, CUSTOMER = "+16505550100", "+16505550111"
+RC_CUSTOMER = "+16505550112"
 CONSENTS = "/restapi/v2/accounts/~/sms/consents"
+CONFIRMATION_WAIT = 60.0
+"""Generous: the outbox normally sends within a second, but the machine may be loaded."""
 
 
 def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _wait_for_confirmation(http: requests.Session, sim_url: str, to: str) -> dict[str, Any]:
+    """The first message the carrier delivered to ``to``, waiting a bounded time for it."""
+    deadline = time.monotonic() + CONFIRMATION_WAIT
+    while True:
+        reply = http.get(f"{sim_url}/sim/messages", params={"to": to}, timeout=30)
+        assert reply.status_code == 200, reply.text
+        messages: list[dict[str, Any]] = reply.json()["messages"]
+        if messages:
+            return messages[0]
+        assert time.monotonic() < deadline, f"no confirmation to {to} within {CONFIRMATION_WAIT}s"
+        time.sleep(0.1)
 
 
 def test_no_configured_secret_appears_in_output_metrics_or_answers(tmp_path: Path) -> None:
@@ -46,11 +67,12 @@ def test_no_configured_secret_appears_in_output_metrics_or_answers(tmp_path: Pat
         twilio_auth_token=secrets.token_hex(16),
         rc_client_secret=f"rc-secret-{secrets.token_hex(12)}",
         rc_jwt=f"rc-jwt-{secrets.token_hex(24)}",
+        rc_verification_token=f"verify-{secrets.token_hex(12)}",
     )
     configured = {
         "twilio_auth_token": creds.twilio_auth_token,
         "twilio_auth_token_secondary": secrets.token_hex(16),
-        "ringcentral_verification_token": f"verify-{secrets.token_hex(12)}",
+        "ringcentral_verification_token": creds.rc_verification_token,
         "ringcentral_verification_token_secondary": f"verify2-{secrets.token_hex(12)}",
         "admin_token": f"admin-{secrets.token_hex(12)}",
         "auditor_token": f"auditor-{secrets.token_hex(12)}",
@@ -75,6 +97,7 @@ def test_no_configured_secret_appears_in_output_metrics_or_answers(tmp_path: Pat
     """(the secrets the request carried, the whole answer as received)"""
 
     with ServerThread(lambda: create_sim_app(credentials=creds)) as sim:
+        sim_state = sim.app[SIM_STATE]
         env = clean_environment(
             STOPGATE_CONFIG=str(config),
             STOPGATE_STORE=f"sqlite:///{tmp_path / 'stopgate.db'}",
@@ -168,6 +191,25 @@ def test_no_configured_secret_appears_in_output_metrics_or_answers(tmp_path: Pat
                     json={"uuid": "u1", "body": {}},
                     headers={"Verification-Token": token},
                 )
+            # A real inbound STOP from RingCentral: Stopgate confirms it through its outbox,
+            # logged in to RingCentral with its own client secret and JWT.
+            inbound = http.post(
+                f"{sim.url}/sim/inbound",
+                json={
+                    "provider": "ringcentral",
+                    "from": RC_CUSTOMER,
+                    "to": BUSINESS,
+                    "text": "STOP",
+                    "gateway": url,
+                },
+                timeout=60,
+            )
+            assert inbound.status_code == 200, inbound.text
+            assert inbound.json()["status"] == 200, inbound.text
+            answers.append(({"ringcentral_verification_token"}, inbound.content))
+            confirmation = _wait_for_confirmation(http, sim.url, RC_CUSTOMER)
+            assert (confirmation["provider"], confirmation["api"]) == ("ringcentral", "sms")
+            assert confirmation["from"] == BUSINESS
             call("GET", "/restapi/../admin/blocked")
             call("GET", "/admin%2Fblocked")
 
@@ -194,6 +236,12 @@ def test_no_configured_secret_appears_in_output_metrics_or_answers(tmp_path: Pat
             answers.append((set(), metrics.content))
         assert gateway.returncode == 0, gateway.tail()
         output = gateway.stderr_path.read_bytes() + gateway.stdout_path.read_bytes()
+        # What the carrier issued to Stopgate's login is as secret as what it logged in with.
+        sessions = list(sim_state.rc_by_access.values())
+    assert sessions, "Stopgate never logged in to RingCentral"
+    for number, session in enumerate(sessions):
+        configured[f"issued_access_token_{number}"] = session.access_token
+        configured[f"issued_refresh_token_{number}"] = session.refresh_token
 
     assert len(output) > 1000  # the DEBUG run did log
     assert len(answers) > 30
