@@ -132,7 +132,9 @@ class MixedLoad:
         n = 0
         while not self.halted.is_set():
             provider = "twilio" if n % 2 == 0 else "ringcentral"
-            customer = next(self.stop_customers)
+            customer = next(self.stop_customers, None)
+            if customer is None:
+                return
             spec = {
                 "provider": provider,
                 "from": customer,
@@ -149,10 +151,13 @@ class MixedLoad:
                 (provider, customer)
             )
             n += 1
+            # Paced, so the customers last through every round whatever the import's length.
+            self.halted.wait(0.05)
 
     def _patches(self) -> None:
         n = 0
-        while not self.halted.is_set():
+        # bulk_numbers has 10,000 numbers an area: the loop ends before it would run out.
+        while not self.halted.is_set() and (n + 1) * PATCH_BATCH <= 10_000:
             batch = bulk_numbers(PATCH_AREAS[self.record.number], PATCH_BATCH, n * PATCH_BATCH)
             body = {
                 "records": [{"from": PATCH_SENDER, "to": to, "optStatus": "OptOut"} for to in batch]
@@ -169,6 +174,7 @@ class MixedLoad:
                 acked = False
             (self.record.patches_acked if acked else self.record.patches_cut).append(batch)
             n += 1
+            self.halted.wait(0.02)
 
 
 def watch_progress(importer: subprocess.Popen[bytes], importing: threading.Event) -> None:
@@ -236,7 +242,10 @@ def test_sigkill_during_mixed_load_loses_no_acknowledged_write(
     chosen = seed()
     rng = random.Random(chosen)
     store, spool = tmp_path / "crash-mixed.db", tmp_path / "crash-mixed-spool.jsonl"
-    stop_customers = (n for area in ("480", "484", "501", "502") for n in fictional(area))
+    # Enough distinct customers for every round however long the import keeps it going (a
+    # customer texts STOP once, so each confirmation belongs to one acknowledged STOP).
+    stop_areas = ("480", "484", "501", "502", "505", "507", "508", "509", "510", "512")
+    stop_customers = (n for area in stop_areas for n in fictional(area))
     rounds: list[Round] = []
     report: list[str] = [f"seed {chosen} (STOPGATE_CRASH_SEED to repeat)"]
 
