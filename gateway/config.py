@@ -12,7 +12,7 @@ import dataclasses
 import hmac
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -311,18 +311,9 @@ _FIELDS = {f.name: f for f in fields(Settings)}
 def _coerce(name: str, raw: Any) -> Any:
     kind = _FIELDS[name].type
     try:
-        if name == "messaging_services":
-            return _services(raw)
-        if name == "tokens":
-            return _tokens(raw)
-        if name == "subscribers":
-            return _subscribers(raw)
-        if name in _SCHEDULE_PARSERS:
-            return _SCHEDULE_PARSERS[name](raw)
-        if name == "brands":
-            return _brands(raw)
-        if name == "consent_defaults":
-            return _consent_defaults(raw)
+        parser = _PARSERS.get(name)
+        if parser is not None:
+            return parser(raw)
         if kind.startswith("Mapping"):
             if not isinstance(raw, Mapping):
                 raise ConfigError(f"{name} must be a table")
@@ -432,14 +423,6 @@ def _quiet_hours(raw: Any) -> QuietHours:
     return quiet_hours_from_config(raw)
 
 
-_SCHEDULE_PARSERS: dict[str, Any] = {
-    "category_default": lambda raw: parse_category(str(raw)),
-    "categories": _categories,
-    "quiet_hours": _quiet_hours,
-    "frequency_caps": frequency_caps_from_config,
-}
-
-
 def _brands(raw: Any) -> tuple[BrandSpec, ...]:
     if not isinstance(raw, Mapping):
         raise ConfigError("brands must be tables: [brands.NAME] numbers = [...]")
@@ -488,6 +471,19 @@ def _consent_defaults(raw: Any) -> dict[str, DefaultConsent]:
         }
     except InvalidAddress as exc:
         raise ConfigError(f"consent_defaults: {exc}") from None
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "messaging_services": _services,
+    "tokens": _tokens,
+    "subscribers": _subscribers,
+    "brands": _brands,
+    "consent_defaults": _consent_defaults,
+    "category_default": lambda raw: parse_category(str(raw)),
+    "categories": _categories,
+    "quiet_hours": _quiet_hours,
+    "frequency_caps": frequency_caps_from_config,
+}
 
 
 def load_settings(

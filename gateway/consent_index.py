@@ -20,7 +20,15 @@ from cachetools import LRUCache
 
 from gateway.config import BrandSpec
 from gateway.store.base import AppliedChange, ConsentChange, ConsentStore, FollowUp
-from policy.consent import ConsentRecord, DefaultConsent, OptOutScope, Suppression, newest
+from policy.consent import (
+    ConsentRecord,
+    DefaultConsent,
+    OptOutScope,
+    OptStatus,
+    Suppression,
+    keyword_scopes,
+    newest,
+)
 
 PairKey = tuple[str, str]
 
@@ -205,3 +213,23 @@ class ConsentIndex:
 
     def service_of(self, number_key: str | None) -> str | None:
         return None if number_key is None else self.services.get(number_key)
+
+    def keyword_scopes(
+        self,
+        status: OptStatus,
+        businesses: Sequence[str],
+        service: str | None,
+        *,
+        everywhere: bool,
+    ) -> tuple[str, ...]:
+        """:func:`policy.consent.keyword_scopes` with the Messaging Services and brands known
+        here."""
+        return keyword_scopes(
+            status,
+            businesses,
+            service,
+            everywhere=everywhere,
+            service_of=self.services,
+            brand_of=self.brand_of,
+            brand_scoped=self.brand_scoped,
+        )

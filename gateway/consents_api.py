@@ -273,12 +273,7 @@ def _guarded(role: Role, handler: Handler) -> Callable[[web.Request], Any]:
 
 
 def _count(request: web.Request, applied: list[AppliedChange]) -> None:
-    metrics = request.app[METRICS]
-    for result in applied:
-        if result.applied:
-            metrics.consent_changes.labels(
-                result.record.source.value, result.record.status.value
-            ).inc()
+    request.app[METRICS].count_applied(applied)
 
 
 async def patch_consents(request: web.Request, principal: Principal) -> web.Response:

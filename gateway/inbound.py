@@ -35,7 +35,7 @@ from gateway.keys import CLIENT, INDEX, KEYWORDS, METRICS, OUTBOX_WAKE, SETTINGS
 from gateway.outbox import FORWARD, RINGCENTRAL_REPLY, forward_request
 from gateway.spool import SpooledEvent
 from gateway.store.base import ConsentChange, OutboxItem, ReviewEntry
-from policy.consent import OptStatus, Source, keyword_scopes
+from policy.consent import OptStatus, Source
 from policy.keywords import Classification, KeywordClass, KeywordLists
 from policy.numbers import (
     AddressProblem,
@@ -91,16 +91,13 @@ def _consent_changes(
     if status is None:
         return []
     note = f"{reason} via {message.provider} {message.message_id}"
-    scopes = keyword_scopes(
+    scopes = index.keyword_scopes(
         status,
         businesses,
         service,
         everywhere=(
             classification.klass is KeywordClass.OPT_OUT_ALL or settings.opt_out_scope == "all"
         ),
-        service_of=index.services,
-        brand_of=index.brand_of,
-        brand_scoped=index.brand_scoped,
     )
     return [
         ConsentChange(

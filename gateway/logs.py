@@ -80,15 +80,13 @@ class Scrubber:
     def json_text(self, serialised: str) -> str:
         """Scrub a serialised JSON document without touching its syntax: secrets are matched
         as they appear escaped, and no pattern replaces a quote or a backslash."""
-        for value in self._escaped:
-            if value in serialised:
-                serialised = serialised.replace(value, MASK)
-        if self._short is not None:
-            serialised = self._short.sub(MASK, serialised)
-        return _mask_credentials(serialised)
+        return self._scrub(serialised, self._escaped)
 
     def __call__(self, text: str) -> str:
-        for value in self._exact:
+        return self._scrub(text, self._exact)
+
+    def _scrub(self, text: str, values: list[str]) -> str:
+        for value in values:
             if value in text:
                 text = text.replace(value, MASK)
         if self._short is not None:
@@ -139,7 +137,7 @@ def _jsonable(value: Any) -> Any:
         return value
     if kind is list and all(type(v) in _PLAIN for v in value):
         return value
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}

@@ -14,12 +14,15 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import Info as InfoMetric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from policy.categories import RULE_REASONS
+from policy.consent import BlockReason
 
 if TYPE_CHECKING:
     from gateway.consent_index import ConsentIndex
@@ -40,9 +43,6 @@ def block_reasons() -> tuple[str, ...]:
     (:class:`policy.consent.BlockReason`) and the sending rules' (quiet hours, frequency caps).
     The label set of ``stopgate_sends_total{decision="blocked"}`` and
     ``stopgate_blocked_recipients_total`` is exactly this (prefixed in shadow mode)."""
-    from policy.categories import RULE_REASONS
-    from policy.consent import BlockReason
-
     return tuple(reason.value for reason in BlockReason) + RULE_REASONS
 
 
@@ -184,6 +184,14 @@ class Metrics:
         """The consent index whose cache is reported (set once the store is open)."""
         r.register(_CacheCollector(self))
 
+    def count_applied(self, applied: Iterable[AppliedChange]) -> None:
+        """Count each change that applied in ``stopgate_consent_changes_total``."""
+        for result in applied:
+            if result.applied:
+                self.consent_changes.labels(
+                    result.record.source.value, result.record.status.value
+                ).inc()
+
     def prime(self, dialects: Sequence[str], outbox_kinds: Sequence[str]) -> None:
         """Create the series of every known label value at 0, so they exist from the first
         scrape: ``rate()`` and ``increase()`` then see a failure's first occurrence, and
@@ -193,9 +201,10 @@ class Metrics:
         for source in Source:
             for status in OptStatus:
                 self.consent_changes.labels(source.value, status.value)
+        reasons = block_reasons()
         for dialect in dialects:
             self.footer_segments_added.labels(dialect)
-            for reason in block_reasons():
+            for reason in reasons:
                 self.sends.labels(dialect, "blocked", reason)
                 self.blocked_recipients.labels(dialect, reason)
             for kind in UPSTREAM_ERROR_KINDS:
@@ -346,11 +355,7 @@ def _after_apply(metrics: Metrics, result: Any) -> None:
 def _after_inbound(metrics: Metrics, result: Any) -> None:
     if result.duplicate:
         return
-    for change in result.applied:
-        if change.applied:
-            metrics.consent_changes.labels(
-                change.record.source.value, change.record.status.value
-            ).inc()
+    metrics.count_applied(result.applied)
     _log_applied(result.applied)
 
 

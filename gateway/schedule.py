@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from gateway.dialects.base import (
-    BatchItem,
     Blocked,
     DialectError,
     ErrorKind,
     ParsedSend,
     SendKind,
+    items_without,
 )
 from gateway.errors import BadRequest, StoreUnavailable
 from gateway.keys import CLOCK, INDEX, SETTINGS
@@ -164,10 +164,4 @@ def _block(verdict: Verdict, refused: Sequence[Blocked]) -> None:
     for block in refused:
         if block.recipient in verdict.allowed:
             verdict.allowed.remove(block.recipient)
-    dropped = {(b.index, b.recipient) for b in refused}
-    items: list[BatchItem] = []
-    for item in verdict.kept_items:
-        recipients = tuple(r for r in item.recipients if (item.index, r) not in dropped)
-        if recipients:
-            items.append(BatchItem(item.index, recipients, item.text))
-    verdict.kept_items = items
+    verdict.kept_items = items_without(verdict.kept_items, refused)

@@ -31,6 +31,7 @@ from gateway.dialects.base import (
     ErrorKind,
     ParsedSend,
     SendKind,
+    items_without,
 )
 from gateway.erasure import alias
 from gateway.errors import BadRequest, StoreUnavailable, UpstreamTimeout, UpstreamUnreachable
@@ -625,23 +626,12 @@ async def _learn_carrier_block(request: web.Request, dialect: Dialect, verdict: 
             extra={"event": "store-unavailable", "dialect": dialect.name},
         )
         return
-    metrics = request.app[METRICS]
-    for result in applied:
-        if result.applied:
-            metrics.consent_changes.labels(
-                result.record.source.value, result.record.status.value
-            ).inc()
+    request.app[METRICS].count_applied(applied)
 
 
 def _with_blocked(parsed: ParsedSend, verdict: Verdict) -> list[BatchItem]:
     """Shadow mode: the kept items plus the consent-blocked recipients, in original order."""
-    invalid = {(b.index, b.recipient) for b in verdict.invalid}
-    items = []
-    for item in parsed.items:
-        recipients = tuple(r for r in item.recipients if (item.index, r) not in invalid)
-        if recipients:
-            items.append(BatchItem(item.index, recipients, item.text))
-    return items
+    return items_without(parsed.items, verdict.invalid)
 
 
 def _merge_batch_reply(

@@ -1,8 +1,9 @@
-"""The one HTTP client Stopgate uses to reach the carriers, and the header rules of a proxy."""
+"""aiohttp's client as Stopgate uses it to reach the carriers (pass-through routes, OAuth,
+credential checks, its own login), and the header rules of a proxy. Consent-checked sends go
+through the lean client of :mod:`gateway.upstream_lean` instead."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -13,8 +14,6 @@ from yarl import URL
 
 from gateway.config import Settings
 from gateway.errors import UpstreamConnectFailed, UpstreamTimeout, UpstreamUnreachable
-
-_INLINE_BODY_LIMIT = 512 * 1024
 
 HOP_BY_HOP = frozenset(
     {
@@ -88,9 +87,6 @@ async def request(
 
     Never follows redirects: a redirect is the carrier's answer, relayed to the caller.
     """
-    if isinstance(data, bytes) and len(data) > _INLINE_BODY_LIMIT:
-        # aiohttp sends a large bytes body from the loop in one go; a stream writes in chunks.
-        data = io.BytesIO(data)
     try:
         return await session.request(method, url, headers=headers, data=data, allow_redirects=False)
     except TimeoutError as exc:

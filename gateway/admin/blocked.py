@@ -33,9 +33,9 @@ from gateway.consents_api import decode_page_token, encode_page_token
 from gateway.dialects import DIALECTS
 from gateway.errors import BadRequest, InvalidPageToken
 from gateway.keys import PAGE_KEY, SETTINGS, STORE
+from gateway.metrics import block_reasons
 from gateway.store.base import BlockedQuery, BlockedSend
-from policy.categories import RULE_REASONS
-from policy.consent import BlockReason, format_time, parse_time
+from policy.consent import format_time, parse_time
 from policy.numbers import InvalidAddress, business_key, customer_key, display_key
 
 DEFAULT_PER_PAGE = 50
@@ -44,7 +44,7 @@ EXPORT_PAGE = 5000
 MAX_REASON_LENGTH = 40
 MAX_REASONS = 10
 SHADOW_PREFIX = "would-block:"
-_BLOCK_REASONS = tuple(r.value for r in BlockReason) + RULE_REASONS
+_BLOCK_REASONS = block_reasons()
 KNOWN_REASONS = _BLOCK_REASONS + tuple(SHADOW_PREFIX + r for r in _BLOCK_REASONS)
 DIALECT_NAMES = tuple(d.name for d in DIALECTS)
 FILTERS = ("from_time", "to_time", "business", "customer", "reason", "dialect")

@@ -30,7 +30,7 @@ from gateway.errors import BadRequest
 from gateway.events import follow_up_for
 from gateway.keys import INDEX, METRICS, SETTINGS, STORE
 from gateway.store.base import REVIEW_STATUSES, ConsentChange, ReviewEntry
-from policy.consent import OptStatus, Source, format_time, keyword_scopes
+from policy.consent import OptStatus, Source, format_time
 from policy.numbers import display_key
 
 DEFAULT_PER_PAGE = 50
@@ -112,14 +112,8 @@ async def opt_out(request: web.Request, caller: sessions.Caller) -> web.Response
     entry = await _open_entry(request)
     app = request.app
     index = app[INDEX]
-    scopes = keyword_scopes(
-        OptStatus.OPT_OUT,
-        [entry.from_key],
-        None,
-        everywhere=app[SETTINGS].opt_out_scope == "all",
-        service_of=index.services,
-        brand_of=index.brand_of,
-        brand_scoped=index.brand_scoped,
+    scopes = index.keyword_scopes(
+        OptStatus.OPT_OUT, [entry.from_key], None, everywhere=app[SETTINGS].opt_out_scope == "all"
     )
     note = f"plain-language review #{entry.id}: {entry.explanation}"
     changes = [
@@ -129,11 +123,7 @@ async def opt_out(request: web.Request, caller: sessions.Caller) -> web.Response
         for scope in scopes
     ]
     applied = await index.apply(changes, follow_up_for(app[SETTINGS]))
-    for result in applied:
-        if result.applied:
-            app[METRICS].consent_changes.labels(
-                result.record.source.value, result.record.status.value
-            ).inc()
+    app[METRICS].count_applied(applied)
     return await _close(request, entry, "opted-out", caller.principal.name)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from functools import lru_cache
@@ -58,6 +58,17 @@ class Blocked:
     recipient: str
     reason: str
     index: int | None = None
+
+
+def items_without(items: Iterable[BatchItem], dropped: Iterable[Blocked]) -> list[BatchItem]:
+    """``items`` without the ``dropped`` recipients (by batch index); emptied items go."""
+    gone = {(b.index, b.recipient) for b in dropped}
+    kept = []
+    for item in items:
+        recipients = tuple(r for r in item.recipients if (item.index, r) not in gone)
+        if recipients:
+            kept.append(BatchItem(item.index, recipients, item.text))
+    return kept
 
 
 class ErrorKind(enum.Enum):
