@@ -138,7 +138,14 @@ def main() -> int:
             figures = asyncio.run(drive(port, messages, options.concurrency))
         finally:
             gateway.terminate()
-            gateway.wait(30)
+            try:
+                gateway.wait(30)
+            except subprocess.TimeoutExpired:
+                # Seen now and then after a burst (the cause is not found yet): the figures
+                # stand, the opt-outs were committed before each answer; say so and go on.
+                gateway.kill()
+                gateway.wait(10)
+                print("warning: the gateway took more than 30 s to stop; killed", file=sys.stderr)
     figures["store"] = store.split("://", 1)[0]
     print(json.dumps(figures, indent=2))
     if options.json:
