@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO
 
 from aiohttp import web
@@ -195,6 +195,16 @@ def _consents_import(args: argparse.Namespace) -> int:
     return 1 if rejected else 0
 
 
+def _write_output(path: str | None, run: Callable[[TextIO], Coroutine[Any, Any, None]]) -> int:
+    """Run an export into ``path`` (a new file) or, without one, standard output."""
+    if path:
+        with open(path, "w", encoding="utf-8", newline="") as out:
+            asyncio.run(run(out))
+    else:
+        asyncio.run(run(sys.stdout))
+    return 0
+
+
 def _consents_export(args: argparse.Namespace) -> int:
     from gateway.consent_csv import export_lines
 
@@ -220,12 +230,7 @@ def _consents_export(args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
-    if args.output:
-        with open(args.output, "w", encoding="utf-8", newline="") as out:
-            asyncio.run(run(out))
-    else:
-        asyncio.run(run(sys.stdout))
-    return 0
+    return _write_output(args.output, run)
 
 
 def _consents_check(args: argparse.Namespace) -> int:
@@ -440,12 +445,7 @@ def _suppressions_export(args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
-    if args.output:
-        with open(args.output, "w", encoding="utf-8", newline="") as out:
-            asyncio.run(run(out))
-    else:
-        asyncio.run(run(sys.stdout))
-    return 0
+    return _write_output(args.output, run)
 
 
 def _suppressions_drop(args: argparse.Namespace) -> int:
