@@ -7,7 +7,9 @@ gateway under ``valgrind --tool=callgrind --instr-atstart=no``; sends warm-up re
 consent cache is warm and every code path has run once), switches instrumentation on, sends
 ``--sends`` requests one after another on one keep-alive connection, and reads the instruction
 count back. Scenarios: (b) allowed sends rotating over 100 recipients, (c) sends to an opted-out
-pair (refused 21610), each in a process of its own. Each ``--gateway-src`` tree (e.g. ``git
+pair (refused 21610), (p) the same allowed sends through ``bench/passthrough_proxy.py`` instead of
+Stopgate (the Python floor of ``bench/suite.py``: the ratio b/p is the CPU cost of a send against
+a proxy that checks nothing), each in a process of its own. Each ``--gateway-src`` tree (e.g. ``git
 worktree add /tmp/old <commit>``) is measured the same way, so two versions compare as a ratio of
 instruction counts, whatever else the machine is doing. Needs ``valgrind``.
 """
@@ -112,7 +114,9 @@ def started(command: Sequence[str], env: dict[str, str], log: Path) -> Iterator[
                 process.wait(10)
 
 
-def measure(source: str | None, scenario: str, sends: int, workdir: Path) -> int:
+def measure(
+    source: str | None, scenario: str, sends: int, workdir: Path, extra_env: Sequence[str] = ()
+) -> int:
     upstream_port, gateway_port = free_port(), free_port()
     admin = secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOPGATE_")}
@@ -123,20 +127,35 @@ def measure(source: str | None, scenario: str, sends: int, workdir: Path) -> int
         STOPGATE_TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         STOPGATE_ADMIN_TOKEN=admin,
     )
+    env.update(item.split("=", 1) for item in extra_env)  # type: ignore[misc]
     tag = f"{Path(source).name if source else 'this'}-{scenario}"
     out_file = workdir / f"callgrind.{tag}.out"
     store = workdir / f"{tag}.db"
+    if scenario == "p":
+        # The Python floor of bench/suite.py (c): the bare aiohttp pass-through proxy.
+        served = [
+            sys.executable,
+            str(HERE / "passthrough_proxy.py"),
+            "--port",
+            str(gateway_port),
+            "--upstream",
+            upstream_url,
+        ]
+    else:
+        served = [
+            *stopgate_command(source),
+            "serve",
+            "--listen",
+            f"{HOST}:{gateway_port}",
+            "--store",
+            f"sqlite:///{store}",
+        ]
     gateway = [
         "valgrind",
         "--tool=callgrind",
         "--instr-atstart=no",
         f"--callgrind-out-file={out_file}",
-        *stopgate_command(source),
-        "serve",
-        "--listen",
-        f"{HOST}:{gateway_port}",
-        "--store",
-        f"sqlite:///{store}",
+        *served,
     ]
     upstream = [sys.executable, str(HERE / "fast_upstream.py"), "--port", str(upstream_port)]
     with (
@@ -145,7 +164,10 @@ def measure(source: str | None, scenario: str, sends: int, workdir: Path) -> int
     ):
         wait_for_port(upstream_port, up, "fast upstream", workdir / f"upstream.{tag}.log")
         send_path.START_TIMEOUT = START_TIMEOUT  # valgrind starts slowly
-        wait_ready(gateway_port, gw, workdir / f"gateway.{tag}.log")
+        if scenario == "p":
+            wait_for_port(gateway_port, gw, "pass-through proxy", workdir / f"gateway.{tag}.log")
+        else:
+            wait_ready(gateway_port, gw, workdir / f"gateway.{tag}.log")
         if scenario == "c":
             blocked = number(BLOCKED_BASE, 0)
             opt_out(gateway_port, admin, [blocked])
@@ -175,6 +197,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gateway-src", action="append", default=[], help="another tree")
     parser.add_argument("--scenarios", default="bc")
     parser.add_argument("--json")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        help="KEY=VALUE for the gateway, e.g. STOPGATE_FOOTER=always",
+    )
     options = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed", file=sys.stderr)
@@ -185,10 +213,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for source in sources:
             name = source or "this tree"
             for scenario in options.scenarios:
-                total = measure(source, scenario, options.sends, Path(tmp))
+                total = measure(source, scenario, options.sends, Path(tmp), options.env)
                 per_send = total / options.sends
                 figures.setdefault(name, {})[scenario] = round(per_send)
                 print(f"{name} ({scenario}): {per_send:,.0f} instructions per send", flush=True)
+    mine = figures["this tree"]
+    if "b" in mine and "p" in mine:
+        print(f"(b) / (p), this tree: {mine['b'] / mine['p']:.3f}")
     if len(sources) > 1:
         mine = figures["this tree"]
         for name, values in figures.items():

@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO
 
-from aiohttp import web
-
 from gateway import logs
 from gateway.config import Settings, load_settings, mask_url
 from gateway.errors import BadRequest, ConfigError, StopgateError
@@ -49,15 +47,10 @@ def _serve(args: argparse.Namespace) -> int:
         log.info("stopgate serving on %s:%d with %d workers", host, port, settings.workers)
         return serve_workers(settings.workers, child_args)
     log.info("stopgate serving on %s:%d, settings %s", host, port, settings.redacted())
+    from gateway.front import serve
+
     _use_uvloop()
-    web.run_app(
-        create_app(settings),
-        host=host,
-        port=port,
-        print=None,
-        access_log=None,
-        reuse_port=args.reuse_port or None,
-    )
+    asyncio.run(serve(create_app(settings), host, port, reuse_port=args.reuse_port))
     return 0
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 from gateway.dialects.base import Dialect, DialectError, ErrorKind
 from gateway.errors import BadRequest, UpstreamConnectFailed, UpstreamTimeout, UpstreamUnreachable
 from gateway.keys import METRICS
+from gateway.send_request import SendRequest
 
 log = logging.getLogger("stopgate.send")
 
@@ -36,7 +37,7 @@ def refuse_bad_request(dialect: Dialect, exc: BadRequest, request_id: str) -> we
 
 
 def refuse_upstream_failure(
-    request: web.Request,
+    request: SendRequest,
     dialect: Dialect,
     exc: UpstreamUnreachable | UpstreamTimeout,
     request_id: str,

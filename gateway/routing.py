@@ -11,6 +11,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 from gateway.dialects.base import Dialect, SendKind
@@ -66,8 +67,11 @@ def normalise_path(raw_path: str) -> str:
     return path.lower().rstrip("/") or "/"
 
 
+@lru_cache(maxsize=512)
 def classify(method: str, raw_path: str, dialects: tuple[Dialect, ...]) -> RouteMatch | None:
     """Match a request to a dialect; None when no dialect owns the path (a 404, never forwarded).
+
+    Memoised: a client sends to the same few paths over and over (a refusal is not memoised).
 
     Raises :class:`UnknownSendPath` for a POST whose path ends like a send but has no send's
     shape, and :class:`OwnPathSpelledOtherwise` for a path of Stopgate's own consents API that

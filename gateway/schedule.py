@@ -19,8 +19,6 @@ import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from gateway.dialects.base import (
     Blocked,
     DialectError,
@@ -31,6 +29,7 @@ from gateway.dialects.base import (
 )
 from gateway.errors import BadRequest, StoreUnavailable
 from gateway.keys import CLOCK, INDEX, SETTINGS
+from gateway.send_request import SendRequest
 from gateway.store.base import SendSlotRequest
 from policy.categories import (
     FREQUENCY_CAP,
@@ -57,7 +56,7 @@ _MESSAGES = {
 
 
 async def apply_sending_rules(
-    request: web.Request, parsed: ParsedSend, verdict: Verdict, shadow: bool
+    request: SendRequest, parsed: ParsedSend, verdict: Verdict, shadow: bool
 ) -> list[int]:
     """Move the recipients quiet hours or frequency caps refuse from ``verdict.allowed`` (and
     its kept batch items) to ``verdict.blocked``. Returns the frequency-cap slots taken for
@@ -112,7 +111,7 @@ async def apply_sending_rules(
     return slots
 
 
-async def give_back(request: web.Request, slots: Sequence[int]) -> None:
+async def give_back(request: SendRequest, slots: Sequence[int]) -> None:
     """The carrier refused the send: its frequency-cap slots count no more."""
     if not slots:
         return
@@ -130,7 +129,7 @@ def refusal(reason: str, blocked: Sequence[Blocked]) -> DialectError | None:
     return DialectError(ErrorKind.RESTRICTED, reason, f"{message}: {names}", "to", tuple(blocked))
 
 
-def _sender_keys(request: web.Request, parsed: ParsedSend, region: str) -> tuple[str, ...]:
+def _sender_keys(request: SendRequest, parsed: ParsedSend, region: str) -> tuple[str, ...]:
     """Business number, then service (given, or the one the number belongs to): the keys a
     category or a quiet-hours rule may be configured under, in that order of precedence."""
     keys: list[str] = []

@@ -45,12 +45,14 @@ from gateway.keys import (
     SEND_CLIENT,
     SETTINGS,
 )
+from gateway.logs import log_fields
 from gateway.refusals import (
     DECISION_HEADER,
     refuse,
     refuse_bad_request,
     refuse_upstream_failure,
 )
+from gateway.send_request import SendRequest
 from gateway.store.base import BlockedSend, ConsentChange
 from gateway.text import make_storable
 from policy.consent import (
@@ -172,7 +174,7 @@ async def _check(
 
 
 async def _log_blocked(
-    request: web.Request,
+    request: SendRequest,
     dialect: Dialect,
     parsed: ParsedSend,
     verdict: Verdict,
@@ -221,7 +223,7 @@ async def _log_blocked(
             )
 
 
-def _refuse_send_parameters_in_query(request: web.Request) -> None:
+def _refuse_send_parameters_in_query(request: SendRequest) -> None:
     """A carrier may read a send's parameters from the query string too; Stopgate checks the
     body, so a send that carries any of them in its query is refused, not forwarded."""
     names = {name.lower() for name in request.query}
@@ -239,7 +241,7 @@ _SEND_PARAMETERS = frozenset(
 
 
 async def _apply_footer(
-    request: web.Request, dialect: Dialect, parsed: ParsedSend, verdict: Verdict
+    request: SendRequest, dialect: Dialect, parsed: ParsedSend, verdict: Verdict
 ) -> tuple[list[FooterDecision], list[str]]:
     """Add the footer by policy; return the decisions and the recipients now served with
     opt-out instructions (remembered per pair in ``first`` mode once the carrier accepts)."""
@@ -323,7 +325,7 @@ class _Trace:
     upstream_status: int | None = None
 
 
-async def handle_send(request: web.Request, dialect: Dialect, kind: SendKind) -> web.Response:
+async def handle_send(request: SendRequest, dialect: Dialect, kind: SendKind) -> web.Response:
     """Decide and answer one send; whatever happens, log one line saying what was decided."""
     request_id = request.headers.get("X-Request-Id") or _request_ids.next()
     trace = _Trace(request_id, dialect.name)
@@ -411,7 +413,7 @@ def _log_decision(trace: _Trace, response: web.Response | None, region: str) -> 
         ]
     if trace.upstream_status is not None:
         fields["upstream_status"] = trace.upstream_status
-    log.log(level, "send decided", extra=fields)
+    log_fields(log, level, "send decided", fields)
 
 
 _LOGGED_RECIPIENTS = 100
@@ -436,7 +438,7 @@ def _segments_of(parsed: ParsedSend | None, footer: Sequence[FooterDecision]) ->
 
 
 async def _handle_send(
-    request: web.Request, dialect: Dialect, kind: SendKind, trace: _Trace
+    request: SendRequest, dialect: Dialect, kind: SendKind, trace: _Trace
 ) -> web.Response:
     started = time.perf_counter()
     settings = request.app[SETTINGS]
@@ -604,7 +606,7 @@ async def _handle_send(
     return web.Response(status=response.status, body=reply, headers=out_headers)
 
 
-async def _learn_carrier_block(request: web.Request, dialect: Dialect, verdict: Verdict) -> None:
+async def _learn_carrier_block(request: SendRequest, dialect: Dialect, verdict: Verdict) -> None:
     """The carrier refused the send as opted out: record it, so the next one stops here."""
     region = request.app[SETTINGS].default_region
     changes = [
@@ -645,7 +647,7 @@ def _merge_batch_reply(
     return json.dumps(merged, ensure_ascii=False).encode()
 
 
-async def _remember_footer(request: web.Request, sender_key: str, recipients: list[str]) -> None:
+async def _remember_footer(request: SendRequest, sender_key: str, recipients: list[str]) -> None:
     store = request.app[INDEX].store
     region = request.app[SETTINGS].default_region
     try:
@@ -655,11 +657,11 @@ async def _remember_footer(request: web.Request, sender_key: str, recipients: li
         log.warning("footer state not recorded; the next send may carry the footer again")
 
 
-async def _check_credentials(request: web.Request, dialect: Dialect) -> web.Response | None:
+async def _check_credentials(request: SendRequest, dialect: Dialect) -> web.Response | None:
     checker = request.app[CREDENTIALS]
     authorization = request.headers.get(hdrs.AUTHORIZATION, "")
     if dialect.name == "twilio":
-        account_sid = request.match_info.get("account") or _twilio_account(request.path)
+        account_sid = _twilio_account(request.path)
         refusal = await checker.check_twilio(authorization, account_sid)
     else:
         refusal = await checker.check_ringcentral(authorization)

@@ -17,6 +17,7 @@ from gateway.app import create_app
 from gateway.carriersim.app import create_sim_app
 from gateway.carriersim.state import SimCredentials
 from gateway.config import Secret, Settings
+from tests.support.front import FrontTestServer
 
 ADMIN_TOKEN = "test-admin-token"
 SIM = SimCredentials()
@@ -127,7 +128,7 @@ def make_gateway(
 ) -> MakeGateway:
     async def make(**overrides: Any) -> Gateway:
         app = create_app(settings_for(**overrides))
-        client = await aiohttp_client(app)
+        client = await aiohttp_client(FrontTestServer(app))
         return Gateway(client, sim_server, app)
 
     return make

@@ -9,7 +9,7 @@ import json
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape as xml_escape
 
 from gateway.config import same_secret
@@ -48,6 +48,25 @@ _PARAMETER_CODES = {"to": 21211, "from": 21212, "messagingservicesid": 21701}
 _MISSING_CODES = {"to": 21604, "from": 21603}
 
 
+def parse_form(text: str) -> list[tuple[str, str]]:
+    """The fields of a form body: exactly ``parse_qsl(text, keep_blank_values=True,
+    strict_parsing=bool(text))`` (the same pairs, ValueError for a field without ``=``), at a
+    fraction of the cost when names and values hold no escapes (the usual send)."""
+    if not text:
+        return []
+    pairs: list[tuple[str, str]] = []
+    for field in text.split("&"):
+        name, equals, value = field.partition("=")
+        if not equals:
+            raise ValueError(f"bad query field: {field!r}")
+        if "%" in name or "+" in name:
+            name = unquote(name.replace("+", " "))
+        if "%" in value or "+" in value:
+            value = unquote(value.replace("+", " "))
+        pairs.append((name, value))
+    return pairs
+
+
 class TwilioDialect:
     name = "twilio"
     prefix = "/2010-04-01/"
@@ -72,9 +91,7 @@ class TwilioDialect:
                 status=415,
             )
         try:
-            pairs = parse_qsl(
-                body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body)
-            )
+            pairs = parse_form(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise BadRequest("malformed-body", "The form body cannot be decoded") from None
         fields: dict[str, list[str]] = {}

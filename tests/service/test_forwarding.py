@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.config import Settings
+from tests.support.front import FrontTestServer
 
 
 async def echo(request: web.Request) -> web.StreamResponse:
@@ -49,7 +50,7 @@ async def through(
     settings = Settings(
         store=f"sqlite:///{tmp_path}/fwd.db", ringcentral_upstream=base, twilio_upstream=base
     )
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(FrontTestServer(create_app(settings)))
 
 
 async def test_request_is_forwarded_unchanged_but_for_hop_by_hop_headers(

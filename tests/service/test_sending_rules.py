@@ -31,6 +31,7 @@ from tests.conftest import (
 )
 from tests.contract.test_store import postgres_server  # noqa: F401
 from tests.support import postgres
+from tests.support.front import FrontTestServer
 
 NEW_YORK = "+12125550111"
 MIAMI = "+13055550111"
@@ -66,7 +67,7 @@ def build(
 ) -> Build:
     async def make(time: Time, **overrides: Any) -> Gateway:
         app = create_app(settings_for(**overrides), clock=Clock(time))
-        return Gateway(await aiohttp_client(app), sim_server, app)
+        return Gateway(await aiohttp_client(FrontTestServer(app)), sim_server, app)
 
     return make
 

@@ -26,6 +26,7 @@ from gateway.app import create_app
 from gateway.config import Secret, Settings
 from gateway.errors import UpstreamConnectFailed, UpstreamTimeout, UpstreamUnreachable
 from gateway.upstream_lean import LeanClient
+from tests.support.front import FrontTestServer
 from tests.support.servers import free_port
 
 Reply = Callable[[asyncio.StreamWriter, int], Awaitable[None]]
@@ -436,7 +437,7 @@ async def test_through_the_gateway_an_idle_close_costs_no_send_and_duplicates_no
             twilio_upstream=str(upstream.url("")),
             twilio_auth_token=Secret("token"),
         )
-        client = await aiohttp_client(create_app(settings))
+        client = await aiohttp_client(FrontTestServer(create_app(settings)))
         sids = []
         for _ in range(2):
             response = await client.post(

@@ -1,0 +1,505 @@
+"""The gateway's HTTP front: consent-checked sends on a lean path, everything else by aiohttp.
+
+Every connection starts on :class:`FrontProtocol`. It reads each request's head itself
+(httptools) and serves the request when it is a send it can take whole:
+
+- ``POST`` over HTTP/1.1 to a send route of a dialect (:func:`gateway.routing.classify`, the
+  same matching as aiohttp's catch-all route),
+- a body framed by one ``Content-Length`` of at most ``max_body_bytes``,
+- no ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, a head within the server's header limits.
+
+Such a send goes to :func:`gateway.sending.handle_send` (what the aiohttp route calls too) and its
+answer is written from here. The first request that is anything else hands the connection over
+for good, with every byte from that request's first on, to aiohttp's own request handler (a
+transport can change protocol), which then serves the connection as if it had had it from the
+start: its limits, its errors, its routes. When in doubt the front hands over; it never answers
+anything but a send.
+
+Why: aiohttp's server costs about 100 µs of CPU per request, a third of a send (issue 8); this
+front costs a fraction of that and keeps aiohttp for everything that is not the hot path.
+
+Limits are those of :mod:`gateway.limits`: a head must be complete within ``header_timeout`` of
+the connection's start or of the previous answer (which also bounds an idle keep-alive
+connection), a body within ``body_timeout`` of its head, or the connection is closed. A send
+already being decided is never cancelled by its client going away (aiohttp's rule too): it is
+decided, logged and, if allowed, delivered; only the answer is lost.
+
+Shutdown (:class:`FrontServer`): idle connections are closed at once, a send being decided gets up
+to the runner's ``shutdown_timeout`` to finish and answer, then its connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import http
+import logging
+import signal
+import time
+from typing import Any, Final, cast
+from urllib.parse import parse_qsl, unquote
+
+import httptools
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
+
+from gateway.dialects.base import Dialect, SendKind
+from gateway.keys import DIALECTS, SETTINGS
+from gateway.routing import RefusedPath, classify
+from gateway.sending import handle_send
+
+log = logging.getLogger("stopgate.front")
+
+_HEAD_END: Final = b"\r\n\r\n"
+MAX_FRONT_HEAD: Final = 16 * 1024
+"""A send's head is well under 2 KB; a longer one goes to aiohttp (which applies
+``max_headers`` / ``max_header_bytes`` and answers 400 where they are passed)."""
+_READ_HIGH_WATER: Final = 256 * 1024
+"""Bytes buffered behind a send being decided before reading from the client pauses."""
+_SEND_METHOD: Final = b"POST "
+
+
+_NO_QUERY: Final = MultiDictProxy(MultiDict[str]())
+
+
+class FrontRequest:
+    """A send the front read whole: what :class:`gateway.send_request.SendRequest` asks for."""
+
+    __slots__ = ("_body", "_query", "app", "headers", "method", "raw_path")
+
+    def __init__(
+        self,
+        app: web.Application,
+        raw_path: str,
+        headers: CIMultiDictProxy[str],
+        body: bytes,
+    ) -> None:
+        self.app = app
+        self.method = "POST"
+        self.raw_path = raw_path
+        self.headers = headers
+        self._body = body
+        self._query: MultiDictProxy[str] | None = None
+
+    @property
+    def path(self) -> str:
+        return unquote(self.raw_path.split("?", 1)[0], errors="surrogateescape")
+
+    @property
+    def query(self) -> MultiDictProxy[str]:
+        if self._query is None:
+            _, _, text = self.raw_path.partition("?")
+            if not text:
+                self._query = _NO_QUERY
+                return _NO_QUERY
+            pairs = parse_qsl(text, keep_blank_values=True, errors="surrogateescape")
+            self._query = MultiDictProxy(MultiDict(pairs))
+        return self._query
+
+    async def read(self) -> bytes:
+        return self._body
+
+
+class _Head:
+    """What the parser reported of one request head."""
+
+    __slots__ = ("field_bytes", "headers", "url")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.field_bytes = 0
+
+
+class FrontProtocol(asyncio.Protocol):
+    """One client connection, until it is handed to aiohttp (see the module's docstring)."""
+
+    def __init__(self, server: FrontServer) -> None:
+        self._server = server
+        self._app = server.app
+        settings = server.app[SETTINGS]
+        self._header_timeout: float = settings.header_timeout
+        self._body_timeout: float = settings.body_timeout
+        self._max_body: int = settings.max_body_bytes
+        self._max_headers: int = settings.max_headers
+        self._max_field: int = settings.max_header_bytes
+        self._dialects: tuple[Dialect, ...] = server.app[DIALECTS]
+        self._loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._parser = httptools.HttpRequestParser(self)
+        self._head = _Head()
+        self._pending: tuple[int, int, str, SendKind, Dialect, bool] | None = None
+        """A send whose head is in and whose body is not yet: (head length, body length, raw
+        path, kind, dialect, keep-alive)."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._reading_paused = False
+        self._writing_paused: asyncio.Future[None] | None = None
+        self._closing = False
+        self._eof = False
+        self._handed_over = False
+        self._handler_eof: bool | None = None
+
+    # ---- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.transport = cast(asyncio.Transport, transport)
+        self._server.fronts.add(self)
+        self._arm(self._header_timeout, "headers")
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if self._task is None:
+            self._advance()
+        elif len(self._buffer) > _READ_HIGH_WATER and not self._reading_paused:
+            self._reading_paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        # The client sent all it will; an answer to what it sent may still go out.
+        self._eof = True
+        if self._task is None:
+            self._advance()
+        if self._handed_over:
+            return self._handler_eof
+        return self._task is not None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.fronts.discard(self)
+        self._disarm()
+        self.transport = None
+        if self._writing_paused is not None and not self._writing_paused.done():
+            self._writing_paused.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._writing_paused is not None and not self._writing_paused.done():
+            self._writing_paused.set_result(None)
+        self._writing_paused = None
+
+    # ---- httptools callbacks -----------------------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        self._head.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head.headers.append((name, value))
+        self._head.field_bytes = max(self._head.field_bytes, len(name) + len(value) + 2)
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Serve what the buffer holds, one request at a time, or hand the connection over."""
+        if self.transport is None or self._handed_over or self._task is not None:
+            return
+        buffer = self._buffer
+        if self._pending is None:
+            if not buffer:
+                if self._eof:
+                    self.transport.close()
+                return
+            if not buffer.startswith(_SEND_METHOD[: len(buffer)]):
+                self._hand_over()
+                return
+            end = buffer.find(_HEAD_END, 0, MAX_FRONT_HEAD)
+            head = bytes(buffer[: end + 4] if end >= 0 else buffer)
+            crlf = head.count(b"\r\n")
+            # (A head still arriving may end between a CR and its LF.)
+            cr = head.count(b"\r") - (end < 0 and head.endswith(b"\r"))
+            if head.count(b"\n") != crlf or cr != crlf:
+                # A bare CR or LF: framing the front does not judge (aiohttp refuses it).
+                self._hand_over()
+                return
+            if end < 0:
+                if len(buffer) >= MAX_FRONT_HEAD or self._eof:
+                    self._hand_over()
+                return
+            self._pending = self._read_head(head)
+            if self._pending is None:
+                self._hand_over()
+                return
+            self._arm(self._body_timeout, "body")
+        head_length, body_length, raw_path, kind, dialect, keep_alive = self._pending
+        if len(buffer) < head_length + body_length:
+            if self._eof:
+                self.transport.close()
+            return
+        self._pending = None
+        self._disarm()
+        body = bytes(buffer[head_length : head_length + body_length])
+        del buffer[: head_length + body_length]
+        headers = CIMultiDictProxy(
+            CIMultiDict(
+                (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+                for name, value in self._head.headers
+            )
+        )
+        request = FrontRequest(self._app, raw_path, headers, body)
+        self._task = task = self._loop.create_task(self._serve(request, dialect, kind, keep_alive))
+        self._server.tasks.add(task)
+        task.add_done_callback(self._server.tasks.discard)
+
+    def _read_head(self, head: bytes) -> tuple[int, int, str, SendKind, Dialect, bool] | None:
+        """The head of a send the front serves, or None when aiohttp should have it."""
+        self._head = parsed = _Head()
+        # A fresh parser per request: one that has seen a request we hand over is left behind.
+        self._parser = httptools.HttpRequestParser(self)
+        try:
+            self._parser.feed_data(head)
+        except httptools.HttpParserError:
+            return None
+        parser = self._parser
+        if parser.get_http_version() != "1.1" or parser.should_upgrade():
+            return None
+        if len(parsed.headers) > self._max_headers or parsed.field_bytes > self._max_field:
+            return None
+        length: int | None = None
+        for name, value in parsed.headers:
+            lowered = name.lower()
+            if lowered == b"content-length":
+                if length is not None or not value.isdigit():
+                    return None
+                length = int(value)
+            elif lowered in (b"transfer-encoding", b"expect", b"upgrade"):
+                return None
+        if length is None or length > self._max_body:
+            return None
+        url = parsed.url
+        if not url.startswith(b"/") or b"#" in url or len(url) > self._max_field:
+            return None
+        raw_path = url.decode("utf-8", "surrogateescape")
+        try:
+            match = classify("POST", raw_path.split("?", 1)[0], self._dialects)
+        except RefusedPath:
+            return None
+        if match is None or match.send is None:
+            return None
+        return len(head), length, raw_path, match.send, match.dialect, parser.should_keep_alive()
+
+    # ---- answering -------------------------------------------------------------------------
+
+    async def _serve(
+        self, request: FrontRequest, dialect: Dialect, kind: SendKind, keep_alive: bool
+    ) -> None:
+        try:
+            response = await handle_send(request, dialect, kind)
+            keep_alive = keep_alive and response.keep_alive is not False
+            answer = serialise(response, keep_alive)
+        except Exception:
+            log.exception("unexpected error answering a send on %s", request.raw_path[:200])
+            answer, keep_alive = INTERNAL_ERROR, False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return  # the client went away; the send was decided and logged all the same
+        transport.write(answer)
+        if self._writing_paused is not None:
+            await self._writing_paused
+        self._task = None
+        if self.transport is None:
+            return
+        if not keep_alive or self._closing:
+            transport.close()
+            return
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        self._arm(self._header_timeout, "headers")
+        self._advance()
+
+    # ---- handing over, timers, shutdown ----------------------------------------------------
+
+    def _hand_over(self) -> None:
+        """From now on aiohttp serves this connection, from the first unserved byte on."""
+        transport = self.transport
+        assert transport is not None
+        self._handed_over = True
+        self._disarm()
+        self._server.fronts.discard(self)
+        handler = self._server.aiohttp_protocol()
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if data:
+            handler.data_received(data)
+        if self._eof:
+            self._handler_eof = handler.eof_received()
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+
+    def _arm(self, seconds: float, what: str) -> None:
+        self._disarm()
+        self._timer = self._loop.call_later(seconds, self._time_out, what, seconds)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _time_out(self, what: str, seconds: float) -> None:
+        self._timer = None
+        if self.transport is None or self._task is not None:
+            return
+        if what == "body":
+            log.warning("connection closed: body of a send not received within %s s", seconds)
+        self.transport.close()
+
+    def close_when_idle(self) -> None:
+        """Shutdown: close now if no send is being decided, else after its answer."""
+        self._closing = True
+        if self._task is None and self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+_INTERNAL_ERROR_BODY: Final = (
+    b'{"error": {"reason": "internal-error", "message": "The gateway failed to answer"}}'
+)
+INTERNAL_ERROR: Final = (
+    b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
+    % (len(_INTERNAL_ERROR_BODY), _INTERNAL_ERROR_BODY)
+)
+
+
+def _reason_phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+_PHRASES: Final = {status: _reason_phrase(status) for status in range(100, 600)}
+
+
+class _Date:
+    """The ``Date`` header's value, formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def __call__(self) -> str:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = email.utils.formatdate(now, usegmt=True)
+        return self._value
+
+
+_date = _Date()
+
+
+def serialise(response: web.Response, keep_alive: bool) -> bytes:
+    """An HTTP/1.1 answer's bytes for ``response`` (its body whole, ``Content-Length`` set).
+
+    Raises ValueError for a header name or value holding a line break (as aiohttp does)."""
+    body = response.body
+    if body is None:
+        payload = b""
+    elif isinstance(body, bytes | bytearray):
+        payload = bytes(body)
+    else:
+        raise ValueError("the send path answers with whole bodies only")
+    status = response.status
+    lines = [f"HTTP/1.1 {status} {response.reason or _PHRASES.get(status, '')}\r\n"]
+    headers = response.headers
+    for name, value in headers.items():
+        if name.lower() in _SET_HERE:
+            continue
+        lines.append(f"{name}: {value}\r\n")
+    if "Content-Type" not in headers:
+        lines.append("Content-Type: application/octet-stream\r\n")
+    lines.append(f"Date: {_date()}\r\n")
+    if not keep_alive:
+        lines.append("Connection: close\r\n")
+    lines.append(f"Content-Length: {len(payload)}\r\n\r\n")
+    text = "".join(lines)
+    count = len(lines)
+    if text.count("\n") != count + 1 or text.count("\r") != count + 1:
+        raise ValueError("a header name or value holds a line break")
+    return text.encode("utf-8", "surrogateescape") + payload
+
+
+_SET_HERE: Final = frozenset({"content-length", "connection", "date", "transfer-encoding"})
+
+
+class FrontServer(web.Server):
+    """The listening socket's protocol factory: a :class:`FrontProtocol` per connection, and
+    aiohttp's ``RequestHandler`` (of the server this wraps) for each connection handed over."""
+
+    def __init__(self, plain: web.Server, app: web.Application) -> None:
+        super().__init__(plain.request_handler, request_factory=plain.request_factory)
+        self.plain = plain
+        self.app = app
+        self.loop = asyncio.get_running_loop()
+        self.fronts: set[FrontProtocol] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        """Sends being decided, their clients gone or not."""
+
+    def __call__(self) -> Any:
+        return FrontProtocol(self)
+
+    def aiohttp_protocol(self) -> asyncio.Protocol:
+        return self.plain()
+
+    @property
+    def connections(self) -> list[Any]:
+        return [*self.plain.connections, *self.fronts]
+
+    def pre_shutdown(self) -> None:
+        self.plain.pre_shutdown()
+        for front in list(self.fronts):
+            front.close_when_idle()
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (aiohttp's)
+        pending = list(self.tasks)
+        waiting = asyncio.wait(pending, timeout=timeout) if pending else asyncio.sleep(0)
+        await asyncio.gather(self.plain.shutdown(timeout), waiting)
+        if any(not task.done() for task in pending):
+            log.warning("shutdown: sends still being decided after %s s; closing them", timeout)
+        for front in list(self.fronts):
+            front.abort()
+        self.fronts.clear()
+
+
+class FrontRunner(web.AppRunner):
+    """``web.AppRunner`` whose server is a :class:`FrontServer` (any site can use it)."""
+
+    async def _make_server(self) -> web.Server:
+        plain = await super()._make_server()
+        return FrontServer(plain, self.app)
+
+
+SHUTDOWN_SECONDS: Final = 10.0
+"""How long a stopping gateway lets requests in progress finish (``serve --workers`` gives its
+children as long before it kills them)."""
+
+
+async def serve(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
+    """Serve ``app`` on ``host:port`` through the front until SIGTERM or SIGINT, then stop
+    gracefully: no new connections, idle ones closed, requests in progress finished."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runner = FrontRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+        await site.start()
+        await stop.wait()
+        log.info("stopgate stopping")
+    finally:
+        await runner.cleanup()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,198 @@
+"""The lean front (gateway/front.py) over real sockets: which requests it serves itself, how it
+hands a connection to aiohttp mid-stream, and that no way of framing a send gets one past the
+consent check."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import urllib.parse
+
+import pytest
+
+from gateway.front import FrontServer
+from tests.conftest import BUSINESS, CUSTOMER, SIM, TWILIO_SEND, Gateway, MakeGateway
+from tests.support.rawhttp import exchange
+
+OTHER = "+16505550122"
+AUTH = "Basic " + base64.b64encode(
+    f"{SIM.twilio_account_sid}:{SIM.twilio_auth_token}".encode()
+).decode()
+
+
+def send_bytes(
+    to: str,
+    *,
+    version: str = "1.1",
+    extra: str = "",
+    chunked: bool = False,
+    body_text: str = "hello",
+) -> bytes:
+    body = urllib.parse.urlencode({"To": to, "From": BUSINESS, "Body": body_text}).encode()
+    head = (
+        f"POST {TWILIO_SEND} HTTP/{version}\r\nHost: gateway\r\nAuthorization: {AUTH}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n" + extra
+    )
+    if chunked:
+        return (
+            head.encode()
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        )
+    return head.encode() + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def address(gateway: Gateway) -> tuple[str, int]:
+    server = gateway.client.server
+    return str(server.host), int(server.port or 0)
+
+
+def front_of(gateway: Gateway) -> FrontServer:
+    server = gateway.client.server.runner.server  # type: ignore[union-attr]
+    assert isinstance(server, FrontServer)
+    return server
+
+
+async def delivered_to(gateway: Gateway, to: str) -> int:
+    return len(await gateway.delivered(to))
+
+
+async def test_sends_pipelined_on_one_connection_are_answered_in_order(gateway: Gateway) -> None:
+    await gateway.opt_out(OTHER)
+    data = send_bytes(CUSTOMER) + send_bytes(OTHER) + send_bytes(CUSTOMER)
+    answer = await exchange(*address(gateway), data, wait=3)
+    assert answer.statuses == [201, 400, 201]
+    assert answer.raw.count(b"X-Stopgate-Decision: allowed") == 2
+    assert b'"code": 21610' in answer.raw or b'"code":21610' in answer.raw
+    assert await delivered_to(gateway, CUSTOMER) == 2
+    assert await delivered_to(gateway, OTHER) == 0
+
+
+async def test_a_connection_handed_to_aiohttp_mid_stream_still_checks_every_send(
+    gateway: Gateway,
+) -> None:
+    """Send (front), then a GET (hands over), then a send to an opted-out pair (aiohttp's
+    route), all in one write: the last is refused and never reaches the carrier."""
+    await gateway.opt_out(OTHER)
+    data = (
+        send_bytes(CUSTOMER)
+        + b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n"
+        + send_bytes(OTHER)
+        + send_bytes(CUSTOMER)
+    )
+    answer = await exchange(*address(gateway), data, wait=3)
+    assert answer.statuses == [201, 200, 400, 201]
+    assert await delivered_to(gateway, OTHER) == 0
+    assert await delivered_to(gateway, CUSTOMER) == 2
+
+
+@pytest.mark.parametrize(
+    "framing",
+    ["chunked", "http/1.0", "expect-100", "head in pieces", "body in pieces"],
+)
+async def test_every_framing_of_a_send_to_an_opted_out_pair_is_refused(
+    gateway: Gateway, framing: str
+) -> None:
+    await gateway.opt_out(OTHER)
+    pieces: bytes | list[tuple[bytes, float]]
+    if framing == "chunked":
+        pieces = send_bytes(OTHER, chunked=True)
+    elif framing == "http/1.0":
+        pieces = send_bytes(OTHER, version="1.0")
+    elif framing == "expect-100":
+        pieces = send_bytes(OTHER, extra="Expect: 100-continue\r\n")
+    elif framing == "head in pieces":
+        raw = send_bytes(OTHER)
+        pieces = [(raw[i : i + 7], 0.01) for i in range(0, len(raw), 7)]
+    else:
+        raw = send_bytes(OTHER)
+        cut = raw.index(b"\r\n\r\n") + 6
+        pieces = [(raw[:cut], 0.05), (raw[cut:], 0.0)]
+    answer = await exchange(*address(gateway), pieces, wait=3)
+    assert answer.statuses[-1] == 400, answer.raw[:500]
+    assert b"21610" in answer.raw
+    assert await delivered_to(gateway, OTHER) == 0
+
+
+async def test_connection_close_is_honoured(gateway: Gateway) -> None:
+    answer = await exchange(
+        *address(gateway), send_bytes(CUSTOMER, extra="Connection: close\r\n"), wait=5
+    )
+    assert answer.statuses == [201]
+    assert b"Connection: close" in answer.raw
+    assert answer.closed_after < 4
+
+
+async def test_answers_carry_date_length_and_decision(gateway: Gateway) -> None:
+    answer = await exchange(*address(gateway), send_bytes(CUSTOMER), wait=1)
+    head, _, body = answer.raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 201 Created"
+    names = {line.split(b":", 1)[0].lower(): line.split(b":", 1)[1].strip() for line in lines[1:]}
+    assert int(names[b"content-length"]) == len(body)
+    assert b"date" in names and names[b"x-stopgate-decision"] == b"allowed"
+    assert names[b"x-request-id"]
+
+
+async def test_a_body_over_the_limit_is_refused_in_the_carriers_shape(
+    make_gateway: MakeGateway,
+) -> None:
+    gateway = await make_gateway(max_body_bytes=1024)
+    answer = await exchange(*address(gateway), send_bytes(CUSTOMER, body_text="x" * 2000), wait=3)
+    assert answer.statuses == [413]
+    assert await delivered_to(gateway, CUSTOMER) == 0
+
+
+async def test_a_trickled_body_is_cut_at_the_body_timeout_and_never_sent(
+    make_gateway: MakeGateway,
+) -> None:
+    gateway = await make_gateway(body_timeout=0.5)
+    raw = send_bytes(CUSTOMER)
+    cut = raw.index(b"\r\n\r\n") + 4
+    pieces = [(raw[:cut], 0.0)] + [(raw[i : i + 1], 0.2) for i in range(cut, len(raw))]
+    answer = await exchange(*address(gateway), pieces, wait=5)
+    assert answer.statuses == []
+    assert answer.closed_after < 3
+    assert await delivered_to(gateway, CUSTOMER) == 0
+
+
+async def test_an_idle_keep_alive_connection_is_closed_at_the_header_timeout(
+    make_gateway: MakeGateway,
+) -> None:
+    gateway = await make_gateway(header_timeout=0.5)
+    answer = await exchange(*address(gateway), send_bytes(CUSTOMER), wait=5)
+    assert answer.statuses == [201]
+    assert 0.4 < answer.closed_after < 3
+
+
+async def test_a_send_whose_client_leaves_is_still_decided_and_delivered(
+    gateway: Gateway,
+) -> None:
+    await gateway.client.session.post(
+        gateway.sim.make_url("/sim/faults"), json={"mode": "slow", "delay_seconds": 0.5}
+    )
+    answer = await exchange(*address(gateway), send_bytes(CUSTOMER), wait=0.1)
+    assert answer.statuses == []
+    await asyncio.sleep(1.0)
+    await gateway.client.session.post(gateway.sim.make_url("/sim/faults"), json={"mode": "none"})
+    assert await delivered_to(gateway, CUSTOMER) == 1
+
+
+async def test_shutdown_lets_a_send_in_progress_answer(gateway: Gateway) -> None:
+    await gateway.client.session.post(
+        gateway.sim.make_url("/sim/faults"), json={"mode": "slow", "delay_seconds": 0.5}
+    )
+    reader, writer = await asyncio.open_connection(*address(gateway))
+    idle_reader, idle_writer = await asyncio.open_connection(*address(gateway))
+    writer.write(send_bytes(CUSTOMER))
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    front = front_of(gateway)
+    assert front.tasks
+    front.pre_shutdown()
+    await front.shutdown(5.0)
+    answer = await reader.read()
+    assert answer.startswith(b"HTTP/1.1 201 ")
+    assert await idle_reader.read() == b""  # the idle connection was closed
+    writer.close()
+    idle_writer.close()

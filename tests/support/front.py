@@ -1,0 +1,20 @@
+"""A test server that serves an app the way ``stopgate serve`` does: through the lean front
+(gateway/front.py), so sends take the front's path and everything else is handed to aiohttp."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from aiohttp.web_runner import BaseRunner
+
+from gateway.front import FrontRunner
+
+
+class FrontTestServer(TestServer):
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return FrontRunner(self.app, **kwargs)
