@@ -15,9 +15,10 @@ from tests.conftest import BUSINESS, CUSTOMER, SIM, TWILIO_SEND, Gateway, MakeGa
 from tests.support.rawhttp import exchange
 
 OTHER = "+16505550122"
-AUTH = "Basic " + base64.b64encode(
-    f"{SIM.twilio_account_sid}:{SIM.twilio_auth_token}".encode()
-).decode()
+AUTH = (
+    "Basic "
+    + base64.b64encode(f"{SIM.twilio_account_sid}:{SIM.twilio_auth_token}".encode()).decode()
+)
 
 
 def send_bytes(
