@@ -133,6 +133,11 @@ class FrontProtocol(asyncio.Protocol):
         """A send whose head is in and whose body is not yet: (head length, body length, raw
         path, kind, dialect, keep-alive)."""
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        """When the head (or body) being awaited must be in; None while a send is decided."""
+        self._timer_at = 0.0
+        self._deadline_what = "headers"
+        self._deadline_seconds = 0.0
         self._task: asyncio.Task[None] | None = None
         self._reading_paused = False
         self._writing_paused: asyncio.Future[None] | None = None
@@ -169,7 +174,7 @@ class FrontProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.fronts.discard(self)
-        self._disarm()
+        self._cancel_timer()
         self.transport = None
         if self._writing_paused is not None and not self._writing_paused.done():
             self._writing_paused.set_result(None)
@@ -318,7 +323,7 @@ class FrontProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         self._handed_over = True
-        self._disarm()
+        self._cancel_timer()
         self._server.fronts.discard(self)
         handler = self._server.aiohttp_protocol()
         data = bytes(self._buffer)
@@ -334,20 +339,44 @@ class FrontProtocol(asyncio.Protocol):
             transport.resume_reading()
 
     def _arm(self, seconds: float, what: str) -> None:
-        self._disarm()
-        self._timer = self._loop.call_later(seconds, self._time_out, what, seconds)
+        # One timer per connection, moved rather than replaced: a deadline set and cleared per
+        # request costs a float, not a timer handle (the timer wakes at most once per timeout
+        # and goes back to sleep if the deadline moved on).
+        self._deadline = self._loop.time() + seconds
+        self._deadline_what = what
+        self._deadline_seconds = seconds
+        if self._timer is not None and self._timer_at > self._deadline:
+            self._timer.cancel()  # the new deadline comes sooner
+            self._timer = None
+        if self._timer is None:
+            self._timer_at = self._deadline
+            self._timer = self._loop.call_at(self._deadline, self._time_out)
 
     def _disarm(self) -> None:
+        self._deadline = None
+
+    def _cancel_timer(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _time_out(self, what: str, seconds: float) -> None:
+    def _time_out(self) -> None:
         self._timer = None
-        if self.transport is None or self._task is not None:
+        deadline = self._deadline
+        if self.transport is None or deadline is None:
             return
-        if what == "body":
-            log.warning("connection closed: body of a send not received within %s s", seconds)
+        if self._loop.time() < deadline:
+            self._timer_at = deadline
+            self._timer = self._loop.call_at(deadline, self._time_out)
+            return
+        if self._task is not None:
+            return
+        if self._deadline_what == "body":
+            log.warning(
+                "connection closed: body of a send not received within %s s",
+                self._deadline_seconds,
+            )
         self.transport.close()
 
     def close_when_idle(self) -> None:

@@ -154,6 +154,10 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     }
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""Made once: ``json.dumps`` with these options builds an encoder for every line."""
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; see the module's docstring for the fields."""
 
@@ -183,7 +187,7 @@ class JsonFormatter(logging.Formatter):
 
     def serialise(self, line: dict[str, Any]) -> str:
         # One pass over the serialised line covers every field, nested values included.
-        return self.scrub.json_text(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
+        return self.scrub.json_text(_ENCODER.encode(line))
 
     _second: tuple[int, str] = (-1, "")
 

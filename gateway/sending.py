@@ -367,7 +367,9 @@ _request_ids = _RequestIds()
 def _log_decision(trace: _Trace, response: web.Response | None, region: str) -> None:
     decision, reason = trace.decision or "error", trace.reason
     header = response.headers.get(DECISION_HEADER) if response is not None else None
-    if header:
+    if header == "allowed":
+        decision, reason = header, ""
+    elif header:
         parts = [part.strip() for part in header.split(";")]
         decision = parts[0]
         reason = next((p[len("reason=") :] for p in parts[1:] if p.startswith("reason=")), "")

@@ -9,6 +9,7 @@ own connection so they never queue behind a commit's fsync.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sqlite3
 import time
@@ -375,6 +376,9 @@ class SQLiteStore:
         self.path, busy_timeout = parse_url(url)
         self._writer = _ConnectionThread(self.path, "sqlite-writer", busy_timeout)
         self._reader = _ConnectionThread(self.path, "sqlite-reader", busy_timeout)
+        self._probe: sqlite3.Connection | None = None
+        self._quiet: tuple[int, int] | None = None
+        """(cursor, data version) of the last poll: the same version means nothing new since."""
 
     async def open(self) -> None:
         parent = Path(self.path).parent
@@ -394,6 +398,7 @@ class SQLiteStore:
         conn.execute("COMMIT")
 
     async def close(self) -> None:
+        self._close_probe()
         await self._writer.close()
         await self._reader.close()
 
@@ -1196,6 +1201,14 @@ class SQLiteStore:
         return await self._reader.run(work)
 
     async def changes_since(self, cursor: int | None) -> ChangeBatch:
+        # Most polls find nothing new. ``PRAGMA data_version`` changes whenever another
+        # connection commits; read on the event loop's own thread (a few µs, no lock wait), it
+        # spares those polls the trip to the reader thread. Read before the query, so a commit
+        # racing the query changes it again and the next poll looks.
+        version = self._data_version()
+        if cursor is not None and version is not None and (cursor, version) == self._quiet:
+            return ChangeBatch(cursor, flush_all=False, services=False, pairs=())
+
         def work(conn: sqlite3.Connection) -> ChangeBatch:
             if cursor is None:
                 (head,) = conn.execute("SELECT coalesce(max(seq), 0) FROM change_log").fetchone()
@@ -1218,7 +1231,29 @@ class SQLiteStore:
                 pairs=tuple((row[2], row[3]) for row in rows if row[1] == "pair"),
             )
 
-        return await self._reader.run(work)
+        batch = await self._reader.run(work)
+        self._quiet = (batch.cursor, version) if version is not None else None
+        return batch
+
+    def _data_version(self) -> int | None:
+        """The file's data version, or None when it cannot be read at once (then the feed
+        asks the reader thread, which reports the store's state properly)."""
+        try:
+            if self._probe is None:
+                # timeout=0: never wait for a lock on the event loop's thread.
+                self._probe = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=0
+                )
+            return int(self._probe.execute("PRAGMA data_version").fetchone()[0])
+        except (sqlite3.Error, OSError):
+            self._close_probe()
+            return None
+
+    def _close_probe(self) -> None:
+        if self._probe is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._probe.close()
+            self._probe = None
 
     async def prune_changes(self, before_us: int) -> None:
         await self._writer.run(
