@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -294,6 +295,92 @@ def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     return conn
 
 
+def _unavailable(exc: Exception) -> StoreUnavailable:
+    """What a failure of the file, the library or our own thread means to callers."""
+    if isinstance(exc, sqlite3.Error):
+        return StoreUnavailable(f"sqlite: {exc}")
+    if isinstance(exc, OSError):
+        return StoreUnavailable(f"sqlite file: {exc}")
+    if isinstance(exc, UnicodeError):
+        # Text no store can encode reached the store: refuse (fail closed), never a 500.
+        return StoreUnavailable(f"sqlite: text cannot be stored ({type(exc).__name__})")
+    # RuntimeError: the executor is shut down, the store was closed under us.
+    return StoreUnavailable("the store is closed")
+
+
+class _GroupCommit:
+    """Write units arriving together share one transaction, so one commit (one fsync).
+
+    A unit is a function doing its writes on the connection without BEGIN or COMMIT. The first
+    caller's task runs everything queued so far in one ``BEGIN IMMEDIATE`` … ``COMMIT``, each
+    unit inside a savepoint, and keeps going while more arrive; every caller's result is
+    returned only after that commit, so "durable when it returns" holds for each. A unit that
+    fails on its own (bad text) is rolled back to its savepoint and fails alone; a failure of
+    the database itself (``sqlite3.OperationalError``: I/O, a full disk, a lock) fails the whole
+    batch, nothing of which was committed. Either way each caller sees what it would have seen
+    alone. Under a burst of STOPs this turns one fsync per
+    webhook into one per batch.
+    """
+
+    MAX_UNITS = 256
+
+    def __init__(self, thread: _ConnectionThread) -> None:
+        self._thread = thread
+        self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def run(self, unit: Callable[[sqlite3.Connection], T]) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queued.append((unit, future))
+        if self._task is None or self._task.done():
+            # A task of its own: a caller that goes away never strands the others' units.
+            self._task = asyncio.create_task(self._drain(), name="stopgate-sqlite-commit")
+        return await future
+
+    async def _drain(self) -> None:
+        while self._queued:
+            batch = self._queued[: self.MAX_UNITS]
+            del self._queued[: self.MAX_UNITS]
+            units = [unit for unit, _ in batch]
+            try:
+                outcomes = await self._thread.run(functools.partial(self._run_batch, units=units))
+            except Exception as exc:  # StoreUnavailable: every unit of the batch fails
+                for _, waiter in batch:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                continue
+            for (_, waiter), (ok, value) in zip(batch, outcomes, strict=True):
+                if waiter.done():
+                    continue
+                if ok:
+                    waiter.set_result(value)
+                else:
+                    waiter.set_exception(value)
+
+    @staticmethod
+    def _run_batch(
+        conn: sqlite3.Connection, *, units: Sequence[Callable[[sqlite3.Connection], Any]]
+    ) -> list[tuple[bool, Any]]:
+        conn.execute("BEGIN IMMEDIATE")
+        outcomes: list[tuple[bool, Any]] = []
+        for unit in units:
+            conn.execute("SAVEPOINT unit")
+            try:
+                value = unit(conn)
+            except sqlite3.OperationalError:
+                raise
+            except Exception as exc:
+                conn.execute("ROLLBACK TO unit")
+                conn.execute("RELEASE unit")
+                failed = isinstance(exc, sqlite3.Error | UnicodeError)
+                outcomes.append((False, _unavailable(exc) if failed else exc))
+            else:
+                conn.execute("RELEASE unit")
+                outcomes.append((True, value))
+        conn.execute("COMMIT")
+        return outcomes
+
+
 class _ConnectionThread:
     """One sqlite3 connection used only from its own single thread."""
 
@@ -308,16 +395,8 @@ class _ConnectionThread:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, self._call, work)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"sqlite: {exc}") from exc
-        except OSError as exc:
-            raise StoreUnavailable(f"sqlite file: {exc}") from exc
-        except RuntimeError as exc:
-            # The executor is shut down: the store was closed under us.
-            raise StoreUnavailable("the store is closed") from exc
-        except UnicodeError as exc:
-            # Text no store can encode reached the store: refuse (fail closed), never a 500.
-            raise StoreUnavailable(f"sqlite: text cannot be stored ({type(exc).__name__})") from exc
+        except (sqlite3.Error, OSError, RuntimeError, UnicodeError) as exc:
+            raise _unavailable(exc) from exc
 
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
@@ -376,6 +455,7 @@ class SQLiteStore:
         self.path, busy_timeout = parse_url(url)
         self._writer = _ConnectionThread(self.path, "sqlite-writer", busy_timeout)
         self._reader = _ConnectionThread(self.path, "sqlite-reader", busy_timeout)
+        self._commits = _GroupCommit(self._writer)
         self._probe: sqlite3.Connection | None = None
         self._quiet: tuple[int, int] | None = None
         """(cursor, data version) of the last poll: the same version means nothing new since."""
@@ -430,18 +510,16 @@ class SQLiteStore:
     async def apply(
         self, changes: Sequence[ConsentChange], follow_up: FollowUp | None = None
     ) -> list[AppliedChange]:
-        return await self._writer.run(lambda conn: self._apply(conn, changes, follow_up))
+        return await self._commits.run(lambda conn: self._apply_unit(conn, changes, follow_up))
 
     @staticmethod
-    def _apply(
+    def _apply_unit(
         conn: sqlite3.Connection, changes: Sequence[ConsentChange], follow_up: FollowUp | None
     ) -> list[AppliedChange]:
-        conn.execute("BEGIN IMMEDIATE")
         results = SQLiteStore._apply_in_transaction(conn, changes)
         if follow_up is not None:
             now_us = time.time_ns() // 1000
             SQLiteStore._queue(conn, follow_up([r for r in results if r.applied]), now_us)
-        conn.execute("COMMIT")
         return results
 
     @staticmethod
@@ -865,24 +943,21 @@ class SQLiteStore:
         outbox: Sequence[OutboxItem],
         follow_up: FollowUp | None = None,
     ) -> InboundOutcome:
-        def work(conn: sqlite3.Connection) -> InboundOutcome:
-            conn.execute("BEGIN IMMEDIATE")
+        def unit(conn: sqlite3.Connection) -> InboundOutcome:
             inserted = conn.execute(
                 "INSERT OR IGNORE INTO inbound_message (provider, message_id, received_us)"
                 " VALUES (?, ?, ?)",
                 (provider, message_id, received_us),
             ).rowcount
             if not inserted:
-                conn.execute("ROLLBACK")
                 return InboundOutcome(duplicate=True, applied=[])
             applied = self._apply_in_transaction(conn, changes)
             ids = self._queue(conn, outbox, received_us)
             if follow_up is not None:
                 self._queue(conn, follow_up([a for a in applied if a.applied]), received_us)
-            conn.execute("COMMIT")
             return InboundOutcome(duplicate=False, applied=applied, outbox_ids=ids)
 
-        return await self._writer.run(work)
+        return await self._commits.run(unit)
 
     async def due_outbox(self, now_us: int, limit: int) -> list[OutboxEntry]:
         def work(conn: sqlite3.Connection) -> list[OutboxEntry]:

@@ -876,3 +876,26 @@ async def test_blocked_sends_logged_together_are_all_kept(store: ConsentStore) -
     await store.log_blocked_many(entries)
     logged = await store.blocked_sends(before_id=None, limit=100)
     assert sorted(e.request_id for _, e in logged) == sorted(e.request_id for e in entries)
+
+
+async def test_concurrent_writes_each_land_and_one_bad_write_fails_alone(
+    store: ConsentStore,
+) -> None:
+    """Writes arriving together (a burst of STOPs) may share a commit: each caller still gets its
+    own outcome, the good ones are all stored, and a write of text no store can encode fails
+    alone."""
+
+    def change(n: int, note: str | None = None) -> ConsentChange:
+        return ConsentChange(
+            "+16505550100", f"+1650555{n:04d}", OptStatus.OPT_OUT, Source.RECIPIENT, "t", note
+        )
+
+    good = [store.apply([change(n)]) for n in range(40)]
+    bad = store.apply([change(99, note="broken \ud800 text")])
+    outcomes = await asyncio.gather(*good, bad, return_exceptions=True)
+    assert isinstance(outcomes[-1], StoreUnavailable)
+    assert all(isinstance(o, list) and o[0].applied for o in outcomes[:-1])
+    for n in range(40):
+        record = (await store.get_records(f"+1650555{n:04d}", ["+16505550100"]))["+16505550100"]
+        assert record.status is OptStatus.OPT_OUT
+    assert await store.get_records("+16505550099", ["+16505550100"]) == {}
