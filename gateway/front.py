@@ -440,26 +440,26 @@ def serialise(response: web.Response, keep_alive: bool) -> bytes:
     else:
         raise ValueError("the send path answers with whole bodies only")
     status = response.status
-    lines = [f"HTTP/1.1 {status} {response.reason or _PHRASES.get(status, '')}\r\n"]
     headers = response.headers
-    for name, value in headers.items():
-        if name.lower() in _SET_HERE:
-            continue
-        lines.append(f"{name}: {value}\r\n")
+    lines = [f"HTTP/1.1 {status} {response.reason or _PHRASES.get(status, '')}"]
+    lines += [
+        f"{name}: {value}" for name, value in headers.items() if name.lower() not in _SET_HERE
+    ]
     if "Content-Type" not in headers:
-        lines.append("Content-Type: application/octet-stream\r\n")
-    lines.append(f"Date: {_date()}\r\n")
+        lines.append("Content-Type: application/octet-stream")
+    lines.append(f"Date: {_date()}")
     if not keep_alive:
-        lines.append("Connection: close\r\n")
+        lines.append("Connection: close")
     lines.append(f"Content-Length: {len(payload)}\r\n\r\n")
-    text = "".join(lines)
-    count = len(lines)
-    if text.count("\n") != count + 1 or text.count("\r") != count + 1:
+    text = "\r\n".join(lines)
+    breaks = len(lines) + 1
+    if text.count("\n") != breaks or text.count("\r") != breaks:
         raise ValueError("a header name or value holds a line break")
     return text.encode("utf-8", "surrogateescape") + payload
 
 
 _SET_HERE: Final = frozenset({"content-length", "connection", "date", "transfer-encoding"})
+"""Header names (lower case) the answer's framing sets here."""
 
 
 class FrontServer(web.Server):

@@ -594,7 +594,7 @@ async def _handle_send(
         and dialect.refused_as_opted_out(response.status, reply)
     ):
         await _learn_carrier_block(request, dialect, verdict)
-    out_headers = upstream.end_to_end_headers(response.headers)
+    out_headers = response.headers  # end-to-end only already (gateway.upstream_lean)
     ok = 200 <= response.status < 300
     if ok and parsed.kind is SendKind.BATCH and dropped:
         reply = _merge_batch_reply(dialect, reply, verdict.kept_items, dropped)

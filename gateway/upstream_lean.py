@@ -38,6 +38,7 @@ from yarl import URL
 
 from gateway.config import Settings
 from gateway.errors import UpstreamConnectFailed, UpstreamTimeout, UpstreamUnreachable
+from gateway.upstream import HOP_BY_HOP
 
 MAX_REPLY_BYTES: Final = 8 * 1024 * 1024
 
@@ -49,7 +50,8 @@ IDLE_SECONDS: Final = 15.0
 
 
 class LeanResponse:
-    """A complete upstream reply: what the send path reads of an aiohttp response."""
+    """A complete upstream reply: status, its end-to-end headers (hop-by-hop ones and those its
+    ``Connection`` names already dropped), and its whole body."""
 
     __slots__ = ("body", "headers", "status")
 
@@ -141,9 +143,19 @@ class _Connection(asyncio.Protocol):
 
     # internals
     def _response(self) -> LeanResponse:
+        # Only the end-to-end headers are kept: those a proxy relays (see
+        # gateway.upstream.end_to_end_headers, which this matches).
+        dropped = HOP_BY_HOP
+        for name, value in self._headers:
+            if name.lower() == b"connection":
+                tokens = value.decode("latin-1").split(",")
+                dropped = dropped | {token.strip().lower() for token in tokens}
         headers: CIMultiDict[str] = CIMultiDict(
-            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-            for name, value in self._headers
+            [
+                (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+                for name, value in self._headers
+                if name.decode("latin-1").lower() not in dropped
+            ]
         )
         return LeanResponse(self._status, headers, b"".join(self._body))
 

@@ -169,7 +169,7 @@ async def test_reads_a_chunked_reply(client: LeanClient) -> None:
         response = await client.request(
             "POST", server.make_url("/send"), headers=HEADERS, body=b"{}"
         )
-    assert response.headers["Transfer-Encoding"] == "chunked"
+    assert "Transfer-Encoding" not in response.headers  # framing is hop-by-hop
     assert response.body == b'{"part":"two"}'
 
 
@@ -463,8 +463,23 @@ async def test_an_interim_reply_is_skipped_for_the_real_one(client: LeanClient) 
         for _ in range(2):
             response = await client.request("POST", upstream.url(), headers=HEADERS, body=b"{}")
             assert (response.status, response.body) == (200, b'{"after":"continue"}')
-            assert "Content-Length" in response.headers
+            assert response.headers.get("Content-Type") == "application/json"
     assert upstream.connections == 1
+
+
+async def test_a_reply_keeps_only_its_end_to_end_headers(client: LeanClient) -> None:
+    async def reply(writer: asyncio.StreamWriter, n: int) -> None:
+        body = b'{"ok":true}'
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nKeep-Alive: timeout=5\r\n"
+            b"Connection: keep-alive, X-Private\r\nX-Private: secret\r\nX-Trace: t1\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+
+    async with RawUpstream(reply) as upstream:
+        response = await client.request("POST", upstream.url(), headers=HEADERS, body=b"{}")
+    assert sorted(response.headers) == ["Content-Type", "X-Trace"]
 
 
 async def test_a_reply_over_the_size_cap_is_unreachable(
