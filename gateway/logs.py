@@ -22,7 +22,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from gateway.config import LOG_LEVELS, Secret, Settings
@@ -65,6 +65,9 @@ _CREDENTIAL_PATTERNS = (
 )
 
 
+_PATTERN_WORDS = tuple(zip(_CREDENTIAL_PATTERNS, _CREDENTIAL_WORDS, strict=True))
+
+
 class Scrubber:
     """Replaces secret values and credential-looking text with ``********``."""
 
@@ -98,11 +101,16 @@ class Scrubber:
 
 def _mask_credentials(text: str) -> str:
     lowered = text.lower() if text.isascii() else None
-    for pattern, words in zip(_CREDENTIAL_PATTERNS, _CREDENTIAL_WORDS, strict=True):
-        if lowered is None or any(word in lowered for word in words):
-            text = pattern.sub(_masked, text)
-            if lowered is not None:
-                lowered = text.lower()
+    for pattern, words in _PATTERN_WORDS:
+        if lowered is not None:
+            for word in words:
+                if word in lowered:
+                    break
+            else:
+                continue
+        text = pattern.sub(_masked, text)
+        if lowered is not None:
+            lowered = text.lower()
     return text
 
 
@@ -158,6 +166,38 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 """Made once: ``json.dumps`` with these options builds an encoder for every line."""
 
 
+def _one_encoder() -> Callable[[Any], str]:
+    """``_ENCODER.encode``, with the C encoder built once rather than per call when the
+    interpreter has one (the same text either way: the options are the same)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _ENCODER.encode
+    iterencode = make(
+        None,  # no circularity check: log fields are plain values
+        _ENCODER.default,
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        True,
+    )
+
+    def encode(value: Any) -> str:
+        if isinstance(value, str):
+            return json.encoder.encode_basestring(value)
+        return "".join(iterencode(value, 0))
+
+    return encode
+
+
+_encode = _one_encoder()
+_HEAD_KEYS = frozenset({"ts", "level", "logger", "msg"})
+_HEAD_TAILS: dict[tuple[str, str, str], str] = {}
+"""``"level":…,"logger":…,"msg":…`` encoded, per (level, logger, message) of hot-path lines."""
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; see the module's docstring for the fields."""
 
@@ -180,18 +220,31 @@ class JsonFormatter(logging.Formatter):
     def fields_line(self, level: str, logger: str, message: str, fields: dict[str, Any]) -> str:
         """The line ``format`` makes of a record with these ``extra`` fields, built without one
         (``fields`` must hold JSON values: str, int, float, bool, None, lists and dicts of them)."""
-        line = self._head(time.time(), level, logger, message)
-        for key, value in fields.items():
-            line.setdefault(key, value)
-        return self.serialise(line)
+        if not fields or _HEAD_KEYS.intersection(fields):
+            line = self._head(time.time(), level, logger, message)
+            for key, value in fields.items():
+                line.setdefault(key, value)
+            return self.serialise(line)
+        # The usual case, spliced from parts: the head's fixed part is encoded once per
+        # (level, logger, message), the fields in one call, and the result is the same text.
+        head = _HEAD_TAILS.get((level, logger, message))
+        if head is None:
+            head = _ENCODER.encode({"level": level, "logger": logger, "msg": message})[1:-1]
+            if len(_HEAD_TAILS) < 1024:
+                _HEAD_TAILS[(level, logger, message)] = head
+        encoded = _encode(fields)
+        return self.scrub.json_text(f'{{"ts":"{self._timestamp(time.time())}",{head},{encoded[1:]}')
 
     def serialise(self, line: dict[str, Any]) -> str:
         # One pass over the serialised line covers every field, nested values included.
-        return self.scrub.json_text(_ENCODER.encode(line))
+        return self.scrub.json_text(_encode(line))
 
     _second: tuple[int, str] = (-1, "")
 
     def _head(self, created: float, level: str, logger: str, message: str) -> dict[str, Any]:
+        return {"ts": self._timestamp(created), "level": level, "logger": logger, "msg": message}
+
+    def _timestamp(self, created: float) -> str:
         # The date and time to the second are formatted once a second (datetime's isoformat
         # per line cost more than the rest of a send's line).
         seconds = int(created)
@@ -201,7 +254,7 @@ class JsonFormatter(logging.Formatter):
             prefix = at.strftime("%Y-%m-%dT%H:%M:%S")
             self._second = (seconds, prefix)
         micros = min(int((created - seconds) * 1_000_000), 999_999)
-        return {"ts": f"{prefix}.{micros:06d}Z", "level": level, "logger": logger, "msg": message}
+        return f"{prefix}.{micros:06d}Z"
 
 
 class TextFormatter(logging.Formatter):

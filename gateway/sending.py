@@ -71,7 +71,7 @@ from policy.numbers import (
     customer_key,
     is_service_sid,
 )
-from policy.segments import count_segments
+from policy.segments import segment_total
 
 log = logging.getLogger("stopgate.send")
 
@@ -436,7 +436,7 @@ def _segments_of(parsed: ParsedSend | None, footer: Sequence[FooterDecision]) ->
         return sum(d.after.segments for d in footer)
     if parsed is None or parsed.kind is SendKind.BATCH or parsed.text is None:
         return None
-    return count_segments(parsed.text).segments
+    return segment_total(parsed.text)
 
 
 async def _handle_send(

@@ -46,6 +46,10 @@ class Role(enum.Enum):
     BUSINESS = "from"
     CUSTOMER = "to"
 
+    # Members are singletons compared by identity, so identity hashing is exact; Enum's own
+    # __hash__ runs Python code, and a Role is part of every canonical_key cache lookup.
+    __hash__ = object.__hash__
+
 
 class AddressProblem(enum.StrEnum):
     """Machine-readable reasons an address is refused."""

@@ -183,6 +183,14 @@ def count_segments(text: str) -> SegmentCount:
     return SegmentCount(encoding=encoding, units=units, segments=len(parts))
 
 
+def segment_total(text: str) -> int:
+    """``count_segments(text).segments``, without building the count for the common text."""
+    if GSM7_BASIC.issuperset(text):
+        units = len(text)
+        return 0 if not units else 1 if units <= GSM7_SINGLE else -(-units // GSM7_MULTI)
+    return count_segments(text).segments
+
+
 def split_segments(text: str) -> list[str]:
     """The segments the walk in :func:`count_segments` produced, in order.
 

@@ -1,0 +1,43 @@
+"""The hot path's JSON lines are the same text the general formatter writes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.logs import _ENCODER, JsonFormatter, Scrubber, _encode
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(JSON_VALUES)
+def test_the_encoder_built_once_writes_what_the_encoder_writes(value: Any) -> None:
+    assert _encode(value) == _ENCODER.encode(value)
+
+
+_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+FIELD_NAMES = st.from_regex(r"[a-z]{1,8}", fullmatch=True).filter(
+    lambda name: name not in _RECORD_ATTRIBUTES
+)
+
+
+@given(st.dictionaries(FIELD_NAMES, JSON_VALUES, max_size=6))
+def test_a_fields_line_equals_the_formatted_record(fields: dict[str, Any]) -> None:
+    formatter = JsonFormatter(Scrubber(["s3cr3t-value"]))
+    record = logging.LogRecord(
+        "stopgate.send", logging.INFO, __file__, 1, "send decided", None, None
+    )
+    record.__dict__.update(fields)
+    from_record = json.loads(formatter.format(record))
+    line = json.loads(formatter.fields_line("INFO", "stopgate.send", "send decided", fields))
+    assert from_record.pop("ts") and line.pop("ts")
+    assert line == from_record
+    assert list(line) == list(from_record)
