@@ -140,6 +140,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -157,6 +158,7 @@ from gateway.store.base import (
     DailyActivity,
     FollowUp,
     HistoryEntry,
+    ImportCounts,
     InboundOutcome,
     OutboxEntry,
     OutboxItem,
@@ -852,6 +854,9 @@ class _Writes:
     log: list[tuple[str, str | None, str | None]] = field(default_factory=list)
     created: set[tuple[str, str]] = field(default_factory=set)
     """(to_key, from_key) of the records in ``final`` whose pair had no record before."""
+    new_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    """Rows for ``consent`` (in :data:`CONSENT_COLUMNS` order) of pairs that had no record,
+    decided column by column (:func:`_all_new`) instead of through ``final``."""
 
     def __post_init__(self) -> None:
         self.start_us = self.last_us
@@ -864,6 +869,7 @@ class _Writes:
         return not (
             self.removed
             or self.final
+            or self.new_rows
             or self.history
             or self.footer
             or self.log
@@ -925,6 +931,50 @@ def _decide(
         results.append(AppliedChange(record, previous, applied=True))
     writes.log_changes([(r.record.from_key, r.record.to_key) for r in results if r.applied])
     return results
+
+
+def _all_new(
+    writes: _Writes, changes: Sequence[ConsentChange], current: dict[tuple[str, str], ConsentRecord]
+) -> bool:
+    """Whether every change of an import batch applies with no record before it: none of its
+    pairs has a record, none comes twice and every change carries its time. Then the row-by-row
+    rule of :func:`_decide` (every change supersedes nothing) is written column by column,
+    without a record or result object per change."""
+    if current or len(changes) < BULK_COPY_MIN:
+        return False
+    to_keys = [c.to_key for c in changes]
+    from_keys = [c.from_key for c in changes]
+    modified = [c.modified_us for c in changes]
+    if None in modified or len(set(zip(to_keys, from_keys, strict=True))) != len(changes):
+        return False
+    statuses = [c.status.value for c in changes]
+    sources = [c.source.value for c in changes]
+    actors = [c.actor for c in changes]
+    notes = [c.note for c in changes]
+    evidence = [c.evidence for c in changes]
+    writes.history = list(
+        zip(
+            from_keys,
+            to_keys,
+            repeat(None),
+            statuses,
+            sources,
+            actors,
+            modified,
+            notes,
+            evidence,
+            strict=False,
+        )
+    )
+    writes.new_rows = list(
+        zip(to_keys, from_keys, statuses, sources, modified, notes, evidence, strict=True)
+    )
+    opt_in = OptStatus.OPT_IN.value
+    writes.footer = dict.fromkeys(
+        (t, f) for t, f, s in zip(to_keys, from_keys, statuses, strict=True) if s == opt_in
+    )
+    writes.log_changes(list(zip(from_keys, to_keys, strict=True)))
+    return True
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -1220,17 +1270,17 @@ class PostgresStore:
             for r in writes.final.values()
         ]
         history = writes.history
+        created = writes.new_rows
         if len(history) >= BULK_COPY_MIN:
             await conn.copy_records_to_table(
                 "consent_history", records=history, columns=HISTORY_COLUMNS
             )
             history = []
-            created = [row for row in final if (row[0], row[1]) in writes.created]
-            if created:
-                await conn.copy_records_to_table(
-                    "consent", records=created, columns=CONSENT_COLUMNS
-                )
+            if writes.created:
+                created = created + [row for row in final if (row[0], row[1]) in writes.created]
                 final = [row for row in final if (row[0], row[1]) not in writes.created]
+        if created:
+            await conn.copy_records_to_table("consent", records=created, columns=CONSENT_COLUMNS)
         removed = _columns(writes.removed, 2)
         footer = _columns(list(writes.footer), 2)
         logged = _columns(writes.log, 3)
@@ -1310,6 +1360,44 @@ class PostgresStore:
             return results
 
         return await self._write(work)
+
+    async def import_changes(
+        self, changes: Sequence[ConsentChange], follow_up: FollowUp | None = None
+    ) -> ImportCounts:
+        async def work(conn: Any) -> int:
+            writes = await self._lock_clock(conn)
+            current = await self._current(conn, [(c.to_key, c.from_key) for c in changes])
+            results: list[AppliedChange] | None = None
+            if _all_new(writes, changes, current):
+                applied = len(changes)
+            else:
+                results = _decide(writes, changes, current)
+                applied = sum(r.applied for r in results)
+            await self._flush(conn, writes)
+            if follow_up is not None:
+                if results is None:
+                    results = [
+                        AppliedChange(
+                            ConsentRecord(
+                                c.from_key,
+                                c.to_key,
+                                c.status,
+                                c.source,
+                                c.modified_us or 0,
+                                c.note,
+                                c.evidence,
+                            ),
+                            None,
+                            applied=True,
+                        )
+                        for c in changes
+                    ]
+                items = follow_up([r for r in results if r.applied])
+                await self._queue(conn, items, time.time_ns() // 1000)
+            return applied
+
+        applied = await self._write(work)
+        return ImportCounts(applied, len(changes) - applied)
 
     async def list_records(
         self,
