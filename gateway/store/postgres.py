@@ -856,7 +856,9 @@ class _Writes:
     """(to_key, from_key) of the records in ``final`` whose pair had no record before."""
     new_rows: list[tuple[Any, ...]] = field(default_factory=list)
     """Rows for ``consent`` (in :data:`CONSENT_COLUMNS` order) of pairs that had no record,
-    decided column by column (:func:`_all_new`) instead of through ``final``."""
+    decided column by column (:func:`_decide_distinct`) instead of through ``final``."""
+    upserts: list[tuple[Any, ...]] = field(default_factory=list)
+    """Rows, likewise, that replace the record of their pair."""
 
     def __post_init__(self) -> None:
         self.start_us = self.last_us
@@ -870,6 +872,7 @@ class _Writes:
             self.removed
             or self.final
             or self.new_rows
+            or self.upserts
             or self.history
             or self.footer
             or self.log
@@ -933,30 +936,72 @@ def _decide(
     return results
 
 
-def _all_new(
+def _change_record(change: ConsentChange) -> ConsentRecord:
+    """The record a timed change becomes."""
+    return ConsentRecord(
+        change.from_key,
+        change.to_key,
+        change.status,
+        change.source,
+        change.modified_us or 0,
+        change.note,
+        change.evidence,
+    )
+
+
+def _decide_distinct(
     writes: _Writes, changes: Sequence[ConsentChange], current: dict[tuple[str, str], ConsentRecord]
-) -> bool:
-    """Whether every change of an import batch applies with no record before it: none of its
-    pairs has a record, none comes twice and every change carries its time. Then the row-by-row
-    rule of :func:`_decide` (every change supersedes nothing) is written column by column,
-    without a record or result object per change."""
-    if current or len(changes) < BULK_COPY_MIN:
-        return False
+) -> list[tuple[int, OptStatus | None]] | None:
+    """:func:`_decide` for an import batch whose pairs are distinct and whose changes all carry
+    their time (then no change's outcome depends on another's), written column by column without
+    a record or result object per change: the positions of the changes that applied, each with
+    the status it replaced. ``None`` for any other batch, and for one too small to ``COPY``."""
+    if len(changes) < BULK_COPY_MIN:
+        return None
     to_keys = [c.to_key for c in changes]
     from_keys = [c.from_key for c in changes]
     modified = [c.modified_us for c in changes]
     if None in modified or len(set(zip(to_keys, from_keys, strict=True))) != len(changes):
-        return False
+        return None
     statuses = [c.status.value for c in changes]
     sources = [c.source.value for c in changes]
     actors = [c.actor for c in changes]
     notes = [c.note for c in changes]
     evidence = [c.evidence for c in changes]
+    won: list[int] = []
+    previous: list[OptStatus | None] = []
+    if current:
+        for i, key in enumerate(zip(to_keys, from_keys, strict=True)):
+            existing = current.get(key)
+            if existing is not None and not supersedes(_change_record(changes[i]), existing):
+                continue
+            won.append(i)
+            previous.append(existing.status if existing is not None else None)
+    else:
+        won = list(range(len(changes)))
+        previous = [None] * len(changes)
+    if len(won) < len(changes):
+
+        def pick(column: list[Any]) -> list[Any]:
+            return [column[i] for i in won]
+
+        to_keys, from_keys, statuses, sources = (
+            pick(to_keys),
+            pick(from_keys),
+            pick(statuses),
+            pick(sources),
+        )
+        actors, modified, notes, evidence = (
+            pick(actors),
+            pick(modified),
+            pick(notes),
+            pick(evidence),
+        )
     writes.history = list(
         zip(
             from_keys,
             to_keys,
-            repeat(None),
+            [p.value if p is not None else None for p in previous] if current else repeat(None),
             statuses,
             sources,
             actors,
@@ -966,15 +1011,18 @@ def _all_new(
             strict=False,
         )
     )
-    writes.new_rows = list(
-        zip(to_keys, from_keys, statuses, sources, modified, notes, evidence, strict=True)
-    )
+    rows = zip(to_keys, from_keys, statuses, sources, modified, notes, evidence, strict=True)
+    if current:
+        for row, was in zip(rows, previous, strict=True):
+            (writes.new_rows if was is None else writes.upserts).append(row)
+    else:
+        writes.new_rows = list(rows)
     opt_in = OptStatus.OPT_IN.value
     writes.footer = dict.fromkeys(
         (t, f) for t, f, s in zip(to_keys, from_keys, statuses, strict=True) if s == opt_in
     )
     writes.log_changes(list(zip(from_keys, to_keys, strict=True)))
-    return True
+    return list(zip(won, previous, strict=True))
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -1269,6 +1317,7 @@ class PostgresStore:
             )
             for r in writes.final.values()
         ]
+        final += writes.upserts
         history = writes.history
         created = writes.new_rows
         if len(history) >= BULK_COPY_MIN:
@@ -1367,30 +1416,19 @@ class PostgresStore:
         async def work(conn: Any) -> int:
             writes = await self._lock_clock(conn)
             current = await self._current(conn, [(c.to_key, c.from_key) for c in changes])
-            results: list[AppliedChange] | None = None
-            if _all_new(writes, changes, current):
-                applied = len(changes)
+            results: list[AppliedChange] = []
+            decided = _decide_distinct(writes, changes, current)
+            if decided is not None:
+                applied = len(decided)
             else:
                 results = _decide(writes, changes, current)
                 applied = sum(r.applied for r in results)
             await self._flush(conn, writes)
             if follow_up is not None:
-                if results is None:
+                if decided is not None:
                     results = [
-                        AppliedChange(
-                            ConsentRecord(
-                                c.from_key,
-                                c.to_key,
-                                c.status,
-                                c.source,
-                                c.modified_us or 0,
-                                c.note,
-                                c.evidence,
-                            ),
-                            None,
-                            applied=True,
-                        )
-                        for c in changes
+                        AppliedChange(_change_record(changes[i]), previous, applied=True)
+                        for i, previous in decided
                     ]
                 items = follow_up([r for r in results if r.applied])
                 await self._queue(conn, items, time.time_ns() // 1000)

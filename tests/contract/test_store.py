@@ -449,24 +449,36 @@ async def test_an_import_batch_writes_what_apply_writes_and_counts_it(
     assert (await store.changes_since(head)).flush_all
     assert [e.payload for e in await store.due_outbox(now_us=10**18, limit=10)] == ["600"]
 
-    # On top: older records, exact ties and a pair twice (decided change by change).
+    # On top, newer, older and tied records, and new pairs; then the same with a pair twice
+    # (which PostgreSQL decides change by change).
     model = {c.to_key: (c.status, c.modified_us) for c in fresh}
-    again = [change(to_key=n, status=OUT, at=1_000 + i - i % 3) for i, n in enumerate(numbers)]
-    again += [change(to_key=numbers[1], status=IN, at=9_000)] * 2
-    applied = 0
-    for c in again:
-        assert c.modified_us is not None
-        status, at = model[c.to_key]
-        if c.modified_us > at or (c.modified_us == at and c.status is OUT and status is IN):
-            model[c.to_key] = (c.status, c.modified_us)
-            applied += 1
-    counts = await store.import_changes(again)
-    assert counts == ImportCounts(applied, len(again) - applied) and applied == 101
-    rows = await store.list_records(RecordQuery(), after=None, limit=1_000)
-    assert {r.to_key: (r.status, r.modified_us) for r in rows} == model
-    assert len(await store.history(to_key=None, from_key=None, after_id=None, limit=2_000)) == (
-        600 + applied
-    )
+    more = [f"+1650559{n:04d}" for n in range(50)]
+    batches = [
+        [change(to_key=n, status=OUT, at=1_000 + i - i % 3) for i, n in enumerate(numbers)]
+        + [change(to_key=n, status=IN, at=5) for n in more],
+        [change(to_key=n, status=IN, at=2_000 + i % 2) for i, n in enumerate(numbers)]
+        + [change(to_key=numbers[1], status=OUT, at=9_000)] * 2,
+    ]
+    history_length = 600
+    for batch in batches:
+        seen.clear()
+        expected: list[tuple[str, OptStatus | None]] = []
+        for c in batch:  # the rule, one change at a time
+            assert c.modified_us is not None
+            status, at = model.get(c.to_key, (None, -1))
+            if c.modified_us > at or (c.modified_us == at and c.status is OUT and status is IN):
+                model[c.to_key] = (c.status, c.modified_us)
+                expected.append((c.to_key, status))
+        counts = await store.import_changes(batch, follow_up)
+        assert counts == ImportCounts(len(expected), len(batch) - len(expected))
+        assert [(r.to_key, previous) for r, previous in seen[0]] == expected
+        rows = await store.list_records(RecordQuery(), after=None, limit=1_000)
+        assert {r.to_key: (r.status, r.modified_us) for r in rows} == model
+        history_length += len(expected)
+        history = await store.history(to_key=None, from_key=None, after_id=None, limit=2_000)
+        assert len(history) == history_length
+        assert [(h.to_key, h.old_status) for h in history[-len(expected) :]] == expected
+    assert history_length == 600 + 100 + 50 + 600 + 1
 
 
 async def test_deleting_records_keeps_each_removal_in_history(store: ConsentStore) -> None:
