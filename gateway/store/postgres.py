@@ -42,7 +42,11 @@ Semantics are those of the SQLite store, method by method (see :mod:`gateway.sto
   writer holds the clock lock, so a pair absent when read under it is still absent); records
   that replace existing ones go through the one-statement upsert. The decision per change stays
   the row-by-row one (duplicates in a batch, exact ties to OptOut, history with the previous
-  status), so results are identical.
+  status), so results are identical. :meth:`PostgresStore.import_changes` (the CLI import) goes
+  further for a batch whose pairs are distinct and whose changes all carry their time: no
+  change's outcome then depends on another's, so each is decided against the record read under
+  the lock alone (:func:`policy.consent.supersedes`) and the batch is written column by column,
+  without a record or result object per change; it answers with counts.
 - Migrations are versioned in ``schema_migrations``; :meth:`PostgresStore.open` applies the
   missing ones in one transaction under ``pg_advisory_xact_lock``, so processes starting together
   migrate once and the others wait, then find the schema current. DDL is transactional: a failed
