@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -16,7 +17,7 @@ from gateway import logs
 from gateway.config import Settings, load_settings, mask_url
 from gateway.errors import BadRequest, ConfigError, StopgateError
 from gateway.store import store_from_url
-from gateway.store.base import AppliedChange, ConsentChange, ConsentStore, RecordQuery
+from gateway.store.base import ConsentChange, ConsentStore, ImportCounts, RecordQuery
 
 log = logging.getLogger("stopgate")
 
@@ -123,25 +124,29 @@ def _consents_import(args: argparse.Namespace) -> int:
         rejected: list[RejectedRow] = []
         batch: list[ConsentChange] = []
         progress = _Progress(args.file) if sys.stderr.isatty() or args.progress else None
+        # What is loaded by now (modules, number metadata) lives as long as the process: out of
+        # the collector's way, the full collections a long import triggers stay cheap (they
+        # would otherwise walk all of it again and again).
+        gc.freeze()
         # The next batch is read while the previous one is written (the database works
         # meanwhile); batches are still written one after another, in file order.
-        writing: asyncio.Task[list[AppliedChange]] | None = None
+        writing: asyncio.Task[ImportCounts] | None = None
 
         async def written() -> None:
             nonlocal applied, skipped, writing
             if writing is None:
                 return
-            results = await writing
+            counts = await writing
             writing = None
-            applied += sum(r.applied for r in results)
-            skipped += sum(not r.applied for r in results)
+            applied += counts.applied
+            skipped += counts.skipped
             if progress is not None:
                 progress.show(seen, len(rejected))
 
         async def flush() -> None:
             nonlocal batch, writing
             await written()
-            writing = asyncio.ensure_future(store.apply(batch, follow_up))
+            writing = asyncio.ensure_future(store.import_changes(batch, follow_up))
             batch = []
 
         try:

@@ -25,7 +25,13 @@ from aiohttp import web
 from gateway.store.base import ConsentChange
 from gateway.text import storable
 from policy.consent import ConsentRecord, OptStatus, Source, format_time, parse_time
-from policy.numbers import InvalidAddress, business_key, customer_key, display_key
+from policy.numbers import (
+    InvalidAddress,
+    business_key,
+    customer_key,
+    display_key,
+    strict_e164_key,
+)
 
 FUTURE_TOLERANCE_US = 300 * 1_000_000
 """Clock skew an imported time may have before it counts as "in the future"."""
@@ -88,6 +94,12 @@ def parse_rows(
     if missing:
         yield RejectedRow(1, f"header lacks {', '.join(sorted(missing))}")
         return
+    # A row with a cell for every column reads each field from the last column of its name
+    # (as the mapping of a shorter row below keeps it); -1: no such column.
+    last = {col: i for i, col in enumerate(columns) if col}
+    width = len(columns)
+    at = [last.get(name, -1) for name in _FIELDS]
+    keys = _Keys(region)
     while True:
         try:
             row = next(reader)
@@ -96,14 +108,25 @@ def parse_rows(
         except csv.Error as exc:
             yield RejectedRow(reader.line_num, f"malformed CSV: {exc}")
             continue
-        if not any(cell.strip() for cell in row):
+        # One string for the row's checks: blank exactly when every cell is, and storable
+        # exactly when every cell is (a NUL or a lone surrogate stays one when joined).
+        joined = "".join(row)
+        if not joined.strip():
             continue
-        if not all(storable(cell) for cell in row):
+        if not storable(joined):
             # A NUL, or bytes that were not UTF-8 (read as lone surrogates): no store keeps it.
             yield RejectedRow(reader.line_num, "the row holds a NUL or bytes that are not UTF-8")
             continue
-        fields = {col: cell.strip() for col, cell in zip(columns, row, strict=False) if col}
-        yield _row_change(fields, reader.line_num, region, actor, import_us)
+        if len(row) >= width:
+            cells = [row[i].strip() if i >= 0 else "" for i in at]
+        else:
+            fields = {col: cell.strip() for col, cell in zip(columns, row, strict=False) if col}
+            cells = [fields.get(name, "") for name in _FIELDS]
+        yield _row_change(cells, reader.line_num, keys, actor, import_us)
+
+
+_FIELDS = ("status", "source", "coverage", "from", "to", "time", "note")
+"""The fields of a row, in the order :func:`_row_change` reads them."""
 
 
 _NUMBER_COLUMNS = frozenset(
@@ -146,41 +169,77 @@ def parse_numbers(lines: Iterable[str], *, region: str) -> Iterator[str | Reject
             yield RejectedRow(reader.line_num, str(exc))
 
 
+@lru_cache(maxsize=1024)
+def _status(text: str) -> OptStatus | None:
+    return _STATUSES.get(_fold(text))
+
+
+@lru_cache(maxsize=1024)
+def _source(text: str) -> Source:
+    return _SOURCES.get(text.lower(), Source.API) if text else Source.API
+
+
+@lru_cache(maxsize=1024)
+def _whole_account(coverage: str) -> bool:
+    return _fold(coverage) in _WHOLE_ACCOUNT
+
+
+class _Keys:
+    """The keys of one import's numbers. Its business numbers are few and recur on every row:
+    they are remembered (a bounded number of them, with the reason of an invalid one). A
+    customer number in strict E.164 is its own key; others go to the full canonicaliser."""
+
+    __slots__ = ("_business", "region")
+    _REMEMBERED = 4096
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+        self._business: dict[str, str | InvalidAddress] = {}
+
+    def business(self, raw: str) -> str | InvalidAddress:
+        """The key of ``raw``, or why it is none (returned, not raised: it is kept)."""
+        key = self._business.get(raw)
+        if key is None:
+            try:
+                key = business_key(raw, self.region, allow_wildcard=True)
+            except InvalidAddress as exc:
+                key = exc.with_traceback(None)
+            if len(self._business) >= self._REMEMBERED:
+                self._business.clear()
+            self._business[raw] = key
+        return key
+
+    def customer(self, raw: str) -> str:
+        return strict_e164_key(raw) or customer_key(raw, self.region)
+
+
 def _row_change(
-    fields: dict[str, str], line: int, region: str, actor: str, import_us: int
+    cells: list[str], line: int, keys: _Keys, actor: str, import_us: int
 ) -> ConsentChange | RejectedRow:
-    status = _STATUSES.get(_fold(fields.get("status", "")))
+    """The change of one row; ``cells`` are its stripped fields in :data:`_FIELDS` order
+    (``""`` where the row has none)."""
+    status_text, source_text, coverage, from_text, to_text, time_text, note = cells
+    status = _status(status_text)
     if status is None:
-        return RejectedRow(line, f"unknown status {fields.get('status', '')!r}")
-    source_text = fields.get("source", "")
-    source = _SOURCES.get(source_text.lower(), Source.API) if source_text else Source.API
-    whole_account = _fold(fields.get("coverage", "")) in _WHOLE_ACCOUNT
+        return RejectedRow(line, f"unknown status {status_text!r}")
+    from_key = "*" if _whole_account(coverage) else keys.business(from_text)
+    if isinstance(from_key, InvalidAddress):
+        return RejectedRow(line, str(from_key))
     try:
-        from_key = (
-            "*"
-            if whole_account
-            else business_key(fields.get("from", ""), region, allow_wildcard=True)
-        )
-        to_key = customer_key(fields.get("to", ""), region)
+        to_key = keys.customer(to_text)
     except InvalidAddress as exc:
         return RejectedRow(line, str(exc))
     modified_us = import_us
-    if fields.get("time"):
+    if time_text:
         try:
-            modified_us = parse_time(fields["time"])
+            modified_us = parse_time(time_text)
         except ValueError:
-            return RejectedRow(line, f"unreadable time {fields['time']!r}")
+            return RejectedRow(line, f"unreadable time {time_text!r}")
         if modified_us > import_us + FUTURE_TOLERANCE_US:
             # A time from the future would outrank every later STOP until it came to pass.
-            return RejectedRow(line, f"time {fields['time']!r} is in the future")
+            return RejectedRow(line, f"time {time_text!r} is in the future")
     return ConsentChange(
-        from_key,
-        to_key,
-        status,
-        source,
-        actor=actor,
-        note=fields.get("note") or None,
-        modified_us=modified_us,
+        from_key, to_key, status, _source(source_text), actor, note or None, modified_us
     )
 
 

@@ -39,6 +39,15 @@ class AppliedChange:
 
 
 @dataclass(frozen=True, slots=True)
+class ImportCounts:
+    """What an import batch did: ``applied`` changes replaced or created a record, ``skipped``
+    ones were older than (or equal to) what the store held."""
+
+    applied: int
+    skipped: int
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryEntry:
     id: int
     from_key: str
@@ -270,6 +279,13 @@ class ConsentStore(Protocol):
         (newest wins, exact tie to OptOut), appending history for each that applied. An OptIn
         that applies clears the pair's footer state. ``follow_up`` turns what applied into
         outbox work committed in the same transaction. Durable when it returns."""
+
+    async def import_changes(
+        self, changes: Sequence[ConsentChange], follow_up: FollowUp | None = None
+    ) -> ImportCounts:
+        """:meth:`apply` of an import batch - the same transaction, records, history, footer
+        state, change-log entries and follow-up - answering only how many applied. A backend may
+        decide a large batch in the database instead of change by change."""
 
     async def list_records(
         self,

@@ -42,7 +42,11 @@ Semantics are those of the SQLite store, method by method (see :mod:`gateway.sto
   writer holds the clock lock, so a pair absent when read under it is still absent); records
   that replace existing ones go through the one-statement upsert. The decision per change stays
   the row-by-row one (duplicates in a batch, exact ties to OptOut, history with the previous
-  status), so results are identical.
+  status), so results are identical. :meth:`PostgresStore.import_changes` (the CLI import) goes
+  further for a batch whose pairs are distinct and whose changes all carry their time: no
+  change's outcome then depends on another's, so each is decided against the record read under
+  the lock alone (:func:`policy.consent.supersedes`) and the batch is written column by column,
+  without a record or result object per change; it answers with counts.
 - Migrations are versioned in ``schema_migrations``; :meth:`PostgresStore.open` applies the
   missing ones in one transaction under ``pg_advisory_xact_lock``, so processes starting together
   migrate once and the others wait, then find the schema current. DDL is transactional: a failed
@@ -140,6 +144,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -157,6 +162,7 @@ from gateway.store.base import (
     DailyActivity,
     FollowUp,
     HistoryEntry,
+    ImportCounts,
     InboundOutcome,
     OutboxEntry,
     OutboxItem,
@@ -852,6 +858,11 @@ class _Writes:
     log: list[tuple[str, str | None, str | None]] = field(default_factory=list)
     created: set[tuple[str, str]] = field(default_factory=set)
     """(to_key, from_key) of the records in ``final`` whose pair had no record before."""
+    new_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    """Rows for ``consent`` (in :data:`CONSENT_COLUMNS` order) of pairs that had no record,
+    decided column by column (:func:`_decide_distinct`) instead of through ``final``."""
+    upserts: list[tuple[Any, ...]] = field(default_factory=list)
+    """Rows, likewise, that replace the record of their pair."""
 
     def __post_init__(self) -> None:
         self.start_us = self.last_us
@@ -864,6 +875,8 @@ class _Writes:
         return not (
             self.removed
             or self.final
+            or self.new_rows
+            or self.upserts
             or self.history
             or self.footer
             or self.log
@@ -925,6 +938,95 @@ def _decide(
         results.append(AppliedChange(record, previous, applied=True))
     writes.log_changes([(r.record.from_key, r.record.to_key) for r in results if r.applied])
     return results
+
+
+def _change_record(change: ConsentChange) -> ConsentRecord:
+    """The record a timed change becomes."""
+    return ConsentRecord(
+        change.from_key,
+        change.to_key,
+        change.status,
+        change.source,
+        change.modified_us or 0,
+        change.note,
+        change.evidence,
+    )
+
+
+def _decide_distinct(
+    writes: _Writes, changes: Sequence[ConsentChange], current: dict[tuple[str, str], ConsentRecord]
+) -> list[tuple[int, OptStatus | None]] | None:
+    """:func:`_decide` for an import batch whose pairs are distinct and whose changes all carry
+    their time (then no change's outcome depends on another's), written column by column without
+    a record or result object per change: the positions of the changes that applied, each with
+    the status it replaced. ``None`` for any other batch, and for one too small to ``COPY``."""
+    if len(changes) < BULK_COPY_MIN:
+        return None
+    to_keys = [c.to_key for c in changes]
+    from_keys = [c.from_key for c in changes]
+    modified = [c.modified_us for c in changes]
+    if None in modified or len(set(zip(to_keys, from_keys, strict=True))) != len(changes):
+        return None
+    statuses = [c.status.value for c in changes]
+    sources = [c.source.value for c in changes]
+    actors = [c.actor for c in changes]
+    notes = [c.note for c in changes]
+    evidence = [c.evidence for c in changes]
+    won: list[int] = []
+    previous: list[OptStatus | None] = []
+    if current:
+        for i, key in enumerate(zip(to_keys, from_keys, strict=True)):
+            existing = current.get(key)
+            if existing is not None and not supersedes(_change_record(changes[i]), existing):
+                continue
+            won.append(i)
+            previous.append(existing.status if existing is not None else None)
+    else:
+        won = list(range(len(changes)))
+        previous = [None] * len(changes)
+    if len(won) < len(changes):
+
+        def pick(column: list[Any]) -> list[Any]:
+            return [column[i] for i in won]
+
+        to_keys, from_keys, statuses, sources = (
+            pick(to_keys),
+            pick(from_keys),
+            pick(statuses),
+            pick(sources),
+        )
+        actors, modified, notes, evidence = (
+            pick(actors),
+            pick(modified),
+            pick(notes),
+            pick(evidence),
+        )
+    writes.history = list(
+        zip(
+            from_keys,
+            to_keys,
+            [p.value if p is not None else None for p in previous] if current else repeat(None),
+            statuses,
+            sources,
+            actors,
+            modified,
+            notes,
+            evidence,
+            strict=False,
+        )
+    )
+    rows = zip(to_keys, from_keys, statuses, sources, modified, notes, evidence, strict=True)
+    if current:
+        for row, was in zip(rows, previous, strict=True):
+            (writes.new_rows if was is None else writes.upserts).append(row)
+    else:
+        writes.new_rows = list(rows)
+    opt_in = OptStatus.OPT_IN.value
+    writes.footer = dict.fromkeys(
+        (t, f) for t, f, s in zip(to_keys, from_keys, statuses, strict=True) if s == opt_in
+    )
+    writes.log_changes(list(zip(from_keys, to_keys, strict=True)))
+    return list(zip(won, previous, strict=True))
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -1219,18 +1321,19 @@ class PostgresStore:
             )
             for r in writes.final.values()
         ]
+        final += writes.upserts
         history = writes.history
+        created = writes.new_rows
         if len(history) >= BULK_COPY_MIN:
             await conn.copy_records_to_table(
                 "consent_history", records=history, columns=HISTORY_COLUMNS
             )
             history = []
-            created = [row for row in final if (row[0], row[1]) in writes.created]
-            if created:
-                await conn.copy_records_to_table(
-                    "consent", records=created, columns=CONSENT_COLUMNS
-                )
+            if writes.created:
+                created = created + [row for row in final if (row[0], row[1]) in writes.created]
                 final = [row for row in final if (row[0], row[1]) not in writes.created]
+        if created:
+            await conn.copy_records_to_table("consent", records=created, columns=CONSENT_COLUMNS)
         removed = _columns(writes.removed, 2)
         footer = _columns(list(writes.footer), 2)
         logged = _columns(writes.log, 3)
@@ -1310,6 +1413,33 @@ class PostgresStore:
             return results
 
         return await self._write(work)
+
+    async def import_changes(
+        self, changes: Sequence[ConsentChange], follow_up: FollowUp | None = None
+    ) -> ImportCounts:
+        async def work(conn: Any) -> int:
+            writes = await self._lock_clock(conn)
+            current = await self._current(conn, [(c.to_key, c.from_key) for c in changes])
+            results: list[AppliedChange] = []
+            decided = _decide_distinct(writes, changes, current)
+            if decided is not None:
+                applied = len(decided)
+            else:
+                results = _decide(writes, changes, current)
+                applied = sum(r.applied for r in results)
+            await self._flush(conn, writes)
+            if follow_up is not None:
+                if decided is not None:
+                    results = [
+                        AppliedChange(_change_record(changes[i]), previous, applied=True)
+                        for i, previous in decided
+                    ]
+                items = follow_up([r for r in results if r.applied])
+                await self._queue(conn, items, time.time_ns() // 1000)
+            return applied
+
+        applied = await self._write(work)
+        return ImportCounts(applied, len(changes) - applied)
 
     async def list_records(
         self,

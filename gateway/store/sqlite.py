@@ -32,6 +32,7 @@ from gateway.store.base import (
     DailyActivity,
     FollowUp,
     HistoryEntry,
+    ImportCounts,
     InboundOutcome,
     OutboxEntry,
     OutboxItem,
@@ -511,6 +512,13 @@ class SQLiteStore:
         self, changes: Sequence[ConsentChange], follow_up: FollowUp | None = None
     ) -> list[AppliedChange]:
         return await self._commits.run(lambda conn: self._apply_unit(conn, changes, follow_up))
+
+    async def import_changes(
+        self, changes: Sequence[ConsentChange], follow_up: FollowUp | None = None
+    ) -> ImportCounts:
+        results = await self.apply(changes, follow_up)
+        applied = sum(r.applied for r in results)
+        return ImportCounts(applied, len(results) - applied)
 
     @staticmethod
     def _apply_unit(

@@ -24,6 +24,7 @@ from gateway.store.base import (
     ConsentChange,
     ConsentStore,
     ConsoleSession,
+    ImportCounts,
     OutboxItem,
     RecordQuery,
 )
@@ -411,6 +412,73 @@ async def test_follow_up_work_is_queued_with_the_changes_that_applied(store: Con
     )
     assert seen == [[T2]]
     assert [e.payload for e in await store.due_outbox(now_us=10**18, limit=10)] == [T2]
+
+
+async def test_an_import_batch_writes_what_apply_writes_and_counts_it(
+    store: ConsentStore,
+) -> None:
+    """``import_changes`` is ``apply`` answered by counts, whichever way a backend decides the
+    batch (PostgreSQL writes a batch of new pairs column by column): records, history in order,
+    footer state, the change feed and the follow-up work."""
+    numbers = [f"+1650557{n:04d}" for n in range(600)]
+    for n in numbers[:6]:
+        await store.mark_footer_sent(F1, n)
+    seen: list[list[tuple[ConsentRecord, OptStatus | None]]] = []
+
+    def follow_up(applied: Sequence[AppliedChange]) -> list[OutboxItem]:
+        seen.append([(a.record, a.previous) for a in applied if a.applied])
+        return [OutboxItem("event", str(len(applied)), not_before_us=0)]
+
+    head = (await store.changes_since(None)).cursor
+    fresh = [
+        ConsentChange(F1, n, IN if i % 2 == 0 else OUT, Source.API, "importer", f"n{i}", 1_000 + i)
+        for i, n in enumerate(numbers)
+    ]
+    assert await store.import_changes(fresh, follow_up) == ImportCounts(600, 0)
+    records = [
+        ConsentRecord(c.from_key, c.to_key, c.status, c.source, 1_000 + i, c.note)
+        for i, c in enumerate(fresh)
+    ]
+    assert seen == [[(r, None) for r in records]]
+    assert await store.list_records(RecordQuery(), after=None, limit=1_000) == records
+    history = await store.history(to_key=None, from_key=None, after_id=None, limit=1_000)
+    assert [(h.to_key, h.old_status, h.new_status, h.actor, h.note) for h in history] == [
+        (c.to_key, None, c.status, "importer", c.note) for c in fresh
+    ]
+    assert [await store.footer_sent(F1, n) for n in numbers[:6]] == [False, True] * 3
+    assert (await store.changes_since(head)).flush_all
+    assert [e.payload for e in await store.due_outbox(now_us=10**18, limit=10)] == ["600"]
+
+    # On top, newer, older and tied records, and new pairs; then the same with a pair twice
+    # (which PostgreSQL decides change by change).
+    model = {c.to_key: (c.status, c.modified_us) for c in fresh}
+    more = [f"+1650559{n:04d}" for n in range(50)]
+    batches = [
+        [change(to_key=n, status=OUT, at=1_000 + i - i % 3) for i, n in enumerate(numbers)]
+        + [change(to_key=n, status=IN, at=5) for n in more],
+        [change(to_key=n, status=IN, at=2_000 + i % 2) for i, n in enumerate(numbers)]
+        + [change(to_key=numbers[1], status=OUT, at=9_000)] * 2,
+    ]
+    history_length = 600
+    for batch in batches:
+        seen.clear()
+        expected: list[tuple[str, OptStatus | None]] = []
+        for c in batch:  # the rule, one change at a time
+            assert c.modified_us is not None
+            status, at = model.get(c.to_key, (None, -1))
+            if c.modified_us > at or (c.modified_us == at and c.status is OUT and status is IN):
+                model[c.to_key] = (c.status, c.modified_us)
+                expected.append((c.to_key, status))
+        counts = await store.import_changes(batch, follow_up)
+        assert counts == ImportCounts(len(expected), len(batch) - len(expected))
+        assert [(r.to_key, previous) for r, previous in seen[0]] == expected
+        rows = await store.list_records(RecordQuery(), after=None, limit=1_000)
+        assert {r.to_key: (r.status, r.modified_us) for r in rows} == model
+        history_length += len(expected)
+        history = await store.history(to_key=None, from_key=None, after_id=None, limit=2_000)
+        assert len(history) == history_length
+        assert [(h.to_key, h.old_status) for h in history[-len(expected) :]] == expected
+    assert history_length == 600 + 100 + 50 + 600 + 1
 
 
 async def test_deleting_records_keeps_each_removal_in_history(store: ConsentStore) -> None:
