@@ -240,8 +240,13 @@ class FrontProtocol(asyncio.Protocol):
         del buffer[: head_length + body_length]
         headers = CIMultiDictProxy(
             CIMultiDict(
-                (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-                for name, value in self._head.headers
+                [
+                    (
+                        name.decode("utf-8", "surrogateescape"),
+                        value.decode("utf-8", "surrogateescape"),
+                    )
+                    for name, value in self._head.headers
+                ]
             )
         )
         request = FrontRequest(self._app, raw_path, headers, body)

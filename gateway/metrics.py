@@ -10,16 +10,18 @@ time: the consent cache (hits, misses, entries: :class:`_CacheCollector`) and, t
 
 from __future__ import annotations
 
+import bisect
 import functools
 import inspect
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import Info as InfoMetric
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from policy.categories import RULE_REASONS
 from policy.consent import BlockReason
@@ -44,6 +46,70 @@ def block_reasons() -> tuple[str, ...]:
     The label set of ``stopgate_sends_total{decision="blocked"}`` and
     ``stopgate_blocked_recipients_total`` is exactly this (prefixed in shadow mode)."""
     return tuple(reason.value for reason in BlockReason) + RULE_REASONS
+
+
+class LoopHistogram:
+    """A labelled histogram for the send path, exposed exactly like prometheus_client's
+    ``Histogram`` (``_bucket`` / ``_count`` / ``_sum`` samples) but observed without locks: a
+    bisect and two additions, against a locked update per bucket and per sum (issue 8).
+    Observe only from the event loop's thread; it is read at scrape time, on that thread too.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        *,
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = tuple(labelnames)
+        self._bounds = tuple(float(b) for b in buckets)
+        self._children: dict[tuple[str, ...], _LoopHistogramChild] = {}
+        registry.register(self)
+
+    def labels(self, *values: str) -> _LoopHistogramChild:
+        if len(values) != len(self._labelnames):
+            raise ValueError(f"{self._name}: expected labels {self._labelnames}")
+        key = tuple(str(v) for v in values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = _LoopHistogramChild(self._bounds)
+        return child
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        for values, child in list(self._children.items()):
+            cumulative, running = [], 0.0
+            for bound, count in zip((*self._bounds, math.inf), child.counts, strict=True):
+                running += count
+                cumulative.append((_le(bound), running))
+            family.add_metric(list(values), cumulative, child.total)
+        yield family
+
+
+def _le(bound: float) -> str:
+    """A bucket bound as prometheus_client writes it (``0.0001``, ``1.0``, ``+Inf``)."""
+    return "+Inf" if bound == math.inf else repr(bound)
+
+
+class _LoopHistogramChild:
+    __slots__ = ("_bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self._bounds, value)] += 1
+        self.total += value
 
 
 class Metrics:
@@ -86,14 +152,14 @@ class Metrics:
             ("dialect", "kind"),
             registry=r,
         )
-        self.gateway_latency = Histogram(
+        self.gateway_latency = LoopHistogram(
             "stopgate_send_added_latency_seconds",
             "Time Stopgate spends on a send, upstream time excluded",
             ("dialect",),
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.upstream_latency = Histogram(
+        self.upstream_latency = LoopHistogram(
             "stopgate_upstream_latency_seconds",
             "Time the carrier took to answer a forwarded send",
             ("dialect",),

@@ -9,7 +9,15 @@ import json
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import (
+    SplitResult,
+    parse_qsl,
+    unquote,
+    unquote_to_bytes,
+    urlencode,
+    urlsplit,
+    urlunsplit,
+)
 from xml.sax.saxutils import escape as xml_escape
 
 from gateway.config import same_secret
@@ -60,11 +68,19 @@ def parse_form(text: str) -> list[tuple[str, str]]:
         if not equals:
             raise ValueError(f"bad query field: {field!r}")
         if "%" in name or "+" in name:
-            name = unquote(name.replace("+", " "))
+            name = _unquote(name.replace("+", " "))
         if "%" in value or "+" in value:
-            value = unquote(value.replace("+", " "))
+            value = _unquote(value.replace("+", " "))
         pairs.append((name, value))
     return pairs
+
+
+def _unquote(text: str) -> str:
+    # For ASCII text (any form a client encoded) unquote's result is its bytes decoded whole;
+    # taken directly, without unquote's split into ASCII and other runs.
+    if text.isascii():
+        return unquote_to_bytes(text).decode("utf-8", "replace")
+    return unquote(text)
 
 
 class TwilioDialect:
