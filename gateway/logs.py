@@ -232,8 +232,8 @@ class JsonFormatter(logging.Formatter):
             head = _ENCODER.encode({"level": level, "logger": logger, "msg": message})[1:-1]
             if len(_HEAD_TAILS) < 1024:
                 _HEAD_TAILS[(level, logger, message)] = head
-        encoded = _encode(fields)
-        return self.scrub.json_text(f'{{"ts":"{self._timestamp(time.time())}",{head},{encoded[1:]}')
+        text = f'{{"ts":"{self._timestamp(time.time())}",{head},{_encode(fields)[1:]}'
+        return self.scrub.json_text(text)
 
     def serialise(self, line: dict[str, Any]) -> str:
         # One pass over the serialised line covers every field, nested values included.

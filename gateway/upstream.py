@@ -70,8 +70,10 @@ def make_client_session(settings: Settings) -> aiohttp.ClientSession:
     )
 
 
+@lru_cache(maxsize=1024)
 def upstream_url(base: str, raw_path_qs: str) -> URL:
-    """``base`` + the request's path and query, byte-exact (no re-encoding)."""
+    """``base`` + the request's path and query, byte-exact (no re-encoding). Memoised: a
+    client sends to the same few paths (URLs are immutable)."""
     return URL(base.rstrip("/") + raw_path_qs, encoded=True)
 
 

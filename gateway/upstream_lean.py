@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from functools import lru_cache
 from typing import Final, cast
 
 import httptools
@@ -47,6 +48,8 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 # An idle connection older than this is closed rather than reused: servers drop idle keep-alive
 # connections after a while (nginx: 75 s), and one dropped just as a send leaves fails that send.
 IDLE_SECONDS: Final = 15.0
+
+_HOP_BY_HOP_BYTES: Final = frozenset(name.encode() for name in HOP_BY_HOP)
 
 
 class LeanResponse:
@@ -145,16 +148,15 @@ class _Connection(asyncio.Protocol):
     def _response(self) -> LeanResponse:
         # Only the end-to-end headers are kept: those a proxy relays (see
         # gateway.upstream.end_to_end_headers, which this matches).
-        dropped = HOP_BY_HOP
+        dropped = _HOP_BY_HOP_BYTES
         for name, value in self._headers:
             if name.lower() == b"connection":
-                tokens = value.decode("latin-1").split(",")
-                dropped = dropped | {token.strip().lower() for token in tokens}
+                dropped = dropped | {token.strip().lower() for token in value.split(b",")}
         headers: CIMultiDict[str] = CIMultiDict(
             [
                 (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
                 for name, value in self._headers
-                if name.decode("latin-1").lower() not in dropped
+                if name.lower() not in dropped
             ]
         )
         return LeanResponse(self._status, headers, b"".join(self._body))
@@ -210,6 +212,30 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+@lru_cache(maxsize=1024)
+def _target(url: URL, method: str) -> tuple[tuple[str, str, int], str]:
+    """The origin (scheme, host, port) of ``url`` and the start of a request to it: its
+    request line and ``Host`` header. Memoised: sends go to the same few URLs."""
+    scheme = url.scheme
+    host = url.raw_host or ""
+    port = url.port or _DEFAULT_PORTS.get(scheme, 80)
+    authority = host if port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    target = url.raw_path_qs or "/"
+    return (scheme, host, port), f"{method} {target} HTTP/1.1\r\nHost: {authority}\r\n"
+
+
+def _head(request_line: str, headers: CIMultiDict[str], length: int) -> bytes:
+    lines = [request_line]
+    lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
+    lines.append(f"Content-Length: {length}\r\n\r\n")
+    text = "".join(lines)
+    # One CR and one LF per line: a header smuggling another line in is refused.
+    count = len(headers) + 4
+    if text.count("\n") != count or text.count("\r") != count:
+        raise UpstreamUnreachable("a header name or value holds a line break")
+    return text.encode("utf-8", "surrogateescape")
+
+
 class LeanClient:
     """Per-origin pools of keep-alive connections, for whole-body requests with bodies."""
 
@@ -229,11 +255,9 @@ class LeanClient:
 
         ``headers`` are the end-to-end ones; ``Host`` and ``Content-Length`` are set here.
         """
-        scheme = url.scheme
-        host = url.raw_host or ""
-        port = url.port or _DEFAULT_PORTS.get(scheme, 80)
-        head = self._head(method, url, host, port, headers, len(body))
-        origin = (scheme, host, port)
+        origin, request_line = _target(url, method)
+        host = origin[1]
+        head = _head(request_line, headers, len(body))
         loop = asyncio.get_running_loop()
         # One deadline for the whole exchange. The common case (a free slot, a pooled
         # connection) waits only for the reply, under a plain timer: asyncio.timeout() costs
@@ -267,22 +291,6 @@ class LeanClient:
             return response
         finally:
             self._limit.release()
-
-    @staticmethod
-    def _head(
-        method: str, url: URL, host: str, port: int, headers: CIMultiDict[str], length: int
-    ) -> bytes:
-        authority = host if port == _DEFAULT_PORTS.get(url.scheme) else f"{host}:{port}"
-        target = url.raw_path_qs or "/"
-        lines = [f"{method} {target} HTTP/1.1\r\nHost: {authority}\r\n"]
-        lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
-        lines.append(f"Content-Length: {length}\r\n\r\n")
-        text = "".join(lines)
-        # One CR and one LF per line: a header smuggling another line in is refused.
-        count = len(headers) + 4
-        if text.count("\n") != count or text.count("\r") != count:
-            raise UpstreamUnreachable("a header name or value holds a line break")
-        return text.encode("utf-8", "surrogateescape")
 
     def _pooled(self, origin: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(origin)
