@@ -22,7 +22,9 @@ def outcome(parse: object, text: str) -> object:
         return ValueError
 
 
-FORM_ALPHABET = st.sampled_from([*"ab=&+%2Fz0éA ;\x00", "%2", "%zz", "%e9", "%C3%A9", "%%"])
+FORM_ALPHABET = st.sampled_from(
+    [*"ab=&+%2Fz0éA ;\x00", "%2", "%zz", "%e9", "%C3%A9", "%%", "%2B", "%2b", "1"]
+)
 
 
 @given(st.lists(FORM_ALPHABET, max_size=40).map("".join))
@@ -51,6 +53,10 @@ def test_encoded_forms_round_trip_like_parse_qsl(pairs: list[tuple[str, str]]) -
         "Body=50%25+off",
         "Body=%E2%9C%93",
         "Body=%ff",
+        "To=%2B16505550111&From=%2b16505550100",
+        "To=%2B1650%2B5550111",
+        "To=%2B%2B",
+        "To=%2B",
     ],
 )
 def test_table(text: str) -> None:
