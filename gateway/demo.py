@@ -18,6 +18,7 @@ from gateway.app import create_app
 from gateway.carriersim.app import create_sim_app
 from gateway.carriersim.state import SimCredentials
 from gateway.config import Secret, Settings, load_settings
+from gateway.front import FrontRunner
 
 DEMO_ADMIN_TOKEN = "demo-admin-token"  # noqa: S105 (published demo value, loopback only)
 SIM_LISTEN = ("127.0.0.1", 8090)
@@ -70,7 +71,8 @@ async def _run(settings: Settings) -> None:
     sim_runner = web.AppRunner(create_sim_app())
     await sim_runner.setup()
     await web.TCPSite(sim_runner, *SIM_LISTEN).start()
-    gateway_runner = web.AppRunner(create_app(settings), access_log=None)
+    # Served like `stopgate serve`: sends through the lean front, the rest by aiohttp.
+    gateway_runner = FrontRunner(create_app(settings), access_log=None)
     await gateway_runner.setup()
     host, port = settings.listen_host_port
     await web.TCPSite(gateway_runner, host, port).start()
