@@ -65,6 +65,18 @@ _CREDENTIAL_PATTERNS = (
 )
 
 
+_CREDENTIAL_FIELDS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-twilio-signature",
+        "verification-token",
+        "validation-token",
+        "x-stopgate-signature",
+    }
+)
+"""Field names whose whole value is a credential, whatever its type."""
+
 _PATTERN_WORDS = tuple(zip(_CREDENTIAL_PATTERNS, _CREDENTIAL_WORDS, strict=True))
 
 
@@ -84,8 +96,31 @@ class Scrubber:
 
     def json_text(self, serialised: str) -> str:
         """Scrub a serialised JSON document without touching its syntax: secrets are matched
-        as they appear escaped, and no pattern replaces a quote or a backslash."""
-        return self._scrub(serialised, self._escaped)
+        as they appear escaped, and no pattern replaces a quote or a backslash.
+
+        One case the text alone cannot get right: a field named like a credential
+        (``"Authorization": 42``) whose value is not a string would be masked bare, which is no
+        JSON. Whenever a mask made the text unreadable, the document is scrubbed value by value
+        instead (rare: only lines with a credential's key word get this far)."""
+        scrubbed = self._scrub(serialised, self._escaped)
+        if scrubbed == serialised:
+            return scrubbed
+        try:
+            json.loads(scrubbed)
+        except ValueError:
+            return _encode(self._document(json.loads(serialised)))
+        return scrubbed
+
+    def _document(self, value: Any, key: str = "") -> Any:
+        if key.lower() in _CREDENTIAL_FIELDS:
+            return MASK
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, list):
+            return [self._document(item) for item in value]
+        if isinstance(value, dict):
+            return {self(k): self._document(item, k) for k, item in value.items()}
+        return value
 
     def __call__(self, text: str) -> str:
         return self._scrub(text, self._exact)

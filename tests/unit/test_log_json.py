@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.logs import _ENCODER, JsonFormatter, Scrubber, _encode
@@ -29,6 +29,7 @@ FIELD_NAMES = st.from_regex(r"[a-z]{1,8}", fullmatch=True).filter(
 )
 
 
+@settings(max_examples=300, deadline=None)
 @given(st.dictionaries(FIELD_NAMES, JSON_VALUES, max_size=6))
 def test_a_fields_line_equals_the_formatted_record(fields: dict[str, Any]) -> None:
     formatter = JsonFormatter(Scrubber(["s3cr3t-value"]))
@@ -41,3 +42,12 @@ def test_a_fields_line_equals_the_formatted_record(fields: dict[str, Any]) -> No
     assert from_record.pop("ts") and line.pop("ts")
     assert line == from_record
     assert list(line) == list(from_record)
+
+
+def test_a_credential_named_field_of_any_type_is_masked_and_the_line_stays_json() -> None:
+    """Found by the property above: ``{"AUTHORIZATION": 0}`` was masked bare (no JSON)."""
+    formatter = JsonFormatter(Scrubber(["s3cr3t-value"]))
+    fields = {"a": {"AUTHORIZATION": 0, "Proxy-Authorization": None}, "b": "x s3cr3t-value"}
+    line = json.loads(formatter.fields_line("INFO", "stopgate.test", "m", fields))
+    assert line["a"] == {"AUTHORIZATION": "********", "Proxy-Authorization": "********"}
+    assert line["b"] == "x ********"
