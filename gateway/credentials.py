@@ -9,7 +9,6 @@ relayed to the caller exactly as the carrier gave it.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
@@ -39,12 +38,13 @@ def _fingerprint(authorization: str) -> str:
 
 def _basic_password(authorization: str) -> tuple[str, str] | None:
     scheme, _, encoded = authorization.partition(" ")
-    if scheme.lower() != "basic":
+    encoded = encoded.strip()
+    # Not base64 at all (a header may hold any bytes): no user and password to check here.
+    if scheme.lower() != "basic" or not encoded.isascii():
         return None
     try:
-        user, sep, password = (
-            base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
-        )
+        decoded = binascii.a2b_base64(encoded, strict_mode=True)
+        user, sep, password = decoded.decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return None
     return (user, password) if sep else None
@@ -53,6 +53,7 @@ def _basic_password(authorization: str) -> tuple[str, str] | None:
 class CredentialChecker:
     def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
         self._settings = settings
+        self._twilio_tokens = settings.twilio_auth_tokens()
         self._session = session
         self._accepted: TTLCache[str, bool] = TTLCache(
             maxsize=10_000, ttl=settings.credential_cache_seconds
@@ -60,7 +61,7 @@ class CredentialChecker:
 
     async def check_twilio(self, authorization: str, account_sid: str) -> CarrierRefusal | None:
         """None when the carrier would accept these credentials for ``account_sid``."""
-        tokens = self._settings.twilio_auth_tokens()
+        tokens = self._twilio_tokens
         basic = _basic_password(authorization)
         if tokens and basic is not None:
             user, password = basic

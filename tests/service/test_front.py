@@ -197,3 +197,24 @@ async def test_shutdown_lets_a_send_in_progress_answer(gateway: Gateway) -> None
     assert await idle_reader.read() == b""  # the idle connection was closed
     writer.close()
     idle_writer.close()
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [b"Basic \xc3\xa9\xc3\xa9", b"Basic \xff\xfe", b"Basic !!!", b"Basic"],
+    ids=["utf-8 text", "not utf-8", "not base64", "empty"],
+)
+async def test_credentials_no_carrier_would_take_are_refused_not_a_500(
+    gateway: Gateway, authorization: bytes
+) -> None:
+    body = urllib.parse.urlencode({"To": CUSTOMER, "From": BUSINESS, "Body": "hi"}).encode()
+    raw = (
+        f"POST {TWILIO_SEND} HTTP/1.1\r\nHost: gateway\r\n".encode()
+        + b"Authorization: "
+        + authorization
+        + b"\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    answer = await exchange(*address(gateway), raw, wait=3)
+    assert answer.status is not None and 400 <= answer.status < 500, answer.raw[:300]
+    assert await delivered_to(gateway, CUSTOMER) == 0
