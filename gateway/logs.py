@@ -77,6 +77,9 @@ _CREDENTIAL_FIELDS = frozenset(
 )
 """Field names whose whole value is a credential, whatever its type."""
 
+_ANY_CREDENTIAL_WORD = ("authorization", "bearer", "basic", "://", "signature", "token")
+"""Each word of :data:`_CREDENTIAL_WORDS` contains one of these (a unit test holds it)."""
+
 _PATTERN_WORDS = tuple(zip(_CREDENTIAL_PATTERNS, _CREDENTIAL_WORDS, strict=True))
 
 
@@ -136,6 +139,13 @@ class Scrubber:
 
 def _mask_credentials(text: str) -> str:
     lowered = text.lower() if text.isascii() else None
+    if lowered is not None:
+        # The usual line has none of the key words: one short pass says so.
+        for word in _ANY_CREDENTIAL_WORD:
+            if word in lowered:
+                break
+        else:
+            return text
     for pattern, words in _PATTERN_WORDS:
         if lowered is not None:
             for word in words:
@@ -252,9 +262,18 @@ class JsonFormatter(logging.Formatter):
             line["stack"] = self.formatStack(record.stack_info)
         return self.serialise(line)
 
-    def fields_line(self, level: str, logger: str, message: str, fields: dict[str, Any]) -> str:
+    def fields_line(
+        self,
+        level: str,
+        logger: str,
+        message: str,
+        fields: dict[str, Any],
+        members: str | None = None,
+    ) -> str:
         """The line ``format`` makes of a record with these ``extra`` fields, built without one
-        (``fields`` must hold JSON values: str, int, float, bool, None, lists and dicts of them)."""
+        (``fields`` must hold JSON values: str, int, float, bool, None, lists and dicts of them).
+        ``members``, when given, is ``fields`` already encoded by the caller (the members of
+        the JSON object, without braces: what ``_encode(fields)[1:-1]`` gives)."""
         if not fields or _HEAD_KEYS.intersection(fields):
             line = self._head(time.time(), level, logger, message)
             for key, value in fields.items():
@@ -267,7 +286,9 @@ class JsonFormatter(logging.Formatter):
             head = _ENCODER.encode({"level": level, "logger": logger, "msg": message})[1:-1]
             if len(_HEAD_TAILS) < 1024:
                 _HEAD_TAILS[(level, logger, message)] = head
-        text = f'{{"ts":"{self._timestamp(time.time())}",{head},{_encode(fields)[1:]}'
+        if members is None:
+            members = _encode(fields)[1:-1]
+        text = f'{{"ts":"{self._timestamp(time.time())}",{head},{members}}}'
         return self.scrub.json_text(text)
 
     def serialise(self, line: dict[str, Any]) -> str:
@@ -379,12 +400,18 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
             self._write_pending()
 
 
-def log_fields(logger: logging.Logger, level: int, message: str, fields: dict[str, Any]) -> None:
+def log_fields(
+    logger: logging.Logger,
+    level: int,
+    message: str,
+    fields: dict[str, Any],
+    members: str | None = None,
+) -> None:
     """``logger.log(level, message, extra=fields)``, for the lines of the hot path (a send's
     decision): when the line would go only to Stopgate's own JSON handler, it is formatted and
     queued directly, without a ``LogRecord`` (the same line, at a fraction of the cost);
     otherwise, e.g. with another handler or a filter anywhere on the way, it is logged as usual.
-    ``fields`` must hold JSON values only (see :meth:`JsonFormatter.fields_line`)."""
+    ``fields`` must hold JSON values only; ``members`` as in :meth:`JsonFormatter.fields_line`."""
     if not logger.isEnabledFor(level):
         return
     handler = _direct_handler(logger)
@@ -394,7 +421,9 @@ def log_fields(logger: logging.Logger, level: int, message: str, fields: dict[st
     if level < handler.level:
         return
     handler.queue(
-        handler.formatter.fields_line(logging.getLevelName(level), logger.name, message, fields)
+        handler.formatter.fields_line(
+            logging.getLevelName(level), logger.name, message, fields, members
+        )
     )
 
 

@@ -394,7 +394,7 @@ def _log_decision(trace: _Trace, response: web.Response | None, region: str) -> 
             recipients = [r for item in parsed.items for r in item.recipients]
         else:
             recipients = list(parsed.recipients)
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {
         "event": "send",
         "request_id": trace.request_id,
         "dialect": trace.dialect,
@@ -415,7 +415,42 @@ def _log_decision(trace: _Trace, response: web.Response | None, region: str) -> 
         ]
     if trace.upstream_status is not None:
         fields["upstream_status"] = trace.upstream_status
-    log_fields(log, level, "send decided", fields)
+    log_fields(log, level, "send decided", fields, _decision_members(fields))
+
+
+_encode_text = json.encoder.encode_basestring  # the JSON encoder's own function for text
+
+
+def _decision_members(fields: dict[str, Any]) -> str:
+    """The decision line's fields as JSON object members: exactly what the JSON encoder writes
+    for them (a test holds the two equal), from a template, which costs a fraction of the
+    encoder's walk on a line written for every send."""
+    sender = fields["from"]
+    segments = fields["segments"]
+    status = fields["status"]
+    to = ",".join([_encode_text(key) for key in fields["to"]])
+    text = (
+        f'"event":"send","request_id":{_encode_text(fields["request_id"])},'
+        f'"dialect":{_encode_text(fields["dialect"])},'
+        f'"from":{"null" if sender is None else _encode_text(sender)},'
+        f'"to":[{to}],"recipients":{fields["recipients"]},'
+        f'"decision":{_encode_text(fields["decision"])},"reason":{_encode_text(fields["reason"])},'
+        f'"segments":{"null" if segments is None else segments},'
+        f'"status":{"null" if status is None else status}'
+    )
+    if "segments_before" in fields:
+        text += f',"segments_before":{fields["segments_before"]}'
+    if "blocked" in fields:
+        blocked = ",".join(
+            [
+                f'{{"to":{_encode_text(b["to"])},"reason":{_encode_text(b["reason"])}}}'
+                for b in fields["blocked"]
+            ]
+        )
+        text += f',"blocked":[{blocked}]'
+    if "upstream_status" in fields:
+        text += f',"upstream_status":{fields["upstream_status"]}'
+    return text
 
 
 _LOGGED_RECIPIENTS = 100

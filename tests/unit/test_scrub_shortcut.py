@@ -52,3 +52,11 @@ def every_pattern(text: str) -> str:
 @example('{"msg":"send decided","to":["+16505550111"],"decision":"allowed"}')
 def test_the_shortcut_masks_exactly_what_every_pattern_masks(text: str) -> None:
     assert _mask_credentials(text) == every_pattern(text)
+
+
+def test_the_first_pass_words_cover_every_credential_word() -> None:
+    from gateway.logs import _ANY_CREDENTIAL_WORD, _CREDENTIAL_WORDS
+
+    for words in _CREDENTIAL_WORDS:
+        for word in words:
+            assert any(short in word for short in _ANY_CREDENTIAL_WORD), word
