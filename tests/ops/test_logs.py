@@ -41,6 +41,8 @@ def test_one_decision_line_per_send_with_its_fields(ops_stack: OpsStack) -> None
     sends = [line for line in lines(ops_stack) if line.get("event") == "send"]
     mix = ops_stack.mix
     assert len(sends) == mix.allowed + mix.blocked
+    # Each line was in the log file before its send's answer reached the caller.
+    assert mix.unlogged_when_answered == []
     fields = {"request_id", "dialect", "from", "to", "decision", "reason", "segments"}
     for line in sends:
         assert fields <= line.keys(), line
