@@ -330,6 +330,11 @@ class FrontProtocol(asyncio.Protocol):
         self._handed_over = True
         self._cancel_timer()
         self._server.fronts.discard(self)
+        if self._reading_paused:
+            # Before aiohttp sees a byte: a pause it makes while digesting the buffer (too many
+            # pipelined requests) must stay in force, not be undone by ours ending.
+            self._reading_paused = False
+            transport.resume_reading()
         handler = self._server.aiohttp_protocol()
         data = bytes(self._buffer)
         self._buffer.clear()
@@ -339,9 +344,6 @@ class FrontProtocol(asyncio.Protocol):
             handler.data_received(data)
         if self._eof:
             self._handler_eof = handler.eof_received()
-        if self._reading_paused:
-            self._reading_paused = False
-            transport.resume_reading()
 
     def _arm(self, seconds: float, what: str) -> None:
         # One timer per connection, moved rather than replaced: a deadline set and cleared per
@@ -450,12 +452,19 @@ def serialise(response: web.Response, keep_alive: bool) -> bytes:
     lines += [
         f"{name}: {value}" for name, value in headers.items() if name.lower() not in _SET_HERE
     ]
-    if "Content-Type" not in headers:
+    # 1xx, 204 and 304 carry no body and no Content-Length (RFC 9110); an empty body gets no
+    # default type (aiohttp's rules).
+    bodiless = status < 200 or status in (204, 304)
+    if bodiless:
+        payload = b""
+    elif payload and "Content-Type" not in headers:
         lines.append("Content-Type: application/octet-stream")
     lines.append(f"Date: {_date()}")
     if not keep_alive:
         lines.append("Connection: close")
-    lines.append(f"Content-Length: {len(payload)}\r\n\r\n")
+    if not bodiless:
+        lines.append(f"Content-Length: {len(payload)}")
+    lines[-1] += "\r\n\r\n"
     text = "\r\n".join(lines)
     breaks = len(lines) + 1
     if text.count("\n") != breaks or text.count("\r") != breaks:

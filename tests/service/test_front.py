@@ -9,8 +9,9 @@ import base64
 import urllib.parse
 
 import pytest
+from aiohttp import web
 
-from gateway.front import FrontServer
+from gateway.front import FrontServer, serialise
 from tests.conftest import BUSINESS, CUSTOMER, SIM, TWILIO_SEND, Gateway, MakeGateway
 from tests.support.rawhttp import exchange
 
@@ -218,3 +219,30 @@ async def test_credentials_no_carrier_would_take_are_refused_not_a_500(
     answer = await exchange(*address(gateway), raw, wait=3)
     assert answer.status is not None and 400 <= answer.status < 500, answer.raw[:300]
     assert await delivered_to(gateway, CUSTOMER) == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "length", "content_type"),
+    [
+        (201, b"{}", {"Content-Type": "application/json"}, "2", "application/json"),
+        (204, None, {}, None, None),
+        (304, b"", {"ETag": "e"}, None, None),
+        (200, b"", {}, "0", None),
+        (400, b"x", {}, "1", "application/octet-stream"),
+    ],
+)
+def test_answers_are_framed_like_aiohttp_frames_them(
+    status: int,
+    body: bytes | None,
+    headers: dict[str, str],
+    length: str | None,
+    content_type: str | None,
+) -> None:
+    """No Content-Length on 204/304 (RFC 9110), no default type on an empty body."""
+    raw = serialise(web.Response(status=status, body=body, headers=headers), keep_alive=True)
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert (fields.get("content-length"), fields.get("content-type")) == (length, content_type)
+    assert "date" in fields
+    assert rest == (body or b"")
