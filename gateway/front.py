@@ -127,7 +127,6 @@ class FrontProtocol(asyncio.Protocol):
         self._loop = server.loop
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
-        self._parser = httptools.HttpRequestParser(self)
         self._head = _Head()
         self._pending: tuple[int, int, str, SendKind, Dialect, bool] | None = None
         """A send whose head is in and whose body is not yet: (head length, body length, raw
@@ -257,13 +256,12 @@ class FrontProtocol(asyncio.Protocol):
     def _read_head(self, head: bytes) -> tuple[int, int, str, SendKind, Dialect, bool] | None:
         """The head of a send the front serves, or None when aiohttp should have it."""
         self._head = parsed = _Head()
-        # A fresh parser per request: one that has seen a request we hand over is left behind.
-        self._parser = httptools.HttpRequestParser(self)
+        # A parser per head, fed the head only (the front frames the body itself).
+        parser = httptools.HttpRequestParser(self)
         try:
-            self._parser.feed_data(head)
+            parser.feed_data(head)
         except httptools.HttpParserError:
             return None
-        parser = self._parser
         if parser.get_http_version() != "1.1" or parser.should_upgrade():
             return None
         if len(parsed.headers) > self._max_headers or parsed.field_bytes > self._max_field:
