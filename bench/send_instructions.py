@@ -127,7 +127,9 @@ def measure(
         STOPGATE_TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         STOPGATE_ADMIN_TOKEN=admin,
     )
-    env.update(item.split("=", 1) for item in extra_env)  # type: ignore[misc]
+    for item in extra_env:
+        key, _, value = item.partition("=")
+        env[key] = value
     tag = f"{Path(source).name if source else 'this'}-{scenario}"
     out_file = workdir / f"callgrind.{tag}.out"
     store = workdir / f"{tag}.db"
@@ -204,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="KEY=VALUE for the gateway, e.g. STOPGATE_FOOTER=always",
     )
     options = parser.parse_args(argv)
+    for item in options.env:
+        if "=" not in item or not item.startswith("STOPGATE_"):
+            parser.error(f"--env takes STOPGATE_NAME=VALUE, not {item!r}")
     if shutil.which("valgrind") is None:
         print("valgrind is not installed", file=sys.stderr)
         return 2

@@ -30,6 +30,32 @@ def test_bench_smoke(script: str) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
+def test_send_instructions_smoke(tmp_path: Path) -> None:
+    """bench/send_instructions.py counts an allowed send through Stopgate and through the bare
+    proxy (a few sends each: the figures are not the point, the script running is)."""
+    if shutil.which("valgrind") is None:
+        if in_ci():
+            pytest.fail("valgrind is missing in CI (scripts/system-deps installs it)")
+        pytest.skip("valgrind is not installed (scripts/system-deps installs it)")
+    out = tmp_path / "instructions.json"
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "send_instructions.py"),
+        "--sends",
+        "20",
+        "--scenarios",
+        "pb",
+        "--json",
+        str(out),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(out.read_text())["this tree"]
+    assert figures["b"] > 0 and figures["p"] > 0
+
+
 def test_bench_suite_quick(tmp_path: Path) -> None:
     """Every scenario of bench/suite.py runs end to end and answers as expected (``--quick``:
     1 s runs, 30,000 records). In CI nothing may be skipped: scripts/system-deps installs nginx

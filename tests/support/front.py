@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.web_runner import BaseRunner
 
@@ -13,8 +12,5 @@ from gateway.front import FrontRunner
 
 
 class FrontTestServer(TestServer):
-    def __init__(self, app: web.Application, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-
     async def _make_runner(self, **kwargs: Any) -> BaseRunner:
         return FrontRunner(self.app, **kwargs)
