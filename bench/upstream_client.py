@@ -36,6 +36,7 @@ HEADERS = CIMultiDict(
         "Authorization": "Basic QUM1NzA5YTdlNTU3MDlhN2U1NTcwOWE3ZTU1NzA5YTdlNTp0b2tlbg==",
     }
 )
+RAW_HEADERS = [(name.encode(), value.encode()) for name, value in HEADERS.items()]
 
 
 def free_port() -> int:
@@ -77,7 +78,7 @@ async def measure(port: int, requests: int, concurrency: int, rounds: int) -> di
     session = upstream.make_client_session(settings)
 
     async def via_lean() -> int:
-        return (await lean.request("POST", url, headers=HEADERS, body=BODY)).status
+        return (await lean.request("POST", url, headers=RAW_HEADERS, body=BODY)).status
 
     async def via_aiohttp() -> int:
         response = await upstream.request(session, "POST", url, headers=HEADERS, data=BODY)

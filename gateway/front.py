@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import http
 import logging
 import signal
@@ -41,12 +42,14 @@ from urllib.parse import parse_qsl, unquote
 
 import httptools
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
+from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from gateway.dialects.base import Dialect, SendKind
 from gateway.keys import DIALECTS, SETTINGS
 from gateway.routing import RefusedPath, classify
+from gateway.send_request import RelayedReply
 from gateway.sending import handle_send
+from gateway.upstream import decoded
 
 log = logging.getLogger("stopgate.front")
 
@@ -65,19 +68,20 @@ _NO_QUERY: Final = MultiDictProxy(MultiDict[str]())
 class FrontRequest:
     """A send the front read whole: what :class:`gateway.send_request.SendRequest` asks for."""
 
-    __slots__ = ("_body", "_query", "app", "headers", "method", "raw_path")
+    __slots__ = ("_body", "_query", "app", "headers", "method", "raw_headers", "raw_path")
 
     def __init__(
         self,
         app: web.Application,
         raw_path: str,
-        headers: CIMultiDictProxy[str],
+        raw_headers: list[tuple[bytes, bytes]],
         body: bytes,
     ) -> None:
         self.app = app
         self.method = "POST"
         self.raw_path = raw_path
-        self.headers = headers
+        self.raw_headers = raw_headers
+        self.headers = CIMultiDictProxy(decoded(raw_headers))
         self._body = body
         self._query: MultiDictProxy[str] | None = None
 
@@ -237,18 +241,7 @@ class FrontProtocol(asyncio.Protocol):
         self._disarm()
         body = bytes(buffer[head_length : head_length + body_length])
         del buffer[: head_length + body_length]
-        headers = CIMultiDictProxy(
-            CIMultiDict(
-                [
-                    (
-                        name.decode("utf-8", "surrogateescape"),
-                        value.decode("utf-8", "surrogateescape"),
-                    )
-                    for name, value in self._head.headers
-                ]
-            )
-        )
-        request = FrontRequest(self._app, raw_path, headers, body)
+        request = FrontRequest(self._app, raw_path, self._head.headers, body)
         self._task = task = self._loop.create_task(self._serve(request, dialect, kind, keep_alive))
         self._server.tasks.add(task)
         task.add_done_callback(self._server.tasks.discard)
@@ -296,8 +289,11 @@ class FrontProtocol(asyncio.Protocol):
     ) -> None:
         try:
             response = await handle_send(request, dialect, kind)
-            keep_alive = keep_alive and response.keep_alive is not False
-            answer = serialise(response, keep_alive)
+            if isinstance(response, RelayedReply):
+                answer = serialise_relayed(response, keep_alive)
+            else:
+                keep_alive = keep_alive and response.keep_alive is not False
+                answer = serialise(response, keep_alive)
         except Exception:
             log.exception("unexpected error answering a send on %s", request.raw_path[:200])
             answer, keep_alive = INTERNAL_ERROR, False
@@ -416,17 +412,19 @@ _PHRASES: Final = {status: _reason_phrase(status) for status in range(100, 600)}
 
 
 class _Date:
-    """The ``Date`` header's value, formatted once a second."""
+    """The ``Date`` header's value, formatted once a second (also as its line's bytes)."""
 
     def __init__(self) -> None:
         self._second = -1
         self._value = ""
+        self.line = b""
 
     def __call__(self) -> str:
         now = int(time.time())
         if now != self._second:
             self._second = now
             self._value = email.utils.formatdate(now, usegmt=True)
+            self.line = f"Date: {self._value}\r\n".encode("ascii")
         return self._value
 
 
@@ -472,6 +470,59 @@ def serialise(response: web.Response, keep_alive: bool) -> bytes:
 
 _SET_HERE: Final = frozenset({"content-length", "connection", "date", "transfer-encoding"})
 """Header names (lower case) the answer's framing sets here."""
+
+
+def serialise_relayed(reply: RelayedReply, keep_alive: bool) -> bytes:
+    """:func:`serialise` for a relayed carrier reply, from its raw headers: the same answer as
+    ``serialise(reply.to_response(), keep_alive)`` (a test holds the two equal), without a
+    header decoded and encoded again.
+
+    Raises ValueError for a header name or value holding a line break."""
+    status = reply.status
+    parts = [_STATUS_LINES.get(status) or _status_line(status)]
+    replaced = _SET_HERE_BYTES | _own_names(tuple(name for name, _ in reply.own))
+    typed = False
+    for name, value in reply.carrier_headers:
+        lowered = name.lower()
+        if lowered not in replaced:
+            typed = typed or lowered == b"content-type"
+            parts.append(b"%s: %s\r\n" % (name, value))
+    parts += [
+        f"{name}: {value}\r\n".encode("utf-8", "surrogateescape") for name, value in reply.own
+    ]
+    payload = reply.body
+    bodiless = status < 200 or status in (204, 304)
+    if bodiless:
+        payload = b""
+    elif payload and not typed:
+        parts.append(b"Content-Type: application/octet-stream\r\n")
+    _date()
+    parts.append(_date.line)
+    if not keep_alive:
+        parts.append(b"Connection: close\r\n")
+    if not bodiless:
+        parts.append(b"Content-Length: %d\r\n" % len(payload))
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    breaks = len(parts)  # one CRLF ends each part
+    if head.count(b"\n") != breaks or head.count(b"\r") != breaks:
+        raise ValueError("a header name or value holds a line break")
+    return head + payload
+
+
+_SET_HERE_BYTES: Final = frozenset(name.encode() for name in _SET_HERE)
+
+
+@functools.lru_cache(maxsize=64)
+def _own_names(names: tuple[str, ...]) -> frozenset[bytes]:
+    return frozenset(name.lower().encode("ascii") for name in names)
+
+
+def _status_line(status: int) -> bytes:
+    return f"HTTP/1.1 {status} {_PHRASES.get(status, '')}\r\n".encode("ascii")
+
+
+_STATUS_LINES: Final = {status: _status_line(status) for status in range(100, 600)}
 
 
 class FrontServer(web.Server):

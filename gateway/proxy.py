@@ -14,6 +14,7 @@ from gateway.errors import UpstreamTimeout, UpstreamUnreachable
 from gateway.keys import CLIENT, CREDENTIALS, DIALECTS, METRICS, SETTINGS
 from gateway.refusals import refuse_bad_request, refuse_upstream_failure
 from gateway.routing import RefusedPath, classify, normalise_path
+from gateway.send_request import RelayedReply
 from gateway.sending import handle_send
 
 log = logging.getLogger("stopgate.proxy")
@@ -39,7 +40,8 @@ async def carrier_route(request: web.Request) -> web.StreamResponse:
             content_type="application/json",
         )
     if match.send is not None:
-        return await handle_send(request, match.dialect, match.send)
+        answer = await handle_send(request, match.dialect, match.send)
+        return answer.to_response() if isinstance(answer, RelayedReply) else answer
     return await forward_unchanged(request, match.dialect)
 
 

@@ -52,7 +52,7 @@ from gateway.refusals import (
     refuse_bad_request,
     refuse_upstream_failure,
 )
-from gateway.send_request import SendRequest
+from gateway.send_request import RelayedReply, SendRequest
 from gateway.store.base import BlockedSend, ConsentChange
 from gateway.text import make_storable
 from policy.consent import (
@@ -325,11 +325,13 @@ class _Trace:
     upstream_status: int | None = None
 
 
-async def handle_send(request: SendRequest, dialect: Dialect, kind: SendKind) -> web.Response:
+async def handle_send(
+    request: SendRequest, dialect: Dialect, kind: SendKind
+) -> web.Response | RelayedReply:
     """Decide and answer one send; whatever happens, log one line saying what was decided."""
     request_id = request.headers.get("X-Request-Id") or _request_ids.next()
     trace = _Trace(request_id, dialect.name)
-    response: web.Response | None = None
+    response: web.Response | RelayedReply | None = None
     try:
         response = await _handle_send(request, dialect, kind, trace)
         return response
@@ -364,9 +366,14 @@ class _RequestIds:
 _request_ids = _RequestIds()
 
 
-def _log_decision(trace: _Trace, response: web.Response | None, region: str) -> None:
+def _log_decision(trace: _Trace, response: web.Response | RelayedReply | None, region: str) -> None:
     decision, reason = trace.decision or "error", trace.reason
-    header = response.headers.get(DECISION_HEADER) if response is not None else None
+    if response is None:
+        header = None
+    elif isinstance(response, RelayedReply):
+        header = response.header(DECISION_HEADER)
+    else:
+        header = response.headers.get(DECISION_HEADER)
     if header == "allowed":
         decision, reason = header, ""
     elif header:
@@ -476,7 +483,7 @@ def _segments_of(parsed: ParsedSend | None, footer: Sequence[FooterDecision]) ->
 
 async def _handle_send(
     request: SendRequest, dialect: Dialect, kind: SendKind, trace: _Trace
-) -> web.Response:
+) -> web.Response | RelayedReply:
     started = time.perf_counter()
     settings = request.app[SETTINGS]
     metrics = request.app[METRICS]
@@ -591,12 +598,10 @@ async def _handle_send(
             dialect.set_batch(parsed, verdict.kept_items)
         changed = True
 
-    headers = upstream.end_to_end_headers(
-        request.headers, drop=("Accept-Encoding", schedule.CATEGORY_HEADER)
-    )
+    headers = upstream.end_to_end_raw(request.raw_headers, _NOT_FORWARDED)
     if changed:
         body, content_type = dialect.encode_send(parsed)
-        headers[hdrs.CONTENT_TYPE] = content_type
+        headers = upstream.with_header(headers, b"Content-Type", content_type.encode("ascii"))
     base = settings.twilio_upstream if dialect.name == "twilio" else settings.ringcentral_upstream
     _labelled(metrics.gateway_latency, dialect.name).observe(time.perf_counter() - started)
     upstream_started = time.perf_counter()
@@ -629,18 +634,21 @@ async def _handle_send(
         and dialect.refused_as_opted_out(response.status, reply)
     ):
         await _learn_carrier_block(request, dialect, verdict)
-    out_headers = response.headers  # end-to-end only already (gateway.upstream_lean)
     ok = 200 <= response.status < 300
     if ok and parsed.kind is SendKind.BATCH and dropped:
         reply = _merge_batch_reply(dialect, reply, verdict.kept_items, dropped)
     if ok and footed and settings.footer is FooterMode.FIRST:
         await _remember_footer(request, verdict.sender_key, footed)
-    out_headers[DECISION_HEADER] = decision_header
-    out_headers["X-Request-Id"] = request_id
+    own = [(DECISION_HEADER, decision_header), ("X-Request-Id", request_id)]
     segments = _segments_header(decisions)
     if segments is not None:
-        out_headers[SEGMENTS_HEADER] = segments
-    return web.Response(status=response.status, body=reply, headers=out_headers)
+        own.append((SEGMENTS_HEADER, segments))
+    # The carrier's headers end-to-end only already (gateway.upstream_lean).
+    return RelayedReply(response.status, response.raw_headers, reply, own)
+
+
+_NOT_FORWARDED = upstream.dropped_bytes("Accept-Encoding", schedule.CATEGORY_HEADER)
+"""Request headers a send does not take to the carrier, beside the hop-by-hop ones."""
 
 
 async def _learn_carrier_block(request: SendRequest, dialect: Dialect, verdict: Verdict) -> None:

@@ -4,7 +4,7 @@ through the lean client of :mod:`gateway.upstream_lean` instead."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -52,6 +52,55 @@ def end_to_end_headers(
 @lru_cache(maxsize=16)
 def _dropped(drop: tuple[str, ...]) -> frozenset[str]:
     return HOP_BY_HOP | {d.lower() for d in drop}
+
+
+RawHeaders = Sequence[tuple[bytes, bytes]]
+"""Header (name, value) pairs as the HTTP parsers give them (aiohttp's ``raw_headers``)."""
+
+HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
+
+
+def dropped_bytes(*drop: str) -> frozenset[bytes]:
+    """The hop-by-hop names and ``drop``, lower case, as :func:`end_to_end_raw` takes them."""
+    return HOP_BY_HOP_BYTES | {d.lower().encode("ascii") for d in drop}
+
+
+def end_to_end_raw(
+    headers: RawHeaders, drop: frozenset[bytes] = HOP_BY_HOP_BYTES
+) -> list[tuple[bytes, bytes]]:
+    """:func:`end_to_end_headers` on raw pairs, bytes kept as they came: ``drop`` (lower-case
+    names, the hop-by-hop ones among them) and every name a ``Connection`` header lists go."""
+    for name, value in headers:
+        if name.lower() == b"connection":
+            drop = drop | {token.strip().lower() for token in value.split(b",")}
+    return [(name, value) for name, value in headers if name.lower() not in drop]
+
+
+def with_header(headers: RawHeaders, name: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
+    """``headers`` with ``name`` set to ``value``: as ``CIMultiDict.__setitem__`` does, the first
+    pair of that name (any case) takes the value and the others go; appended when absent."""
+    lowered = name.lower()
+    out: list[tuple[bytes, bytes]] = []
+    found = False
+    for pair in headers:
+        if pair[0].lower() != lowered:
+            out.append(pair)
+        elif not found:
+            out.append((pair[0], value))
+            found = True
+    if not found:
+        out.append((name, value))
+    return out
+
+
+def decoded(headers: RawHeaders) -> CIMultiDict[str]:
+    """Raw pairs as text headers, decoded as aiohttp decodes them."""
+    return CIMultiDict(
+        [
+            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+            for name, value in headers
+        ]
+    )
 
 
 def make_client_session(settings: Settings) -> aiohttp.ClientSession:

@@ -39,7 +39,7 @@ from yarl import URL
 
 from gateway.config import Settings
 from gateway.errors import UpstreamConnectFailed, UpstreamTimeout, UpstreamUnreachable
-from gateway.upstream import HOP_BY_HOP
+from gateway.upstream import RawHeaders, decoded, end_to_end_raw
 
 MAX_REPLY_BYTES: Final = 8 * 1024 * 1024
 
@@ -49,19 +49,22 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 # connections after a while (nginx: 75 s), and one dropped just as a send leaves fails that send.
 IDLE_SECONDS: Final = 15.0
 
-_HOP_BY_HOP_BYTES: Final = frozenset(name.encode() for name in HOP_BY_HOP)
-
 
 class LeanResponse:
     """A complete upstream reply: status, its end-to-end headers (hop-by-hop ones and those its
-    ``Connection`` names already dropped), and its whole body."""
+    ``Connection`` names already dropped) as the carrier wrote them, and its whole body."""
 
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("body", "raw_headers", "status")
 
-    def __init__(self, status: int, headers: CIMultiDict[str], body: bytes) -> None:
+    def __init__(self, status: int, raw_headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         self.status = status
-        self.headers = headers
+        self.raw_headers = raw_headers
         self.body = body
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        """The end-to-end headers as text."""
+        return decoded(self.raw_headers)
 
 
 class _Connection(asyncio.Protocol):
@@ -146,20 +149,13 @@ class _Connection(asyncio.Protocol):
 
     # internals
     def _response(self) -> LeanResponse:
-        # Only the end-to-end headers are kept: those a proxy relays (see
-        # gateway.upstream.end_to_end_headers, which this matches).
-        dropped = _HOP_BY_HOP_BYTES
-        for name, value in self._headers:
-            if name.lower() == b"connection":
-                dropped = dropped | {token.strip().lower() for token in value.split(b",")}
-        headers: CIMultiDict[str] = CIMultiDict(
-            [
-                (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-                for name, value in self._headers
-                if name.lower() not in dropped
-            ]
+        # Only the end-to-end headers are kept: those a proxy relays.
+        body = self._body
+        return LeanResponse(
+            self._status,
+            end_to_end_raw(self._headers),
+            body[0] if len(body) == 1 else b"".join(body),
         )
-        return LeanResponse(self._status, headers, b"".join(self._body))
 
     def _end(self) -> None:
         """The carrier's end of stream: completes a close-delimited reply, fails any other."""
@@ -213,7 +209,7 @@ class _Connection(asyncio.Protocol):
 
 
 @lru_cache(maxsize=1024)
-def _target(url: URL, method: str) -> tuple[tuple[str, str, int], str]:
+def _target(url: URL, method: str) -> tuple[tuple[str, str, int], bytes]:
     """The origin (scheme, host, port) of ``url`` and the start of a request to it: its
     request line and ``Host`` header. Memoised: sends go to the same few URLs."""
     scheme = url.scheme
@@ -221,19 +217,23 @@ def _target(url: URL, method: str) -> tuple[tuple[str, str, int], str]:
     port = url.port or _DEFAULT_PORTS.get(scheme, 80)
     authority = host if port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
     target = url.raw_path_qs or "/"
-    return (scheme, host, port), f"{method} {target} HTTP/1.1\r\nHost: {authority}\r\n"
+    start = f"{method} {target} HTTP/1.1\r\nHost: {authority}\r\n"
+    return (scheme, host, port), start.encode("utf-8", "surrogateescape")
 
 
-def _head(request_line: str, headers: CIMultiDict[str], length: int) -> bytes:
-    lines = [request_line]
-    lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
-    lines.append(f"Content-Length: {length}\r\n\r\n")
-    text = "".join(lines)
+def _head(request_line: bytes, headers: RawHeaders, length: int) -> bytes:
+    head = b"".join(
+        [
+            request_line,
+            *[b"%s: %s\r\n" % pair for pair in headers],
+            b"Content-Length: %d\r\n\r\n" % length,
+        ]
+    )
     # One CR and one LF per line: a header smuggling another line in is refused.
     count = len(headers) + 4
-    if text.count("\n") != count or text.count("\r") != count:
+    if head.count(b"\n") != count or head.count(b"\r") != count:
         raise UpstreamUnreachable("a header name or value holds a line break")
-    return text.encode("utf-8", "surrogateescape")
+    return head
 
 
 class LeanClient:
@@ -249,11 +249,12 @@ class LeanClient:
         self._closing = False
 
     async def request(
-        self, method: str, url: URL, *, headers: CIMultiDict[str], body: bytes
+        self, method: str, url: URL, *, headers: RawHeaders, body: bytes
     ) -> LeanResponse:
         """Send ``method url`` with ``headers`` and ``body``; the whole reply, or an Upstream error.
 
-        ``headers`` are the end-to-end ones; ``Host`` and ``Content-Length`` are set here.
+        ``headers`` are the end-to-end ones, as raw pairs (:func:`gateway.upstream.end_to_end_raw`
+        makes them); ``Host`` and ``Content-Length`` are set here.
         """
         origin, request_line = _target(url, method)
         host = origin[1]

@@ -10,8 +10,11 @@ import urllib.parse
 
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.front import FrontServer, serialise
+from gateway.front import FrontServer, serialise, serialise_relayed
+from gateway.send_request import RelayedReply
 from tests.conftest import BUSINESS, CUSTOMER, SIM, TWILIO_SEND, Gateway, MakeGateway
 from tests.support.rawhttp import exchange
 
@@ -246,3 +249,63 @@ def test_answers_are_framed_like_aiohttp_frames_them(
     assert (fields.get("content-length"), fields.get("content-type")) == (length, content_type)
     assert "date" in fields
     assert rest == (body or b"")
+
+
+_HEADER_NAMES = st.sampled_from(
+    [
+        b"Content-Type",
+        b"content-type",
+        b"Date",
+        b"Server",
+        b"X-Request-Id",
+        b"x-request-id",
+        b"X-Stopgate-Decision",
+        b"Twilio-Request-Id",
+        b"ETag",
+        b"Content-Length",
+        b"Connection",
+    ]
+)
+_HEADER_VALUES = st.binary(max_size=12).filter(lambda v: v.strip() == v)
+_OWN = st.lists(
+    st.tuples(
+        st.sampled_from(["X-Stopgate-Decision", "X-Request-Id", "X-Stopgate-Segments"]),
+        st.text(max_size=12).filter(lambda v: v.strip() == v),
+    ),
+    max_size=3,
+    unique_by=lambda pair: pair[0],
+)
+
+
+def _framed(raw: bytes) -> tuple[bytes, list[bytes], bytes]:
+    """Status line, header lines but Date (which may tick between two calls) sorted, body."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    return status, sorted(line for line in lines if not line.startswith(b"Date:")), body
+
+
+@given(
+    status=st.sampled_from([200, 201, 202, 204, 304, 400, 404, 429, 500, 503]),
+    carrier=st.lists(st.tuples(_HEADER_NAMES, _HEADER_VALUES), max_size=6),
+    body=st.binary(max_size=20),
+    own=_OWN,
+    keep_alive=st.booleans(),
+)
+def test_a_relayed_reply_is_framed_as_the_same_reply_through_aiohttp_would_be(
+    status: int,
+    carrier: list[tuple[bytes, bytes]],
+    body: bytes,
+    own: list[tuple[str, str]],
+    keep_alive: bool,
+) -> None:
+    """The front writes a relayed carrier reply from its raw bytes; the answer is the one the
+    general path (decode, ``web.Response``, :func:`serialise`) gives, a line break refused both
+    ways alike."""
+    reply = RelayedReply(status, carrier, body, own)
+    try:
+        expected = serialise(reply.to_response(), keep_alive)
+    except ValueError:
+        with pytest.raises(ValueError, match="line break"):
+            serialise_relayed(reply, keep_alive)
+        return
+    assert _framed(serialise_relayed(reply, keep_alive)) == _framed(expected)
