@@ -244,7 +244,6 @@ class FrontProtocol(asyncio.Protocol):
         request = FrontRequest(self._app, raw_path, self._head.headers, body)
         self._task = task = self._loop.create_task(self._serve(request, dialect, kind, keep_alive))
         self._server.tasks.add(task)
-        task.add_done_callback(self._server.tasks.discard)
 
     def _read_head(self, head: bytes) -> tuple[int, int, str, SendKind, Dialect, bool] | None:
         """The head of a send the front serves, or None when aiohttp should have it."""
@@ -285,6 +284,17 @@ class FrontProtocol(asyncio.Protocol):
     # ---- answering -------------------------------------------------------------------------
 
     async def _serve(
+        self, request: FrontRequest, dialect: Dialect, kind: SendKind, keep_alive: bool
+    ) -> None:
+        task = self._task
+        assert task is not None
+        try:
+            await self._answer(request, dialect, kind, keep_alive)
+        finally:
+            # Here rather than a done callback: that would cost a turn of the loop per send.
+            self._server.tasks.discard(task)
+
+    async def _answer(
         self, request: FrontRequest, dialect: Dialect, kind: SendKind, keep_alive: bool
     ) -> None:
         try:

@@ -28,6 +28,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections import deque
 from functools import lru_cache
@@ -84,6 +85,8 @@ class _Connection(asyncio.Protocol):
         self._until_close = False
         self._received = False
         self.idle_since = 0.0
+        self._deadline = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -107,6 +110,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._end()
+        self._stop_watchdog()
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -179,7 +183,8 @@ class _Connection(asyncio.Protocol):
             reply.set_exception(error)
         self.close()
 
-    def send(self, request: bytes) -> asyncio.Future[LeanResponse]:
+    def send(self, request: bytes, deadline: float) -> asyncio.Future[LeanResponse]:
+        """Write ``request``; its reply, failed with UpstreamTimeout at ``deadline`` (loop time)."""
         assert self.transport is not None
         self._reply = reply = self._loop.create_future()
         self._headers = []
@@ -188,8 +193,28 @@ class _Connection(asyncio.Protocol):
         self._status = 0
         self._until_close = False
         self._received = False
+        self._deadline = deadline
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_at(deadline, self._check_deadline)
         self.transport.write(request)
         return reply
+
+    def _check_deadline(self) -> None:
+        # One timer serves the connection's exchanges one after another: armed at the first
+        # one's deadline, it moves on to the current one's when it fires early. (A timer set and
+        # cancelled per send cost more than the rest of the client's work for the send.)
+        self._watchdog = None
+        if self._reply is None:
+            return  # idle: the next send arms it again
+        if self._loop.time() >= self._deadline:
+            self.time_out()
+        else:
+            self._watchdog = self._loop.call_at(self._deadline, self._check_deadline)
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
     def time_out(self) -> None:
         """The exchange's deadline passed: fail the reply awaited, if any."""
@@ -204,6 +229,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.usable = False
+        self._stop_watchdog()
         if self.transport is not None:
             self.transport.close()
 
@@ -236,13 +262,52 @@ def _head(request_line: bytes, headers: RawHeaders, length: int) -> bytes:
     return head
 
 
+class _Slots:
+    """At most ``limit`` exchanges at once, waiters served in order of arrival: an
+    ``asyncio.Semaphore`` whose free slot is taken without a coroutine (most sends find one)."""
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def take_free(self) -> bool:
+        """Take a slot if one is free now and nobody waits for one."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def wait(self, deadline: float) -> None:
+        """Take the next slot given back; TimeoutError at ``deadline`` (loop time)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.give_back()  # handed a slot just as this caller gave up: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def give_back(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
 class LeanClient:
     """Per-origin pools of keep-alive connections, for whole-body requests with bodies."""
 
     def __init__(self, settings: Settings, ssl_context: ssl.SSLContext | None = None) -> None:
         self._connect_timeout = settings.upstream_connect_timeout
         self._timeout = settings.upstream_timeout
-        self._limit = asyncio.Semaphore(settings.upstream_connections)
+        self._slots = _Slots(settings.upstream_connections)
         self._ssl = ssl_context
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
         self._open: set[_Connection] = set()
@@ -264,14 +329,11 @@ class LeanClient:
         # connection) waits only for the reply, under a plain timer: asyncio.timeout() costs
         # more per send than the rest of this method.
         deadline = loop.time() + self._timeout
-        try:
-            if self._limit.locked():
-                async with asyncio.timeout_at(deadline):
-                    await self._limit.acquire()
-            else:
-                await self._limit.acquire()
-        except TimeoutError as exc:
-            raise UpstreamTimeout(f"{host}: no connection free in time") from exc
+        if not self._slots.take_free():
+            try:
+                await self._slots.wait(deadline)
+            except TimeoutError as exc:
+                raise UpstreamTimeout(f"{host}: no connection free in time") from exc
         try:
             connection = self._pooled(origin) or await self._connect(origin, deadline)
             if loop.time() >= deadline:
@@ -279,19 +341,17 @@ class LeanClient:
                 self._release(origin, connection)
                 raise UpstreamTimeout(f"{host}: no connection free in time")
             done = False
-            timer = loop.call_at(deadline, connection.time_out)
             try:
-                response = await connection.send(head + body if body else head)
+                response = await connection.send(head + body if body else head, deadline)
                 done = connection.usable
             finally:
-                timer.cancel()
                 if done:
                     self._release(origin, connection)
                 else:
                     self._discard(connection)
             return response
         finally:
-            self._limit.release()
+            self._slots.give_back()
 
     def _pooled(self, origin: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(origin)

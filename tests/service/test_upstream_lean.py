@@ -416,6 +416,61 @@ async def test_a_send_waiting_for_a_free_connection_times_out_unsent() -> None:
         await lean.close()
 
 
+async def test_a_reused_connection_times_out_at_its_current_sends_deadline() -> None:
+    """One timer per connection serves its sends in turn: a slow reply to the second send on a
+    connection fails at that send's deadline, neither the first's nor never."""
+    settings = dataclasses.replace(Settings(), upstream_connections=1, upstream_timeout=0.4)
+    lean = LeanClient(settings)
+
+    async def reply(writer: asyncio.StreamWriter, n: int) -> None:
+        if n == 2:
+            await asyncio.sleep(5)
+        writer.write(ok())
+        await writer.drain()
+
+    loop = asyncio.get_running_loop()
+    try:
+        async with RawUpstream(reply) as upstream:
+            await lean.request("POST", upstream.url(), headers=HEADERS, body=b"{}")
+            await asyncio.sleep(0.25)  # the first send's deadline falls inside the second send
+            started = loop.time()
+            with pytest.raises(UpstreamTimeout):
+                await lean.request("POST", upstream.url(), headers=HEADERS, body=b"{}")
+            waited = loop.time() - started
+            assert upstream.connections == 1
+    finally:
+        await lean.close()
+    assert 0.35 <= waited < 2.0
+
+
+async def test_a_slot_handed_to_a_caller_that_gives_up_passes_to_the_next() -> None:
+    slots = upstream_lean._Slots(1)
+    assert slots.take_free()
+    loop = asyncio.get_running_loop()
+    first = asyncio.create_task(slots.wait(loop.time() + 5))
+    second = asyncio.create_task(slots.wait(loop.time() + 5))
+    await asyncio.sleep(0)
+    slots.give_back()  # handed to the first waiter ...
+    first.cancel()  # ... which gives up before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.wait_for(second, 1)
+    assert not slots.take_free()
+    slots.give_back()
+    assert slots.take_free()
+
+
+async def test_a_caller_that_stops_waiting_for_a_slot_leaves_no_trace() -> None:
+    slots = upstream_lean._Slots(1)
+    assert slots.take_free()
+    loop = asyncio.get_running_loop()
+    with pytest.raises(TimeoutError):
+        await slots.wait(loop.time() + 0.05)
+    slots.give_back()
+    assert slots.take_free()
+    assert not slots.take_free()
+
+
 async def test_through_the_gateway_an_idle_close_costs_no_send_and_duplicates_none(
     aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path
 ) -> None:
