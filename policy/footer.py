@@ -202,7 +202,21 @@ def has_opt_out_instructions(text: str) -> bool:
     "We have got to STOP this bill") is not an instruction; neither is a link.
     The forms and the reasons for the case rules are listed above this function.
     """
+    if text.isascii():
+        # Every form holds a keyword; ASCII text (the usual message) holding none of their
+        # stems, in any case, cannot match one, and one pass says so. (Not for other text:
+        # there IGNORECASE also matches letters lower() does not give, like "ſ" for "s".)
+        lowered = text.lower()
+        if not any(stem in lowered for stem in _KEYWORD_STEMS):
+            return False
     return any(form.search(text) for form in _INSTRUCTION_FORMS)
+
+
+_KEYWORD_STEMS = (
+    "stop", "unsub", "opt", "end", "quit", "cancel", "revoke", "remove",
+    "baja", "alto", "parar", "detener", "salir", "arr",
+)  # fmt: skip
+"""A stem of each keyword of ``_PLAIN_KW`` and ``_CAPS_KW``, lower case (a test holds it)."""
 
 
 def decide_footer(

@@ -114,7 +114,11 @@ def utf16_units(text: str) -> int:
 
     A lone surrogate code point (possible in a Python ``str``) counts 1.
     """
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+    if text.isascii():
+        return len(text)
+    # UTF-16 as the codec counts it: 2 bytes a unit; surrogatepass writes a lone surrogate as
+    # the one unit it is.
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _gsm7_tokens(text: str) -> list[tuple[str, int]]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from policy import footer as footer_module
 from policy.footer import (
     DEFAULT_FOOTER,
     RINGCENTRAL_CAP,
@@ -338,3 +341,31 @@ def test_default_footer_is_recognised_after_any_text(text: str) -> None:
 def test_off_never_adds(text: str | None, already_sent: bool, cap: LengthCap) -> None:
     decision = decide_footer(text, mode=OFF, already_sent_to_pair=already_sent, cap=cap)
     assert decision.skipped is FooterSkip.MODE_OFF
+
+
+_FRAGMENTS = st.sampled_from(
+    [
+        "reply", "Reply", "REPLY", "text", "TXT", "send", "sms", "responde", "envía", "répondez",
+        " ", "  ", "\n", ".", "?", ",", ":", "(", ")", "'", '"', "“", "”", "«", "»", "-",
+        "STOP", "stop", "Stop", "STOPALL", "stop all", "unsubscribe", "UNSUB", "opt-out",
+        "OPT OUT", "optout", "end", "END", "QUIT", "quit", "cancel", "CANCEL", "REVOKE",
+        "REMOVE", "BAJA", "baja", "ALTO", "PARAR", "DETENER", "SALIR", "salir", "ARRET",
+        "ARRÊT", "ARRETE", "arrête", "to", "2", "para", "pour", "al", "be removed",
+        "with the word", "back", "12345", "+1555", "ſtop", "STOP\u212a", "K", "é", "weekend",
+    ]
+)  # fmt: skip
+
+
+@given(st.lists(_FRAGMENTS, max_size=10).map("".join) | st.text(max_size=40))
+def test_the_keyword_shortcut_never_changes_the_answer(text: str) -> None:
+    full = any(form.search(text) for form in footer_module._INSTRUCTION_FORMS)
+    assert has_opt_out_instructions(text) == full
+
+
+def test_every_keyword_holds_one_of_the_shortcut_stems() -> None:
+    for alternatives in (footer_module._PLAIN_KW, footer_module._CAPS_KW):
+        for keyword in alternatives.split("|"):
+            letters = re.match(r"[A-Za-z]+", keyword)
+            assert letters is not None, keyword
+            lowered = letters.group().lower()
+            assert any(stem in lowered for stem in footer_module._KEYWORD_STEMS), keyword

@@ -110,6 +110,11 @@ def test_utf16_units(text: str, units: int) -> None:
     assert utf16_units(text) == units
 
 
+@given(st.text())
+def test_utf16_units_counts_two_for_each_code_point_above_the_bmp(text: str) -> None:
+    assert utf16_units(text) == len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
 # --- count_segments: exact table ---------------------------------------------------
 
 A = "a"

@@ -1,4 +1,5 @@
-"""The Twilio dialect's form decoder is parse_qsl (keep_blank_values, strict) by another route."""
+"""The Twilio dialect's form decoder is parse_qsl (keep_blank_values, strict) by another route, and
+its encoder urlencode."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.dialects.twilio import parse_form
+from gateway.dialects.twilio import encode_form, parse_form
 
 
 def reference(text: str) -> list[tuple[str, str]]:
@@ -61,3 +62,22 @@ def test_encoded_forms_round_trip_like_parse_qsl(pairs: list[tuple[str, str]]) -
 )
 def test_table(text: str) -> None:
     assert outcome(parse_form, text) == outcome(reference, text)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.text(max_size=12),
+            st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40),
+        ),
+        max_size=5,
+    )
+)
+def test_encode_form_writes_what_urlencode_writes(pairs: list[tuple[str, str]]) -> None:
+    try:
+        expected = urlencode(pairs).encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            encode_form(pairs)
+        return
+    assert encode_form(pairs) == expected
