@@ -105,14 +105,19 @@ class FrontRequest:
 
 
 class _Head:
-    """What the parser reported of one request head."""
+    """What the parser reported of one request head (it calls these methods)."""
 
-    __slots__ = ("field_bytes", "headers", "url")
+    __slots__ = ("headers", "url")
 
     def __init__(self) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.field_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
 
 
 class FrontProtocol(asyncio.Protocol):
@@ -190,15 +195,6 @@ class FrontProtocol(asyncio.Protocol):
             self._writing_paused.set_result(None)
         self._writing_paused = None
 
-    # ---- httptools callbacks -----------------------------------------------------------------
-
-    def on_url(self, url: bytes) -> None:
-        self._head.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head.headers.append((name, value))
-        self._head.field_bytes = max(self._head.field_bytes, len(name) + len(value) + 2)
-
     # ---- reading ---------------------------------------------------------------------------
 
     def _advance(self) -> None:
@@ -249,17 +245,19 @@ class FrontProtocol(asyncio.Protocol):
         """The head of a send the front serves, or None when aiohttp should have it."""
         self._head = parsed = _Head()
         # A parser per head, fed the head only (the front frames the body itself).
-        parser = httptools.HttpRequestParser(self)
+        parser = httptools.HttpRequestParser(parsed)
         try:
             parser.feed_data(head)
         except httptools.HttpParserError:
             return None
         if parser.get_http_version() != "1.1" or parser.should_upgrade():
             return None
-        if len(parsed.headers) > self._max_headers or parsed.field_bytes > self._max_field:
+        if len(parsed.headers) > self._max_headers:
             return None
         length: int | None = None
         for name, value in parsed.headers:
+            if len(name) + len(value) + 2 > self._max_field:
+                return None
             lowered = name.lower()
             if lowered == b"content-length":
                 if length is not None or not value.isdigit():
