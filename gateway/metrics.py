@@ -112,11 +112,63 @@ class _LoopHistogramChild:
         self.total += value
 
 
+class LoopCounter:
+    """A labelled counter for the send path, exposed exactly like prometheus_client's
+    ``Counter`` (``_total`` and ``_created`` samples) but incremented without a lock: one
+    addition, against a locked one (issue 8). Increment only from the event loop's thread; it is
+    read at scrape time, on that thread too."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        *,
+        registry: CollectorRegistry,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], _LoopCounterChild] = {}
+        registry.register(self)
+
+    def labels(self, *values: str) -> _LoopCounterChild:
+        if len(values) != len(self._labelnames):
+            raise ValueError(f"{self._name}: expected labels {self._labelnames}")
+        key = tuple(str(v) for v in values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = _LoopCounterChild()
+        return child
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        for values, child in list(self._children.items()):
+            family.add_metric(list(values), child.value, created=child.created)
+        yield family
+
+
+class _LoopCounterChild:
+    __slots__ = ("created", "value")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.created = time.time()
+
+    def inc(self, amount: float = 1) -> None:
+        if amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        self.value += amount
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.sends = Counter(
+        self.sends = LoopCounter(
             "stopgate_sends",
             "Send requests by dialect, decision (allowed, blocked, would-block, refused), reason",
             ("dialect", "decision", "reason"),
