@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from gateway import logs
 from gateway.config import Settings, load_settings, mask_url
@@ -62,6 +62,20 @@ def _use_uvloop() -> None:
     except ImportError:
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+_T = TypeVar("_T")
+
+
+def _run_fast(main: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run(main)`` on a uvloop loop when uvloop is installed, without changing the
+    process's event loop policy (a command may run inside a host process, e.g. a test)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def _demo() -> int:
@@ -179,7 +193,7 @@ def _consents_import(args: argparse.Namespace) -> int:
         # instead of the whole import failing.
         with open(args.file, encoding="utf-8-sig", newline="", errors="surrogateescape") as handle:
             # The CLI's loop has nothing else to serve, so reading the file inline blocks no one.
-            applied, skipped, rejected = asyncio.run(run(handle))
+            applied, skipped, rejected = _run_fast(run(handle))
     except OSError as exc:
         raise StopgateError(f"cannot read {args.file}: {exc}") from None
     for row in rejected[:100]:
