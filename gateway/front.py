@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import functools
 import http
 import logging
 import signal
@@ -284,7 +283,7 @@ class FrontProtocol(asyncio.Protocol):
     async def _serve(
         self, request: FrontRequest, dialect: Dialect, kind: SendKind, keep_alive: bool
     ) -> None:
-        task = self._task
+        task = asyncio.current_task()
         assert task is not None
         try:
             await self._answer(request, dialect, kind, keep_alive)
@@ -482,22 +481,30 @@ _SET_HERE: Final = frozenset({"content-length", "connection", "date", "transfer-
 
 def serialise_relayed(reply: RelayedReply, keep_alive: bool) -> bytes:
     """:func:`serialise` for a relayed carrier reply, from its raw headers: the same answer as
-    ``serialise(reply.to_response(), keep_alive)`` (a test holds the two equal), without a
-    header decoded and encoded again.
+    ``serialise(reply.to_response(), keep_alive)`` (a test holds the two equal, line for line but
+    the ``Date``), without a header decoded and encoded again. As there, one of Stopgate's own
+    headers takes the place of the carrier's first header of its name, and the carrier's others
+    of that name go.
 
     Raises ValueError for a header name or value holding a line break."""
     status = reply.status
     parts = [_STATUS_LINES.get(status) or _status_line(status)]
-    replaced = _SET_HERE_BYTES | _own_names(tuple(name for name, _ in reply.own))
+    own = {
+        name.lower().encode("ascii"): f"{name}: {value}\r\n".encode("utf-8", "surrogateescape")
+        for name, value in reply.own
+    }
     typed = False
     for name, value in reply.carrier_headers:
         lowered = name.lower()
-        if lowered not in replaced:
+        if lowered in own:
+            line = own[lowered]
+            if line:  # in the first one's place; the rest go
+                parts.append(line)
+                own[lowered] = b""
+        elif lowered not in _SET_HERE_BYTES:
             typed = typed or lowered == b"content-type"
             parts.append(b"%s: %s\r\n" % (name, value))
-    parts += [
-        f"{name}: {value}\r\n".encode("utf-8", "surrogateescape") for name, value in reply.own
-    ]
+    parts += [line for line in own.values() if line]
     payload = reply.body
     bodiless = status < 200 or status in (204, 304)
     if bodiless:
@@ -519,11 +526,6 @@ def serialise_relayed(reply: RelayedReply, keep_alive: bool) -> bytes:
 
 
 _SET_HERE_BYTES: Final = frozenset(name.encode() for name in _SET_HERE)
-
-
-@functools.lru_cache(maxsize=64)
-def _own_names(names: tuple[str, ...]) -> frozenset[bytes]:
-    return frozenset(name.lower().encode("ascii") for name in names)
 
 
 def _status_line(status: int) -> bytes:

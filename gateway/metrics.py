@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import Info as InfoMetric
+from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from policy.categories import RULE_REASONS
@@ -146,8 +147,11 @@ class LoopCounter:
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        # prometheus_client's switch for ``_created`` samples (its environment variable and
+        # ``disable_created_metrics()``), honoured as its own Counter honours it.
+        created = getattr(prometheus_metrics, "_use_created", True)
         for values, child in list(self._children.items()):
-            family.add_metric(list(values), child.value, created=child.created)
+            family.add_metric(list(values), child.value, created=child.created if created else None)
         yield family
 
 

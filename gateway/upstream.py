@@ -77,8 +77,9 @@ def end_to_end_raw(
 
 
 def with_header(headers: RawHeaders, name: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
-    """``headers`` with ``name`` set to ``value``: as ``CIMultiDict.__setitem__`` does, the first
-    pair of that name (any case) takes the value and the others go; appended when absent."""
+    """``headers`` with ``name`` set to ``value``: as ``CIMultiDict.__setitem__`` does, ``name``
+    and ``value`` take the place of the first pair of that name (any case) and the others go;
+    appended when absent."""
     lowered = name.lower()
     out: list[tuple[bytes, bytes]] = []
     found = False
@@ -86,7 +87,7 @@ def with_header(headers: RawHeaders, name: bytes, value: bytes) -> list[tuple[by
         if pair[0].lower() != lowered:
             out.append(pair)
         elif not found:
-            out.append((pair[0], value))
+            out.append((name, value))
             found = True
     if not found:
         out.append((name, value))

@@ -87,6 +87,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._deadline = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog_at = 0.0
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -194,8 +195,10 @@ class _Connection(asyncio.Protocol):
         self._until_close = False
         self._received = False
         self._deadline = deadline
-        if self._watchdog is None:
-            self._watchdog = self._loop.call_at(deadline, self._check_deadline)
+        if self._watchdog is None or deadline < self._watchdog_at:
+            # (Deadlines only move on today: the timeout is fixed; an earlier one re-arms.)
+            self._stop_watchdog()
+            self._arm_watchdog(deadline)
         self.transport.write(request)
         return reply
 
@@ -209,7 +212,11 @@ class _Connection(asyncio.Protocol):
         if self._loop.time() >= self._deadline:
             self.time_out()
         else:
-            self._watchdog = self._loop.call_at(self._deadline, self._check_deadline)
+            self._arm_watchdog(self._deadline)
+
+    def _arm_watchdog(self, at: float) -> None:
+        self._watchdog = self._loop.call_at(at, self._check_deadline)
+        self._watchdog_at = at
 
     def _stop_watchdog(self) -> None:
         if self._watchdog is not None:

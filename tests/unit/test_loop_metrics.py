@@ -3,6 +3,7 @@ Histogram and Counter."""
 
 from __future__ import annotations
 
+import prometheus_client
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -66,3 +67,16 @@ def test_a_counter_refuses_to_go_down() -> None:
     counter = LoopCounter("stopgate_t", "doc", ("dialect",), registry=CollectorRegistry())
     with pytest.raises(ValueError, match="non-negative"):
         counter.labels("twilio").inc(-1)
+
+
+def test_created_samples_follow_prometheus_clients_switch() -> None:
+    reference, ours = CollectorRegistry(), CollectorRegistry()
+    Counter("stopgate_t", "doc", ("dialect",), registry=reference).labels("twilio").inc()
+    LoopCounter("stopgate_t", "doc", ("dialect",), registry=ours).labels("twilio").inc()
+    prometheus_client.disable_created_metrics()
+    try:
+        assert generate_latest(ours) == generate_latest(reference)
+        assert b"_created" not in generate_latest(ours)
+    finally:
+        prometheus_client.enable_created_metrics()
+    assert b"stopgate_t_created" in generate_latest(ours)
