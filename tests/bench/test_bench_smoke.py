@@ -58,13 +58,16 @@ def test_send_instructions_smoke(tmp_path: Path) -> None:
 
 def test_bench_suite_quick(tmp_path: Path) -> None:
     """Every scenario of bench/suite.py runs end to end and answers as expected (``--quick``:
-    1 s runs, 30,000 records). In CI nothing may be skipped: scripts/system-deps installs nginx
-    and wrk, and PostgreSQL is there."""
+    1 s runs, 30,000 records; two rounds of the closed-loop ones). In CI nothing may be
+    skipped: scripts/system-deps installs nginx and wrk, and PostgreSQL is there."""
     nginx = shutil.which("nginx") or Path("/usr/sbin/nginx").exists()
     if not (nginx and shutil.which("wrk")) and not in_ci():
         pytest.skip("nginx or wrk missing (make system-deps installs them)")
     out = tmp_path / "suite.json"
-    command = [sys.executable, str(ROOT / "bench" / "suite.py"), "--quick", "--json", str(out)]
+    command = [
+        *(sys.executable, str(ROOT / "bench" / "suite.py"), "--quick", "--rounds", "2"),
+        *("--json", str(out)),
+    ]
     if in_ci():
         command.append("--require-all")
     done = subprocess.run(
@@ -91,3 +94,10 @@ def test_bench_suite_quick(tmp_path: Path) -> None:
             assert scenarios[key]["details"]["cache_miss_ratio"] == 1.0, key
     assert scenarios["g"]["details"]["confirmed"] == scenarios["g"]["details"]["webhooks"]
     assert "stop_webhook_p99_ms" in document["targets"]
+    # Two rounds of the closed-loop scenarios; the judged ratios are their medians.
+    rounds = document["rounds"]
+    assert len(rounds) == 2
+    for name in ("stopgate_over_floor_rps", "workers2_over_nginx_proxy_rps"):
+        values = sorted(r["targets"][name] for r in rounds)
+        assert document["targets"][name] == pytest.approx(sum(values) / 2), name
+    assert document["table_round"] in (1, 2)
