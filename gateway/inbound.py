@@ -32,6 +32,7 @@ from gateway.dialects.base import InboundMessage, media_type, refuse_foreign_cha
 from gateway.errors import BadRequest, StoreUnavailable
 from gateway.events import follow_up_for
 from gateway.keys import CLIENT, INDEX, KEYWORDS, METRICS, OUTBOX_WAKE, SETTINGS, SPOOL
+from gateway.logs import log_fields
 from gateway.outbox import FORWARD, RINGCENTRAL_REPLY, forward_request
 from gateway.spool import SpooledEvent
 from gateway.store.base import ConsentChange, OutboxItem, ReviewEntry
@@ -306,12 +307,13 @@ async def handle_inbound(
         )
         return InboundResult(classification, True, None, None, revocation)
     # Consent changes (and their count, stopgate_consent_changes_total) are logged by the
-    # store wrapper, which also sees spooled events when they are replayed.
-    log.info(
+    # store wrapper, which also sees spooled events when they are replayed. (log_fields: a STOP
+    # burst writes this line per message.)
+    log_fields(
+        log,
+        logging.INFO,
         "inbound message",
-        extra=_decision(
-            message, classification, customer, businesses, "recorded", changes, revocation
-        ),
+        _decision(message, classification, customer, businesses, "recorded", changes, revocation),
     )
     app[OUTBOX_WAKE].set()
     forward_id = outcome.outbox_ids[forward_position] if forward_position is not None else None

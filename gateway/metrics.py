@@ -24,6 +24,7 @@ from prometheus_client import Info as InfoMetric
 from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from gateway.logs import log_fields
 from policy.categories import RULE_REASONS
 from policy.consent import BlockReason
 
@@ -455,9 +456,11 @@ def _log_applied(applied: Sequence[AppliedChange]) -> None:
         if not change.applied:
             continue
         record = change.record
-        consent_log.info(
+        log_fields(
+            consent_log,
+            logging.INFO,
             "consent change",
-            extra={
+            {
                 "event": "consent-change",
                 "from": record.from_key,
                 "to": record.to_key,
