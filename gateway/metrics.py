@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import Info as InfoMetric
@@ -50,12 +50,45 @@ def block_reasons() -> tuple[str, ...]:
     return tuple(reason.value for reason in BlockReason) + RULE_REASONS
 
 
-class LoopHistogram:
-    """A labelled histogram for the send path, exposed exactly like prometheus_client's
-    ``Histogram`` (``_bucket`` / ``_count`` / ``_sum`` samples) but observed without locks: a
-    bisect and two additions, against a locked update per bucket and per sum (issue 8).
-    Observe only from the event loop's thread; it is read at scrape time, on that thread too.
-    """
+_Child = TypeVar("_Child")
+
+
+class _LoopMetric(Generic[_Child]):
+    """A labelled metric of the send path, updated without locks (issue 8): only from the event
+    loop's thread, and read at scrape time on that thread too. Subclasses make the children and
+    expose them exactly as prometheus_client's own metric of the kind would."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        *,
+        registry: CollectorRegistry,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], _Child] = {}
+        registry.register(self)  # type: ignore[arg-type]  # a collector by its methods
+
+    def labels(self, *values: str) -> _Child:
+        if len(values) != len(self._labelnames):
+            raise ValueError(f"{self._name}: expected labels {self._labelnames}")
+        key = tuple(str(v) for v in values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._new_child()
+        return child
+
+    def _new_child(self) -> _Child:
+        raise NotImplementedError
+
+
+class LoopHistogram(_LoopMetric["_LoopHistogramChild"]):
+    """A labelled histogram, exposed exactly like prometheus_client's ``Histogram``
+    (``_bucket`` / ``_count`` / ``_sum`` samples) but observed without locks: a bisect and two
+    additions, against a locked update per bucket and per sum."""
 
     def __init__(
         self,
@@ -66,21 +99,11 @@ class LoopHistogram:
         buckets: Sequence[float],
         registry: CollectorRegistry,
     ) -> None:
-        self._name = name
-        self._documentation = documentation
-        self._labelnames = tuple(labelnames)
         self._bounds = tuple(float(b) for b in buckets)
-        self._children: dict[tuple[str, ...], _LoopHistogramChild] = {}
-        registry.register(self)
+        super().__init__(name, documentation, labelnames, registry=registry)
 
-    def labels(self, *values: str) -> _LoopHistogramChild:
-        if len(values) != len(self._labelnames):
-            raise ValueError(f"{self._name}: expected labels {self._labelnames}")
-        key = tuple(str(v) for v in values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = _LoopHistogramChild(self._bounds)
-        return child
+    def _new_child(self) -> _LoopHistogramChild:
+        return _LoopHistogramChild(self._bounds)
 
     def describe(self) -> Iterator[HistogramMetricFamily]:
         yield HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
@@ -114,34 +137,12 @@ class _LoopHistogramChild:
         self.total += value
 
 
-class LoopCounter:
-    """A labelled counter for the send path, exposed exactly like prometheus_client's
-    ``Counter`` (``_total`` and ``_created`` samples) but incremented without a lock: one
-    addition, against a locked one (issue 8). Increment only from the event loop's thread; it is
-    read at scrape time, on that thread too."""
+class LoopCounter(_LoopMetric["_LoopCounterChild"]):
+    """A labelled counter, exposed exactly like prometheus_client's ``Counter`` (``_total`` and
+    ``_created`` samples) but incremented without a lock: one addition, against a locked one."""
 
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str],
-        *,
-        registry: CollectorRegistry,
-    ) -> None:
-        self._name = name
-        self._documentation = documentation
-        self._labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], _LoopCounterChild] = {}
-        registry.register(self)
-
-    def labels(self, *values: str) -> _LoopCounterChild:
-        if len(values) != len(self._labelnames):
-            raise ValueError(f"{self._name}: expected labels {self._labelnames}")
-        key = tuple(str(v) for v in values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = _LoopCounterChild()
-        return child
+    def _new_child(self) -> _LoopCounterChild:
+        return _LoopCounterChild()
 
     def describe(self) -> Iterator[CounterMetricFamily]:
         yield CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
