@@ -50,26 +50,17 @@ def _serve(args: argparse.Namespace) -> int:
     log.info("stopgate serving on %s:%d, settings %s", host, port, settings.redacted())
     from gateway.front import serve
 
-    _use_uvloop()
-    asyncio.run(serve(create_app(settings), host, port, reuse_port=args.reuse_port))
+    _run_fast(serve(create_app(settings), host, port, reuse_port=args.reuse_port))
     return 0
-
-
-def _use_uvloop() -> None:
-    """uvloop when installed (the ``fast`` extra): a cheaper event loop for the same code."""
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 _T = TypeVar("_T")
 
 
 def _run_fast(main: Coroutine[Any, Any, _T]) -> _T:
-    """``asyncio.run(main)`` on a uvloop loop when uvloop is installed, without changing the
-    process's event loop policy (a command may run inside a host process, e.g. a test)."""
+    """``asyncio.run(main)`` on a uvloop loop when uvloop is installed (the ``fast`` extra: a
+    cheaper event loop for the same code), without changing the process's event loop policy (a
+    command may run inside a host process, e.g. a test)."""
     try:
         import uvloop
     except ImportError:

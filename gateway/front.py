@@ -36,6 +36,7 @@ import http
 import logging
 import signal
 import time
+from collections.abc import Sequence
 from typing import Any, Final, cast
 from urllib.parse import parse_qsl, unquote
 
@@ -48,7 +49,7 @@ from gateway.keys import DIALECTS, SETTINGS
 from gateway.routing import RefusedPath, classify
 from gateway.send_request import RelayedReply
 from gateway.sending import handle_send
-from gateway.upstream import decoded
+from gateway.upstream import RawHeaders, decoded
 
 log = logging.getLogger("stopgate.front")
 
@@ -419,20 +420,18 @@ _PHRASES: Final = {status: _reason_phrase(status) for status in range(100, 600)}
 
 
 class _Date:
-    """The ``Date`` header's value, formatted once a second (also as its line's bytes)."""
+    """The ``Date`` header's line, formatted once a second."""
 
     def __init__(self) -> None:
         self._second = -1
-        self._value = ""
-        self.line = b""
+        self._line = b""
 
-    def __call__(self) -> str:
+    def __call__(self) -> bytes:
         now = int(time.time())
         if now != self._second:
             self._second = now
-            self._value = email.utils.formatdate(now, usegmt=True)
-            self.line = f"Date: {self._value}\r\n".encode("ascii")
-        return self._value
+            self._line = f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n".encode("ascii")
+        return self._line
 
 
 _date = _Date()
@@ -450,69 +449,62 @@ def serialise(response: web.Response, keep_alive: bool) -> bytes:
     else:
         raise ValueError("the send path answers with whole bodies only")
     status = response.status
-    headers = response.headers
-    lines = [f"HTTP/1.1 {status} {response.reason or _PHRASES.get(status, '')}"]
-    lines += [
-        f"{name}: {value}" for name, value in headers.items() if name.lower() not in _SET_HERE
+    reason = response.reason or _PHRASES.get(status, "")
+    headers = [
+        (name.encode("utf-8", "surrogateescape"), value.encode("utf-8", "surrogateescape"))
+        for name, value in response.headers.items()
     ]
-    # 1xx, 204 and 304 carry no body and no Content-Length (RFC 9110); an empty body gets no
-    # default type (aiohttp's rules).
-    bodiless = status < 200 or status in (204, 304)
-    if bodiless:
-        payload = b""
-    elif payload and "Content-Type" not in headers:
-        lines.append("Content-Type: application/octet-stream")
-    lines.append(f"Date: {_date()}")
-    if not keep_alive:
-        lines.append("Connection: close")
-    if not bodiless:
-        lines.append(f"Content-Length: {len(payload)}")
-    lines[-1] += "\r\n\r\n"
-    text = "\r\n".join(lines)
-    breaks = len(lines) + 1
-    if text.count("\n") != breaks or text.count("\r") != breaks:
-        raise ValueError("a header name or value holds a line break")
-    return text.encode("utf-8", "surrogateescape") + payload
-
-
-_SET_HERE: Final = frozenset({"content-length", "connection", "date", "transfer-encoding"})
-"""Header names (lower case) the answer's framing sets here."""
+    status_line = f"HTTP/1.1 {status} {reason}\r\n".encode("utf-8", "surrogateescape")
+    return _framed(status, status_line, headers, (), payload, keep_alive)
 
 
 def serialise_relayed(reply: RelayedReply, keep_alive: bool) -> bytes:
     """:func:`serialise` for a relayed carrier reply, from its raw headers: the same answer as
     ``serialise(reply.to_response(), keep_alive)`` (a test holds the two equal, line for line but
-    the ``Date``), without a header decoded and encoded again. As there, one of Stopgate's own
-    headers takes the place of the carrier's first header of its name, and the carrier's others
-    of that name go.
+    the ``Date``), without a header decoded and encoded again.
 
     Raises ValueError for a header name or value holding a line break."""
     status = reply.status
-    parts = [_STATUS_LINES.get(status) or _status_line(status)]
-    own = {
+    status_line = _STATUS_LINES.get(status) or _status_line(status)
+    return _framed(status, status_line, reply.carrier_headers, reply.own, reply.body, keep_alive)
+
+
+def _framed(
+    status: int,
+    status_line: bytes,
+    headers: RawHeaders,
+    own: Sequence[tuple[str, str]],
+    payload: bytes,
+    keep_alive: bool,
+) -> bytes:
+    """The answer's bytes: ``headers`` but those the framing sets here, with each of ``own``
+    in the place of the first header of its name (the others of that name go; appended when
+    there is none), then the framing's own headers, then ``payload``."""
+    parts = [status_line]
+    replacing = {
         name.lower().encode("ascii"): f"{name}: {value}\r\n".encode("utf-8", "surrogateescape")
-        for name, value in reply.own
+        for name, value in own
     }
     typed = False
-    for name, value in reply.carrier_headers:
+    for name, value in headers:
         lowered = name.lower()
-        if lowered in own:
-            line = own[lowered]
+        if lowered in replacing:
+            line = replacing[lowered]
             if line:  # in the first one's place; the rest go
                 parts.append(line)
-                own[lowered] = b""
-        elif lowered not in _SET_HERE_BYTES:
+                replacing[lowered] = b""
+        elif lowered not in _SET_HERE:
             typed = typed or lowered == b"content-type"
             parts.append(b"%s: %s\r\n" % (name, value))
-    parts += [line for line in own.values() if line]
-    payload = reply.body
+    parts += [line for line in replacing.values() if line]
+    # 1xx, 204 and 304 carry no body and no Content-Length (RFC 9110); an empty body gets no
+    # default type (aiohttp's rules).
     bodiless = status < 200 or status in (204, 304)
     if bodiless:
         payload = b""
     elif payload and not typed:
         parts.append(b"Content-Type: application/octet-stream\r\n")
-    _date()
-    parts.append(_date.line)
+    parts.append(_date())
     if not keep_alive:
         parts.append(b"Connection: close\r\n")
     if not bodiless:
@@ -525,7 +517,8 @@ def serialise_relayed(reply: RelayedReply, keep_alive: bool) -> bytes:
     return head + payload
 
 
-_SET_HERE_BYTES: Final = frozenset(name.encode() for name in _SET_HERE)
+_SET_HERE: Final = frozenset({b"content-length", b"connection", b"date", b"transfer-encoding"})
+"""Header names (lower case) the answer's framing sets here."""
 
 
 def _status_line(status: int) -> bytes:
