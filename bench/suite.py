@@ -17,7 +17,8 @@ simulator) and measures, each for a bounded time:
      (cold cache), every send to a recipient not asked for before: SQLite and PostgreSQL;
 (f)  Stopgate ``--workers 2`` (SQLite, cache warm, Twilio);
 (g)  an inbound STOP burst: RingCentral webhooks straight to Stopgate (2xx = the opt-out is
-     durable), and the time until the carrier simulator receives each confirmation;
+     durable), ``--connections`` at a time on keep-alive connections opened by a warm-up wave,
+     and the time until the carrier simulator receives each confirmation;
 (ol) open loop at ``--rate`` sends/s (default 500) offered at a constant rate, direct to the
      upstream and through Stopgate: the latency Stopgate adds.
 
@@ -955,8 +956,9 @@ async def stop_burst(
     concurrency: int,
     gateway_cpu: Callable[[], float],
 ) -> dict[str, Any]:
-    """``count`` STOP webhooks, ``concurrency`` at a time: each one's time to a 2xx (the
-    opt-out is durable then), and to its confirmation reaching the simulated carrier."""
+    """``count`` STOP webhooks, ``concurrency`` at a time on keep-alive connections opened
+    beforehand: each one's time to a 2xx (the opt-out is durable then), and to its
+    confirmation reaching the simulated carrier."""
     import aiohttp
 
     webhook = f"http://{HOST}:{gateway_port}/webhooks/ringcentral"
@@ -985,10 +987,16 @@ async def stop_burst(
                 await asyncio.sleep(0.1)
             return seen
 
-        # One STOP first: the gateway logs in to the carrier for its confirmations once.
+        # One STOP first: the gateway logs in to the carrier for its confirmations once. Then
+        # one STOP on each of ``concurrency`` connections at once: the burst runs on keep-alive
+        # connections already open, as a carrier's delivery pool does, so a webhook's time is
+        # the gateway's and not that of the load generator opening connections.
         warm = f"+1{INBOUND_CUSTOMER_BASE - 1}"
         await deliver(warm, "warm")
         await confirmations({warm}, time.monotonic() + CONFIRMATION_TIMEOUT)
+        pool = [f"+1{INBOUND_CUSTOMER_BASE - 2 - i}" for i in range(max(1, concurrency))]
+        await asyncio.gather(*(deliver(customer, "warm") for customer in pool))
+        await confirmations(set(pool), time.monotonic() + CONFIRMATION_TIMEOUT)
 
         customers = [f"+1{INBOUND_CUSTOMER_BASE + i}" for i in range(count)]
         queue: asyncio.Queue[str] = asyncio.Queue()

@@ -15,7 +15,9 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,15 +97,24 @@ def _write_all(fd: int, data: bytes) -> None:
 class Spool:
     """An append-only JSON-lines file, each append fsync'd before it returns."""
 
+    CHECK_SECONDS = 0.1
+    """How long :meth:`pending` trusts its last look at the file (appends by this process are
+    known at once; another worker process's within this long)."""
+
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self._lock = asyncio.Lock()
+        self._appended = False
+        """This process appended since its last drain."""
+        self._seen_pending = False
+        self._checked_at = -math.inf
 
     async def append(self, event: SpooledEvent) -> None:
         """Durable when it returns; raises OSError when the spool cannot be written either."""
         line = (event.to_json() + "\n").encode()
         async with self._lock:
             await asyncio.to_thread(self._append, line)
+            self._appended = True
 
     def _append(self, line: bytes) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
@@ -150,10 +161,19 @@ class Spool:
         return events, unreadable
 
     def pending(self) -> bool:
-        try:
-            return self.path.stat().st_size > 0
-        except FileNotFoundError:
-            return False
+        """Whether the spool holds events to replay. Called by the outbox on every round, so
+        the file is looked at no more than once per :attr:`CHECK_SECONDS`: a ``stat`` on the
+        event loop's thread waits for the interpreter lock, which the store's threads hold."""
+        if self._appended:
+            return True
+        now = time.monotonic()
+        if now - self._checked_at >= self.CHECK_SECONDS:
+            self._checked_at = now
+            try:
+                self._seen_pending = self.path.stat().st_size > 0
+            except FileNotFoundError:
+                self._seen_pending = False
+        return self._seen_pending
 
     async def drain(self, store: ConsentStore, follow_up: FollowUp | None = None) -> int:
         """Replay every spooled event into the store, in order; then empty the spool.
@@ -175,6 +195,7 @@ class Spool:
                 if unreadable:
                     await asyncio.to_thread(self._quarantine, unreadable)
                 await asyncio.to_thread(self._truncate, fd)
+                self._appended = self._seen_pending = False
                 return len(events)
             finally:
                 os.close(fd)

@@ -831,9 +831,7 @@ class SQLiteStore:
         return await self._reader.run(work)
 
     async def delete_console_session(self, id_hash: str) -> None:
-        await self._writer.run(
-            lambda conn: conn.execute("DELETE FROM console_session WHERE id_hash = ?", (id_hash,))
-        )
+        await self._write_one("DELETE FROM console_session WHERE id_hash = ?", (id_hash,))
 
     async def add_review(self, entry: ReviewEntry, clarified_since_us: int) -> ReviewEntry | None:
         def work(conn: sqlite3.Connection) -> ReviewEntry | None:
@@ -904,11 +902,8 @@ class SQLiteStore:
         return await self._reader.run(work)
 
     async def mark_footer_sent(self, from_key: str, to_key: str) -> None:
-        await self._writer.run(
-            lambda conn: conn.execute(
-                "INSERT OR IGNORE INTO footer_sent (to_key, from_key) VALUES (?, ?)",
-                (to_key, from_key),
-            )
+        await self._write_one(
+            "INSERT OR IGNORE INTO footer_sent (to_key, from_key) VALUES (?, ?)", (to_key, from_key)
         )
 
     async def set_service_numbers(self, service_key: str, number_keys: Sequence[str]) -> None:
@@ -981,8 +976,7 @@ class SQLiteStore:
     async def claim_outbox(
         self, now_us: int, limit: int, lease_us: int, owner: str, stale_us: int
     ) -> list[OutboxEntry]:
-        def work(conn: sqlite3.Connection) -> list[OutboxEntry]:
-            conn.execute("BEGIN IMMEDIATE")
+        def unit(conn: sqlite3.Connection) -> list[OutboxEntry]:
             rows = conn.execute(
                 "SELECT o.id, o.kind, o.payload, o.created_us, o.not_before_us, o.deadline_us,"
                 " o.attempts, o.in_flight FROM outbox o"
@@ -1000,35 +994,38 @@ class SQLiteStore:
                 "UPDATE outbox SET lease_until_us = ?, lease_owner = ? WHERE id = ?",
                 [(now_us + lease_us, owner, row[0]) for row in rows],
             )
-            conn.execute("COMMIT")
             return [
                 OutboxEntry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]))
                 for row in rows
             ]
 
-        return await self._writer.run(work)
+        # The outbox's writes share the inbound path's group commits (one fsync for both), so
+        # confirmations sent during a STOP burst do not queue fsyncs of their own before it.
+        return await self._commits.run(unit)
 
     async def outbox_begin(self, entry_id: int) -> None:
-        await self._writer.run(
-            lambda conn: conn.execute("UPDATE outbox SET in_flight = 1 WHERE id = ?", (entry_id,))
-        )
+        await self._write_one("UPDATE outbox SET in_flight = 1 WHERE id = ?", (entry_id,))
 
     async def outbox_heartbeat(self, owner: str, now_us: int) -> None:
-        await self._writer.run(
-            lambda conn: conn.execute(
-                "INSERT INTO outbox_worker (owner, heartbeat_us) VALUES (?, ?)"
-                " ON CONFLICT (owner) DO UPDATE SET heartbeat_us = excluded.heartbeat_us",
-                (owner, now_us),
-            )
+        await self._write_one(
+            "INSERT INTO outbox_worker (owner, heartbeat_us) VALUES (?, ?)"
+            " ON CONFLICT (owner) DO UPDATE SET heartbeat_us = excluded.heartbeat_us",
+            (owner, now_us),
         )
 
     async def _finish(self, entry_id: int, state: str, error: str | None) -> None:
-        await self._writer.run(
-            lambda conn: conn.execute(
-                "UPDATE outbox SET state = ?, last_error = ?, attempts = attempts + 1 WHERE id = ?",
-                (state, error, entry_id),
-            )
+        await self._write_one(
+            "UPDATE outbox SET state = ?, last_error = ?, attempts = attempts + 1 WHERE id = ?",
+            (state, error, entry_id),
         )
+
+    async def _write_one(self, sql: str, params: tuple[Any, ...]) -> None:
+        """One statement, durable when this returns, in the next group commit."""
+
+        def unit(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, params)
+
+        await self._commits.run(unit)
 
     async def outbox_done(self, entry_id: int) -> None:
         await self._finish(entry_id, "done", None)
@@ -1037,12 +1034,10 @@ class SQLiteStore:
         await self._finish(entry_id, "given-up", error)
 
     async def outbox_retry(self, entry_id: int, not_before_us: int, error: str) -> None:
-        await self._writer.run(
-            lambda conn: conn.execute(
-                "UPDATE outbox SET not_before_us = ?, last_error = ?, attempts = attempts + 1,"
-                " lease_until_us = 0, lease_owner = NULL, in_flight = 0 WHERE id = ?",
-                (not_before_us, error, entry_id),
-            )
+        await self._write_one(
+            "UPDATE outbox SET not_before_us = ?, last_error = ?, attempts = attempts + 1,"
+            " lease_until_us = 0, lease_owner = NULL, in_flight = 0 WHERE id = ?",
+            (not_before_us, error, entry_id),
         )
 
     async def outbox_stats(self, now_us: int) -> tuple[int, int | None]:
