@@ -396,8 +396,12 @@ SELECT_RECORDS_OF_ANY = (
 """Several lookups as one index scan (rows of other combinations are dropped after: cheaper
 than an OR of exact conditions, which becomes a bitmap scan)."""
 SELECT_RECORDS_OF_PAIRS = (
-    f"SELECT {_RECORD_COLUMNS} FROM consent"
-    " WHERE (to_key, from_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+    # One primary-key probe per pair (LIMIT 1 keeps the planner from turning the lateral
+    # subquery into a hash join over the whole table once it holds millions of records). The
+    # pairs come as array literals (see _text_array): distinct already, no dedupe needed.
+    f"SELECT c.* FROM unnest($1::text::text[], $2::text::text[]) AS k(to_key, from_key),"
+    f" LATERAL (SELECT {_RECORD_COLUMNS} FROM consent"
+    " WHERE to_key = k.to_key AND from_key = k.from_key LIMIT 1) c"
 )
 LOCK_CLOCK = (
     "SELECT last_us, floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
@@ -940,6 +944,20 @@ def _decide(
     return results
 
 
+def _text_array(values: Sequence[str]) -> str:
+    """``values`` as a PostgreSQL array literal, for a ``$n::text::text[]`` parameter: every
+    element quoted, its backslashes and quotes escaped, so any text reads back as itself. An
+    import's key lists are tens of thousands long, and the driver's own array encoding checks
+    each element against abstract base classes (twice the cost of this)."""
+    if not values:
+        return "{}"
+    body = '","'.join(values)
+    if "\\" in body or body.count('"') != 2 * (len(values) - 1):
+        # Some element holds a quote or a backslash (the usual keys hold neither).
+        body = '","'.join(v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return '{"' + body + '"}'
+
+
 def _change_record(change: ConsentChange) -> ConsentRecord:
     """The record a timed change becomes."""
     return ConsentRecord(
@@ -1294,7 +1312,9 @@ class PostgresStore:
             return {}
         unique = list(dict.fromkeys(keys))
         rows = await conn.fetch(
-            SELECT_RECORDS_OF_PAIRS, [k[0] for k in unique], [k[1] for k in unique]
+            SELECT_RECORDS_OF_PAIRS,
+            _text_array([k[0] for k in unique]),
+            _text_array([k[1] for k in unique]),
         )
         return {(row[1], row[0]): _record(row) for row in rows}
 

@@ -9,9 +9,11 @@ from collections.abc import Iterator
 
 import asyncpg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.store.base import ConsentChange
-from gateway.store.postgres import PostgresStore
+from gateway.store.postgres import PostgresStore, _text_array
 from policy.consent import OptStatus, Source
 from tests.support import postgres
 from tests.support.ci import in_ci
@@ -118,3 +120,26 @@ async def test_a_pool_of_one_keeps_no_connection_for_reads(pg_url: str) -> None:
         await store.apply([ConsentChange(F1, customer(1), OptStatus.OPT_IN, Source.API, actor="t")])
     finally:
         await store.close()
+
+
+_STORABLE_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+
+
+async def test_text_array_literal_reads_back_as_the_values_given(pg_url: str) -> None:
+    """``_text_array`` (the pair lists of a consent read) against PostgreSQL's own array input:
+    any storable text, quotes, backslashes, braces, commas, blanks and ``NULL`` included."""
+    conn = await asyncpg.connect(pg_url.split("?")[0])
+    try:
+        statement = await conn.prepare("SELECT $1::text::text[]")
+        samples: list[list[str]] = [[], [""], ["NULL"], ['"', "\\", "{}", "a,b", " x "]]
+
+        @settings(max_examples=200, deadline=None, derandomize=True, database=None)
+        @given(st.lists(_STORABLE_TEXT, max_size=8))
+        def collect(values: list[str]) -> None:
+            samples.append(values)
+
+        collect()
+        for values in samples:
+            assert await statement.fetchval(_text_array(values)) == values, values
+    finally:
+        await conn.close()
