@@ -964,7 +964,11 @@ async def stop_burst(
     webhook = f"http://{HOST}:{gateway_port}/webhooks/ringcentral"
     messages = f"http://{HOST}:{sim_port}/sim/messages"
     headers = {"Content-Type": "application/json", "Verification-Token": verification_token}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+    # As many pooled connections as webhooks in flight (aiohttp's default stops at 100).
+    connector = aiohttp.TCPConnector(limit=max(100, concurrency))
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=30), connector=connector
+    ) as session:
 
         async def deliver(customer: str, tag: str) -> tuple[float, float, int]:
             body = rc_stop_notification(customer, business, f"bench-{tag}-{secrets.token_hex(4)}")
@@ -991,11 +995,15 @@ async def stop_burst(
         # one STOP on each of ``concurrency`` connections at once: the burst runs on keep-alive
         # connections already open, as a carrier's delivery pool does, so a webhook's time is
         # the gateway's and not that of the load generator opening connections.
+        # (The warm-up also warms the gateway's own connection to the carrier for replies.)
         warm = f"+1{INBOUND_CUSTOMER_BASE - 1}"
-        await deliver(warm, "warm")
-        await confirmations({warm}, time.monotonic() + CONFIRMATION_TIMEOUT)
         pool = [f"+1{INBOUND_CUSTOMER_BASE - 2 - i}" for i in range(max(1, concurrency))]
-        await asyncio.gather(*(deliver(customer, "warm") for customer in pool))
+        warm_status = [(await deliver(warm, "warm"))[2]]
+        await confirmations({warm}, time.monotonic() + CONFIRMATION_TIMEOUT)
+        warmed = await asyncio.gather(*(deliver(customer, "warm") for customer in pool))
+        warm_status += [status for _, _, status in warmed]
+        if any(not 200 <= status < 300 for status in warm_status):
+            raise BenchError(f"the warm-up STOPs were answered {sorted(set(warm_status))}")
         await confirmations(set(pool), time.monotonic() + CONFIRMATION_TIMEOUT)
 
         customers = [f"+1{INBOUND_CUSTOMER_BASE + i}" for i in range(count)]
@@ -1024,6 +1032,7 @@ async def stop_burst(
     return {
         "webhooks": count,
         "concurrency": concurrency,
+        "warm_connections": len(pool),
         "burst_s": burst_seconds,
         "webhooks_per_s": count / burst_seconds if burst_seconds else None,
         "ack_ms": {

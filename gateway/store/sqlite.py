@@ -316,11 +316,12 @@ class _GroupCommit:
     caller's task runs everything queued so far in one ``BEGIN IMMEDIATE`` … ``COMMIT``, each
     unit inside a savepoint, and keeps going while more arrive; every caller's result is
     returned only after that commit, so "durable when it returns" holds for each. A unit that
-    fails on its own (bad text) is rolled back to its savepoint and fails alone; a failure of
-    the database itself (``sqlite3.OperationalError``: I/O, a full disk, a lock) fails the whole
-    batch, nothing of which was committed. Either way each caller sees what it would have seen
-    alone. Under a burst of STOPs this turns one fsync per
-    webhook into one per batch.
+    fails on its own (bad text; a statement the database refuses while the transaction lives
+    on, such as a column an older schema lacks or a row it cannot decode) is rolled back to its
+    savepoint and fails alone; a failure that ends the transaction (an I/O error, a full disk)
+    or the commit fails the whole batch, nothing of which was committed. Either way each caller
+    sees what it would have seen alone. Under a burst of STOPs this turns one fsync per webhook
+    into one per batch, and the outbox's bookkeeping rides in the same commits.
     """
 
     MAX_UNITS = 256
@@ -368,9 +369,9 @@ class _GroupCommit:
             conn.execute("SAVEPOINT unit")
             try:
                 value = unit(conn)
-            except sqlite3.OperationalError:
-                raise
             except Exception as exc:
+                if isinstance(exc, sqlite3.OperationalError) and not conn.in_transaction:
+                    raise  # the database ended the transaction: every unit of it fails
                 conn.execute("ROLLBACK TO unit")
                 conn.execute("RELEASE unit")
                 failed = isinstance(exc, sqlite3.Error | UnicodeError)

@@ -13,7 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.store.base import ConsentChange
-from gateway.store.postgres import PostgresStore, _text_array
+from gateway.store.postgres import (
+    _RECORD_COLUMNS,
+    SELECT_RECORDS_OF_PAIRS,
+    PostgresStore,
+    _text_array,
+)
 from policy.consent import OptStatus, Source
 from tests.support import postgres
 from tests.support.ci import in_ci
@@ -141,5 +146,58 @@ async def test_text_array_literal_reads_back_as_the_values_given(pg_url: str) ->
         collect()
         for values in samples:
             assert await statement.fetchval(_text_array(values)) == values, values
+    finally:
+        await conn.close()
+
+
+_EARLIER_QUERY = (
+    f"SELECT {_RECORD_COLUMNS} FROM consent"
+    " WHERE (to_key, from_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+)
+"""What ``SELECT_RECORDS_OF_PAIRS`` replaced: the new one must find exactly its rows."""
+
+
+async def test_the_pairs_read_finds_what_the_earlier_query_found(pg_url: str) -> None:
+    store = PostgresStore(pg_url)
+    await store.open()
+    businesses = ["*", F1, "+16505550101"]
+    try:
+        await store.apply(
+            [
+                ConsentChange(
+                    businesses[n % 3], customer(n), OptStatus.OPT_OUT, Source.API, actor="test"
+                )
+                for n in range(0, 40, 2)
+            ]
+        )
+    finally:
+        await store.close()
+    schema = pg_url.split("schema=", 1)[1].split("&", 1)[0]
+    conn = await asyncpg.connect(pg_url.split("?")[0], server_settings={"search_path": schema})
+    try:
+        samples: list[list[tuple[str, str]]] = [[(customer(0), "*")]]
+
+        @settings(max_examples=60, deadline=None, derandomize=True, database=None)
+        @given(
+            st.lists(
+                st.tuples(st.integers(0, 45).map(customer), st.sampled_from([*businesses, "x"])),
+                max_size=30,
+            )
+        )
+        def collect(pairs: list[tuple[str, str]]) -> None:
+            samples.append(pairs)
+
+        collect()
+        found = 0
+        for pairs in samples:
+            unique = list(dict.fromkeys(pairs))  # as _current passes them
+            to_keys, from_keys = [p[0] for p in unique], [p[1] for p in unique]
+            now = await conn.fetch(
+                SELECT_RECORDS_OF_PAIRS, _text_array(to_keys), _text_array(from_keys)
+            )
+            before = await conn.fetch(_EARLIER_QUERY, to_keys, from_keys)
+            assert sorted(map(tuple, now)) == sorted(map(tuple, before)), pairs
+            found += len(now)
+        assert found > len(samples) // 4  # the samples do meet records, not only misses
     finally:
         await conn.close()

@@ -7,9 +7,12 @@ the same file stands for it) within ``CHECK_SECONDS``; a drain empties both view
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from gateway.spool import Spool, SpooledEvent
 from gateway.store.base import ConsentChange
@@ -59,14 +62,34 @@ def test_another_process_append_is_seen_within_the_check_interval(tmp_path: Path
     while not outbox_view.pending():
         assert time.monotonic() < deadline, "another worker's spooled event was never seen"
         time.sleep(Spool.CHECK_SECONDS / 4)
-    # That worker's own view was never in doubt; a drain by the first empties the file, and
-    # the other sees that within the interval too.
+    # A drain by the first empties the file. The worker that appended still counts its own
+    # append as pending until it drains itself: a drain of an empty file, which replays nothing.
     assert asyncio.run(outbox_view.drain(_Recorder())) == 1
     assert not outbox_view.pending()
     time.sleep(Spool.CHECK_SECONDS)
-    assert other_worker.pending()  # its own append: pending until it drains
+    assert other_worker.pending()
     assert asyncio.run(other_worker.drain(_Recorder())) == 0
     assert not other_worker.pending()
+
+
+def test_the_file_is_looked_at_once_per_interval_not_per_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(str(tmp_path / "spool.jsonl"))
+    looks: list[Path] = []
+    real_stat = Path.stat
+
+    def counted(self: Path, **kwargs: Any) -> os.stat_result:
+        if self == spool.path:
+            looks.append(self)
+        return real_stat(self, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", counted)
+    started = time.monotonic()
+    for _ in range(1000):  # the outbox asks on every round of a burst
+        assert not spool.pending()
+    rounds_of_the_interval = (time.monotonic() - started) / Spool.CHECK_SECONDS
+    assert 1 <= len(looks) <= rounds_of_the_interval + 2
 
 
 def test_a_failed_drain_leaves_the_event_pending(tmp_path: Path) -> None:
