@@ -1,22 +1,25 @@
-"""The gateway's HTTP front: consent-checked sends on a lean path, everything else by aiohttp.
+"""The gateway's HTTP front: sends and carrier webhooks on a lean path, the rest by aiohttp.
 
 Every connection starts on :class:`FrontProtocol`. It reads each request's head itself
-(httptools) and serves the request when it is a send it can take whole:
+(httptools) and serves the request when it is one of the hot paths and it can take it whole:
 
 - ``POST`` over HTTP/1.1 to a send route of a dialect (:func:`gateway.routing.classify`, the
-  same matching as aiohttp's catch-all route),
+  same matching as aiohttp's catch-all route), or to a carrier webhook path exactly as
+  :data:`gateway.inbound.WEBHOOKS` spells it (with a ``Host`` header: the Twilio signature
+  covers the URL),
 - a body framed by one ``Content-Length`` of at most ``max_body_bytes``,
 - no ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, a head within the server's header limits.
 
-Such a send goes to :func:`gateway.sending.handle_send` (what the aiohttp route calls too) and its
-answer is written from here. The first request that is anything else hands the connection over
-for good, with every byte from that request's first on, to aiohttp's own request handler (a
-transport can change protocol), which then serves the connection as if it had had it from the
-start: its limits, its errors, its routes. When in doubt the front hands over; it never answers
-anything but a send.
+A send goes to :func:`gateway.sending.handle_send`, a webhook to its handler in
+:mod:`gateway.inbound` (what the aiohttp routes call too), and the answer is written from here.
+The first request that is anything else hands the connection over for good, with every byte
+from that request's first on, to aiohttp's own request handler (a transport can change
+protocol), which then serves the connection as if it had had it from the start: its limits,
+its errors, its routes. When in doubt the front hands over.
 
-Why: aiohttp's server costs about 100 µs of CPU per request, a third of a send (issue 8); this
-front costs a fraction of that and keeps aiohttp for everything that is not the hot path.
+Why: aiohttp's server costs about 100 µs of CPU per request, a third of a send and a quarter of
+a STOP webhook's time on the event loop (issue 8); this front costs a fraction of that and keeps
+aiohttp for everything that is not a hot path.
 
 Limits are those of :mod:`gateway.limits`: a head must be complete within ``header_timeout`` of
 the connection's start or of the previous answer (which also bounds an idle keep-alive
@@ -41,10 +44,11 @@ from typing import Any, Final, cast
 from urllib.parse import parse_qsl, unquote
 
 import httptools
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from gateway.dialects.base import Dialect, SendKind
+from gateway.inbound import WEBHOOKS, Webhook
 from gateway.keys import DIALECTS, SETTINGS
 from gateway.routing import RefusedPath, classify
 from gateway.send_request import RelayedReply
@@ -64,11 +68,17 @@ _SEND_METHOD: Final = b"POST "
 
 _NO_QUERY: Final = MultiDictProxy(MultiDict[str]())
 
+_Route = tuple[SendKind, Dialect] | Webhook
+"""What serves a request the front took: a send of a dialect, or a carrier webhook."""
+
 
 class FrontRequest:
-    """A send the front read whole: what :class:`gateway.send_request.SendRequest` asks for."""
+    """A request the front read whole: what :class:`gateway.send_request.SendRequest` and
+    :class:`gateway.inbound.WebhookRequest` ask for."""
 
     __slots__ = ("_body", "_query", "app", "headers", "method", "raw_headers", "raw_path")
+    scheme: Final = "http"
+    """The front serves plain TCP (as aiohttp's ``request.scheme`` says without TLS)."""
 
     def __init__(
         self,
@@ -102,6 +112,11 @@ class FrontRequest:
 
     async def read(self) -> bytes:
         return self._body
+
+    @property
+    def host(self) -> str:
+        """The ``Host`` header (the front serves no request without one)."""
+        return self.headers[hdrs.HOST]
 
 
 class _Head:
@@ -137,9 +152,9 @@ class FrontProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._head = _Head()
-        self._pending: tuple[int, int, str, SendKind, Dialect, bool] | None = None
-        """A send whose head is in and whose body is not yet: (head length, body length, raw
-        path, kind, dialect, keep-alive)."""
+        self._pending: tuple[int, int, str, _Route, bool] | None = None
+        """A request whose head is in and whose body is not yet: (head length, body length, raw
+        path, route, keep-alive)."""
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
         """When the head (or body) being awaited must be in; None while a send is decided."""
@@ -228,7 +243,7 @@ class FrontProtocol(asyncio.Protocol):
                 self._hand_over()
                 return
             self._arm(self._body_timeout, "body")
-        head_length, body_length, raw_path, kind, dialect, keep_alive = self._pending
+        head_length, body_length, raw_path, route, keep_alive = self._pending
         if len(buffer) < head_length + body_length:
             if self._eof:
                 self.transport.close()
@@ -238,11 +253,11 @@ class FrontProtocol(asyncio.Protocol):
         body = bytes(buffer[head_length : head_length + body_length])
         del buffer[: head_length + body_length]
         request = FrontRequest(self._app, raw_path, self._head.headers, body)
-        self._task = task = self._loop.create_task(self._serve(request, dialect, kind, keep_alive))
+        self._task = task = self._loop.create_task(self._serve(request, route, keep_alive))
         self._server.tasks.add(task)
 
-    def _read_head(self, head: bytes) -> tuple[int, int, str, SendKind, Dialect, bool] | None:
-        """The head of a send the front serves, or None when aiohttp should have it."""
+    def _read_head(self, head: bytes) -> tuple[int, int, str, _Route, bool] | None:
+        """The head of a request the front serves, or None when aiohttp should have it."""
         self._head = parsed = _Head()
         # A parser per head, fed the head only (the front frames the body itself).
         parser = httptools.HttpRequestParser(parsed)
@@ -271,39 +286,49 @@ class FrontProtocol(asyncio.Protocol):
         if not url.startswith(b"/") or b"#" in url or len(url) > self._max_field:
             return None
         raw_path = url.decode("utf-8", "surrogateescape")
+        path = raw_path.split("?", 1)[0]
+        route: _Route
         try:
-            match = classify("POST", raw_path.split("?", 1)[0], self._dialects)
+            match = classify("POST", path, self._dialects)
         except RefusedPath:
             return None
-        if match is None or match.send is None:
-            return None
-        return len(head), length, raw_path, match.send, match.dialect, parser.should_keep_alive()
+        if match is not None:
+            if match.send is None:
+                return None
+            route = (match.send, match.dialect)
+        else:
+            webhook = WEBHOOKS.get(path)
+            if webhook is None or not any(n.lower() == b"host" for n, _ in parsed.headers):
+                return None
+            route = webhook
+        return len(head), length, raw_path, route, parser.should_keep_alive()
 
     # ---- answering -------------------------------------------------------------------------
 
-    async def _serve(
-        self, request: FrontRequest, dialect: Dialect, kind: SendKind, keep_alive: bool
-    ) -> None:
+    async def _serve(self, request: FrontRequest, route: _Route, keep_alive: bool) -> None:
         task = asyncio.current_task()
         assert task is not None
         try:
-            await self._answer(request, dialect, kind, keep_alive)
+            await self._answer(request, route, keep_alive)
         finally:
             # Here rather than a done callback: that would cost a turn of the loop per send.
             self._server.tasks.discard(task)
 
-    async def _answer(
-        self, request: FrontRequest, dialect: Dialect, kind: SendKind, keep_alive: bool
-    ) -> None:
+    async def _answer(self, request: FrontRequest, route: _Route, keep_alive: bool) -> None:
         try:
-            response = await handle_send(request, dialect, kind)
+            if isinstance(route, tuple):
+                response: web.Response | RelayedReply = await handle_send(
+                    request, route[1], route[0]
+                )
+            else:
+                response = await route(request)
             if isinstance(response, RelayedReply):
                 answer = serialise_relayed(response, keep_alive)
             else:
                 keep_alive = keep_alive and response.keep_alive is not False
                 answer = serialise(response, keep_alive)
         except Exception:
-            log.exception("unexpected error answering a send on %s", request.raw_path[:200])
+            log.exception("unexpected error answering a request on %s", request.raw_path[:200])
             answer, keep_alive = INTERNAL_ERROR, False
         transport = self.transport
         if transport is None or transport.is_closing():

@@ -16,9 +16,9 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import aiohttp
@@ -60,6 +60,33 @@ _CONSENT_CLASSES = {
     KeywordClass.OPT_OUT_ALL: OptStatus.OPT_OUT,
     KeywordClass.OPT_IN: OptStatus.OPT_IN,
 }
+
+
+class WebhookRequest(Protocol):
+    """What a webhook handler reads of its request: an aiohttp ``web.Request``, or the front's
+    :class:`gateway.front.FrontRequest` for a webhook it read whole."""
+
+    @property
+    def app(self) -> web.Application: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Case-insensitive, as received."""
+
+    @property
+    def raw_path(self) -> str:
+        """The request target as received: path and query, percent-encoding kept."""
+
+    @property
+    def scheme(self) -> str: ...
+
+    @property
+    def host(self) -> str: ...
+
+    async def read(self) -> bytes: ...
+
+
+Webhook = Callable[[WebhookRequest], Awaitable[web.Response]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +375,7 @@ def _decision(
     }
 
 
-def public_url(request: web.Request, settings: Settings) -> str:
+def public_url(request: WebhookRequest, settings: Settings) -> str:
     """The URL the carrier called: ``STOPGATE_PUBLIC_URL`` + path and query behind a load
     balancer, else the URL as received (scheme, ``Host``, path, query)."""
     if settings.public_url:
@@ -356,14 +383,14 @@ def public_url(request: web.Request, settings: Settings) -> str:
     return f"{request.scheme}://{request.host}{request.raw_path}"
 
 
-async def _read(request: web.Request) -> bytes:
+async def _read(request: WebhookRequest) -> bytes:
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise BadRequest("body-too-large", "webhook body over the limit", status=413) from None
 
 
-async def twilio_webhook(request: web.Request) -> web.StreamResponse:
+async def twilio_webhook(request: WebhookRequest) -> web.Response:
     settings = request.app[SETTINGS]
     token = settings.twilio_auth_token
     if token is None:
@@ -454,7 +481,7 @@ async def _relay_app_twiml(
     return None
 
 
-async def ringcentral_webhook(request: web.Request) -> web.StreamResponse:
+async def ringcentral_webhook(request: WebhookRequest) -> web.Response:
     settings = request.app[SETTINGS]
     expected = settings.ringcentral_verification_token
     validation = request.headers.get("Validation-Token")
@@ -558,6 +585,13 @@ async def _record_event(
         index.invalidate((c.from_key, c.to_key) for c in changes)
 
 
+WEBHOOKS: dict[str, Webhook] = {
+    "/webhooks/twilio": twilio_webhook,
+    "/webhooks/ringcentral": ringcentral_webhook,
+}
+"""The carrier webhook routes: aiohttp's, and the front's for the requests it takes itself."""
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/webhooks/twilio", twilio_webhook)
-    app.router.add_post("/webhooks/ringcentral", ringcentral_webhook)
+    for path, handler in WEBHOOKS.items():
+        app.router.add_post(path, handler)

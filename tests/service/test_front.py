@@ -12,8 +12,10 @@ import pytest
 from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
+from twilio.request_validator import RequestValidator
 
 from gateway.front import FrontServer, serialise, serialise_relayed
+from gateway.keys import INDEX
 from gateway.send_request import RelayedReply
 from tests.conftest import BUSINESS, CUSTOMER, SIM, TWILIO_SEND, Gateway, MakeGateway
 from tests.support.rawhttp import exchange
@@ -309,3 +311,65 @@ def test_a_relayed_reply_is_framed_as_the_same_reply_through_aiohttp_would_be(
             serialise_relayed(reply, keep_alive)
         return
     assert _framed(serialise_relayed(reply, keep_alive)) == _framed(expected)
+
+
+def twilio_stop_bytes(sender: str, *, path: str = "/webhooks/twilio") -> bytes:
+    form = {
+        "MessageSid": f"SM{sender[-4:]}{'0' * 28}",
+        "AccountSid": SIM.twilio_account_sid,
+        "From": sender,
+        "To": BUSINESS,
+        "Body": "STOP",
+    }
+    signed = RequestValidator(SIM.twilio_auth_token).compute_signature(
+        f"http://gateway{path}", form
+    )
+    body = urllib.parse.urlencode(form).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: gateway\r\nX-Twilio-Signature: {signed}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def answer_lines(raw: bytes) -> tuple[list[bytes], bytes]:
+    """(the head's lines but ``Date`` and ``Server``, sorted; the body) of the last answer in
+    ``raw``. aiohttp names itself in ``Server``; the front names no server, on a send either."""
+    last = raw[raw.rindex(b"HTTP/1.1 ") :]
+    head, _, body = last.partition(b"\r\n\r\n")
+    lines = [
+        line for line in head.split(b"\r\n") if not line.lower().startswith((b"date:", b"server:"))
+    ]
+    return sorted(lines), body
+
+
+async def test_a_webhook_is_answered_alike_by_the_front_and_after_a_hand_over(
+    gateway: Gateway,
+) -> None:
+    """The front serves a carrier webhook itself; the same webhook on a connection handed to
+    aiohttp (a GET first) goes through aiohttp's route. Same answer, same durable opt-out."""
+    front_side = await exchange(*address(gateway), twilio_stop_bytes(CUSTOMER), wait=3)
+    handed_over = await exchange(
+        *address(gateway),
+        b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n" + twilio_stop_bytes(OTHER),
+        wait=3,
+    )
+    assert front_side.statuses == [200]
+    assert handed_over.statuses == [200, 200]
+    assert answer_lines(front_side.raw) == answer_lines(handed_over.raw)
+    # Each took the path meant: the front names no server, aiohttp does.
+    assert b"\r\nServer:" not in front_side.raw
+    assert b"\r\nServer:" in handed_over.raw
+    assert b"X-Stopgate-Keyword: opt_out" in front_side.raw
+    for customer in (CUSTOMER, OTHER):
+        records = await gateway.app[INDEX].store.get_records(customer, [BUSINESS])
+        assert records[BUSINESS].status.value == "OptOut"
+
+
+async def test_a_webhook_spelled_otherwise_is_left_to_aiohttp(gateway: Gateway) -> None:
+    """Only the exact path is the front's; aiohttp answers any other spelling as it always did
+    (its router does not match a trailing slash)."""
+    answer = await exchange(
+        *address(gateway), twilio_stop_bytes(CUSTOMER, path="/webhooks/twilio/"), wait=3
+    )
+    assert answer.statuses == [404]
