@@ -8,7 +8,9 @@ Every connection starts on :class:`FrontProtocol`. It reads each request's head 
   :data:`gateway.inbound.WEBHOOKS` spells it (with a ``Host`` header: the Twilio signature
   covers the URL),
 - a body framed by one ``Content-Length`` of at most ``max_body_bytes``,
-- no ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, a head within the server's header limits.
+- no ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, no header that may appear once
+  (``Host``, ``Content-Type``, … as aiohttp's parser counts them) repeated, a head within the
+  server's header limits.
 
 A send goes to :func:`gateway.sending.handle_send`, a webhook to its handler in
 :mod:`gateway.inbound` (what the aiohttp routes call too), and the answer is written from here.
@@ -64,6 +66,21 @@ MAX_FRONT_HEAD: Final = 16 * 1024
 _READ_HIGH_WATER: Final = 256 * 1024
 """Bytes buffered behind a send being decided before reading from the client pauses."""
 _SEND_METHOD: Final = b"POST "
+_SINGLETON_HEADERS: Final = frozenset(
+    {
+        b"content-length",
+        b"content-location",
+        b"content-range",
+        b"content-type",
+        b"etag",
+        b"host",
+        b"max-forwards",
+        b"server",
+        b"transfer-encoding",
+        b"user-agent",
+    }
+)
+"""Headers a request may carry once (RFC 9110; aiohttp's parser refuses a repeated one)."""
 
 
 _NO_QUERY: Final = MultiDictProxy(MultiDict[str]())
@@ -270,12 +287,17 @@ class FrontProtocol(asyncio.Protocol):
         if len(parsed.headers) > self._max_headers:
             return None
         length: int | None = None
+        singletons: set[bytes] = set()
         for name, value in parsed.headers:
             if len(name) + len(value) + 2 > self._max_field:
                 return None
             lowered = name.lower()
+            if lowered in _SINGLETON_HEADERS:
+                if lowered in singletons:
+                    return None  # aiohttp refuses a repeated one (400); so does the front
+                singletons.add(lowered)
             if lowered == b"content-length":
-                if length is not None or not value.isdigit():
+                if not value.isdigit():
                     return None
                 length = int(value)
             elif lowered in (b"transfer-encoding", b"expect", b"upgrade"):

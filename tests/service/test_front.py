@@ -373,3 +373,20 @@ async def test_a_webhook_spelled_otherwise_is_left_to_aiohttp(gateway: Gateway) 
         *address(gateway), twilio_stop_bytes(CUSTOMER, path="/webhooks/twilio/"), wait=3
     )
     assert answer.statuses == [404]
+
+
+@pytest.mark.parametrize("repeated", ["Host: gateway", "Content-Type: text/plain"])
+async def test_a_header_allowed_once_but_repeated_is_refused_as_aiohttp_refuses_it(
+    gateway: Gateway, repeated: str
+) -> None:
+    """A send or a webhook repeating a header that may appear once is not the front's to judge:
+    aiohttp answers 400 for it, whichever path the request would have taken."""
+    send = send_bytes(CUSTOMER, extra=repeated + "\r\n")
+    webhook = twilio_stop_bytes(OTHER).replace(
+        b"Host: gateway\r\n", b"Host: gateway\r\n" + repeated.encode() + b"\r\n", 1
+    )
+    for data in (send, webhook):
+        answer = await exchange(*address(gateway), data, wait=3)
+        assert answer.statuses == [400], answer.raw[:200]
+    assert await delivered_to(gateway, CUSTOMER) == 0
+    assert await gateway.app[INDEX].store.get_records(OTHER, [BUSINESS]) == {}
