@@ -8,9 +8,9 @@ Every connection starts on :class:`FrontProtocol`. It reads each request's head 
   :data:`gateway.inbound.WEBHOOKS` spells it (with a ``Host`` header: the Twilio signature
   covers the URL),
 - a body framed by one ``Content-Length`` of at most ``max_body_bytes``,
-- no ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, no header that may appear once
-  (``Host``, ``Content-Type``, … as aiohttp's parser counts them) repeated, a head within the
-  server's header limits.
+- no ``Transfer-Encoding``, ``Content-Encoding``, ``Expect`` or ``Upgrade``, no header that may
+  appear once (``Host``, ``Content-Type``, … as aiohttp's parser counts them) repeated, a head
+  within the server's header limits.
 
 A send goes to :func:`gateway.sending.handle_send`, a webhook to its handler in
 :mod:`gateway.inbound` (what the aiohttp routes call too), and the answer is written from here.
@@ -300,7 +300,8 @@ class FrontProtocol(asyncio.Protocol):
                 if not value.isdigit():
                     return None
                 length = int(value)
-            elif lowered in (b"transfer-encoding", b"expect", b"upgrade"):
+            elif lowered in (b"transfer-encoding", b"content-encoding", b"expect", b"upgrade"):
+                # (aiohttp decodes a Content-Encoding before a route reads the body.)
                 return None
         if length is None or length > self._max_body:
             return None

@@ -235,6 +235,19 @@ def _refuse_send_parameters_in_query(request: SendRequest) -> None:
         )
 
 
+def _refuse_encoded_body(request: SendRequest) -> None:
+    """A send whose body comes with a ``Content-Encoding`` (gzip, …) is refused: the carrier
+    would be handed either a body it cannot read or one whose header no longer says what it
+    is (aiohttp's server decodes such a body before the route sees it), and no SDK sends one."""
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING)
+    if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+        raise BadRequest(
+            "unsupported-content-encoding",
+            f"Content-Encoding {encoding[:40]!r} is not accepted: send the body as it is",
+            status=415,
+        )
+
+
 _SEND_PARAMETERS = frozenset(
     {"to", "from", "body", "text", "messagingservicesid", "mediaurl", "messages"}
 )
@@ -505,6 +518,7 @@ async def _handle_send(
             trace.decision, trace.reason = "refused", "carrier-credentials"
             return refusal
         _refuse_send_parameters_in_query(request)
+        _refuse_encoded_body(request)
         parsed = dialect.parse_send(kind, request.headers.get(hdrs.CONTENT_TYPE, ""), body)
         trace.parsed = parsed
         verdict = await _check(

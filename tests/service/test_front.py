@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import urllib.parse
 
 import pytest
@@ -390,3 +391,45 @@ async def test_a_header_allowed_once_but_repeated_is_refused_as_aiohttp_refuses_
         assert answer.statuses == [400], answer.raw[:200]
     assert await delivered_to(gateway, CUSTOMER) == 0
     assert await gateway.app[INDEX].store.get_records(OTHER, [BUSINESS]) == {}
+
+
+def gzip_send_bytes(to: str) -> bytes:
+    body = gzip.compress(
+        urllib.parse.urlencode({"To": to, "From": BUSINESS, "Body": "hi"}).encode()
+    )
+    head = (
+        f"POST {TWILIO_SEND} HTTP/1.1\r\nHost: gateway\r\nAuthorization: {AUTH}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Encoding: gzip\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def test_a_send_with_an_encoded_body_is_refused_415_on_either_path(gateway: Gateway) -> None:
+    """aiohttp decodes a gzip body before the route; forwarding it with its Content-Encoding
+    still on made the carrier fail (a 500 relayed back). Refused instead, in the carrier's
+    shape, whether the connection is the front's or aiohttp's; nothing reaches the carrier."""
+    first = await exchange(*address(gateway), gzip_send_bytes(CUSTOMER), wait=3)
+    handed_over = await exchange(
+        *address(gateway),
+        b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n" + gzip_send_bytes(CUSTOMER),
+        wait=3,
+    )
+    assert first.statuses == [415]
+    assert handed_over.statuses == [200, 415]
+    assert b"unsupported-content-encoding" in first.raw
+    assert await delivered_to(gateway, CUSTOMER) == 0
+
+
+async def test_an_encoded_webhook_is_decoded_as_aiohttp_always_did(gateway: Gateway) -> None:
+    """The front leaves a webhook with a Content-Encoding to aiohttp, which decodes it."""
+    plain = twilio_stop_bytes(CUSTOMER)
+    head, _, body = plain.partition(b"\r\n\r\n")
+    packed = gzip.compress(body)
+    head = head.replace(b"Content-Length: %d" % len(body), b"Content-Length: %d" % len(packed))
+    answer = await exchange(
+        *address(gateway), head + b"\r\nContent-Encoding: gzip\r\n\r\n" + packed, wait=3
+    )
+    assert answer.statuses == [200]
+    records = await gateway.app[INDEX].store.get_records(CUSTOMER, [BUSINESS])
+    assert records[BUSINESS].status.value == "OptOut"
