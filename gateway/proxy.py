@@ -50,12 +50,23 @@ def _ends_token(raw_path: str) -> bool:
     return path in ("/restapi/oauth/revoke", "/restapi/oauth/token")
 
 
+_DECODED_BY_THE_SERVER = frozenset({"gzip", "deflate", "br", "zstd"})
+"""The ``Content-Encoding`` values aiohttp's request parser decodes before a route reads the
+body (a single coding, as its parser reads the header); any other body is passed on as sent."""
+
+
 async def forward_unchanged(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     headers = upstream.end_to_end_headers(request.headers)
     data: aiohttp.StreamReader | None = None
     if request.body_exists:
         data = request.content
-        if request.content_length is not None:
+        encoding = headers.get(hdrs.CONTENT_ENCODING, "")
+        if encoding.isascii() and encoding.lower() in _DECODED_BY_THE_SERVER:
+            # aiohttp's server decoded the body already: what goes on is the content itself,
+            # without the encoding's header or the encoded length (sent chunked instead).
+            headers.popall(hdrs.CONTENT_ENCODING)
+            headers.popall(hdrs.CONTENT_LENGTH, None)
+        elif request.content_length is not None:
             headers[hdrs.CONTENT_LENGTH] = str(request.content_length)
     url = upstream.upstream_url(upstream_base(request, dialect), request.raw_path)
     try:

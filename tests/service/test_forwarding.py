@@ -104,3 +104,34 @@ async def test_compressed_bodies_are_relayed_as_they_came(through: TestClient) -
     response = await through.get("/2010-04-01/gzip", auto_decompress=False)
     assert response.headers["Content-Encoding"] == "gzip"
     assert json.loads(gzip.decompress(await response.read())) == {"compressed": True}
+
+
+async def test_an_encoded_body_is_forwarded_as_the_content_it_carries(through: TestClient) -> None:
+    """aiohttp decodes a request's Content-Encoding before the route reads the body, so the
+    proxy forwards the decoded content without the encoding's header and length (forwarding
+    them with it made a body whose length and header were both wrong)."""
+    content = b'{"text": "' + b"x" * 5000 + b'"}'
+    response = await through.post(
+        "/restapi/v1.0/account/~/extension/~/message-store",
+        data=gzip.compress(content),
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+    )
+    assert response.status == 207
+    seen = await response.json()
+    assert seen["body_length"] == len(content)
+    assert "content-encoding" not in seen["headers"]
+
+
+async def test_a_body_in_a_coding_the_server_does_not_decode_goes_on_as_sent(
+    through: TestClient,
+) -> None:
+    response = await through.post(
+        "/restapi/v1.0/account/~/extension/~/message-store",
+        data=b"opaque bytes",
+        headers={"Content-Encoding": "x-custom", "Content-Type": "application/octet-stream"},
+    )
+    assert response.status == 207
+    seen = await response.json()
+    assert seen["body_length"] == len(b"opaque bytes")
+    assert seen["headers"]["content-encoding"] == "x-custom"
+    assert seen["headers"]["content-length"] == str(len(b"opaque bytes"))
