@@ -85,7 +85,7 @@ _SINGLETON_HEADERS: Final = frozenset(
 
 _NO_QUERY: Final = MultiDictProxy(MultiDict[str]())
 
-_Route = tuple[SendKind, Dialect] | Webhook
+_Route = tuple[Dialect, SendKind] | Webhook
 """What serves a request the front took: a send of a dialect, or a carrier webhook."""
 
 
@@ -318,10 +318,10 @@ class FrontProtocol(asyncio.Protocol):
         if match is not None:
             if match.send is None:
                 return None
-            route = (match.send, match.dialect)
+            route = (match.dialect, match.send)
         else:
             webhook = WEBHOOKS.get(path)
-            if webhook is None or not any(n.lower() == b"host" for n, _ in parsed.headers):
+            if webhook is None or b"host" not in singletons:
                 return None
             route = webhook
         return len(head), length, raw_path, route, parser.should_keep_alive()
@@ -340,9 +340,7 @@ class FrontProtocol(asyncio.Protocol):
     async def _answer(self, request: FrontRequest, route: _Route, keep_alive: bool) -> None:
         try:
             if isinstance(route, tuple):
-                response: web.Response | RelayedReply = await handle_send(
-                    request, route[1], route[0]
-                )
+                response: web.Response | RelayedReply = await handle_send(request, *route)
             else:
                 response = await route(request)
             if isinstance(response, RelayedReply):

@@ -28,6 +28,10 @@ AUTH = (
 )
 
 
+HAND_OVER = b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n"
+"""A request the front leaves to aiohttp: what follows it on the connection is aiohttp's."""
+
+
 def send_bytes(
     to: str,
     *,
@@ -82,12 +86,7 @@ async def test_a_connection_handed_to_aiohttp_mid_stream_still_checks_every_send
     """Send (front), then a GET (hands over), then a send to an opted-out pair (aiohttp's
     route), all in one write: the last is refused and never reaches the carrier."""
     await gateway.opt_out(OTHER)
-    data = (
-        send_bytes(CUSTOMER)
-        + b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n"
-        + send_bytes(OTHER)
-        + send_bytes(CUSTOMER)
-    )
+    data = send_bytes(CUSTOMER) + HAND_OVER + send_bytes(OTHER) + send_bytes(CUSTOMER)
     answer = await exchange(*address(gateway), data, wait=3)
     assert answer.statuses == [201, 200, 400, 201]
     assert await delivered_to(gateway, OTHER) == 0
@@ -350,11 +349,7 @@ async def test_a_webhook_is_answered_alike_by_the_front_and_after_a_hand_over(
     """The front serves a carrier webhook itself; the same webhook on a connection handed to
     aiohttp (a GET first) goes through aiohttp's route. Same answer, same durable opt-out."""
     front_side = await exchange(*address(gateway), twilio_stop_bytes(CUSTOMER), wait=3)
-    handed_over = await exchange(
-        *address(gateway),
-        b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n" + twilio_stop_bytes(OTHER),
-        wait=3,
-    )
+    handed_over = await exchange(*address(gateway), HAND_OVER + twilio_stop_bytes(OTHER), wait=3)
     assert front_side.statuses == [200]
     assert handed_over.statuses == [200, 200]
     assert answer_lines(front_side.raw) == answer_lines(handed_over.raw)
@@ -408,13 +403,10 @@ def gzip_send_bytes(to: str) -> bytes:
 async def test_a_send_with_an_encoded_body_is_refused_415_on_either_path(gateway: Gateway) -> None:
     """aiohttp decodes a gzip body before the route; forwarding it with its Content-Encoding
     still on made the carrier fail (a 500 relayed back). Refused instead, in the carrier's
-    shape, whether the connection is the front's or aiohttp's; nothing reaches the carrier."""
+    shape, as the first request of a connection (which the front hands over for its
+    Content-Encoding) and after a hand-over alike; nothing reaches the carrier."""
     first = await exchange(*address(gateway), gzip_send_bytes(CUSTOMER), wait=3)
-    handed_over = await exchange(
-        *address(gateway),
-        b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n" + gzip_send_bytes(CUSTOMER),
-        wait=3,
-    )
+    handed_over = await exchange(*address(gateway), HAND_OVER + gzip_send_bytes(CUSTOMER), wait=3)
     assert first.statuses == [415]
     assert handed_over.statuses == [200, 415]
     assert b"unsupported-content-encoding" in first.raw
