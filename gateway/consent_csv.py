@@ -16,11 +16,9 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-
-from aiohttp import web
 
 from gateway.store.base import ConsentChange
 from gateway.text import storable
@@ -267,25 +265,6 @@ def export_lines(records: Iterable[ConsentRecord]) -> Iterator[str]:
                 neutralise_formula(record.note or ""),
             )
         )
-
-
-async def stream_csv(
-    request: web.Request, filename: str, chunks: AsyncIterator[bytes]
-) -> web.StreamResponse:
-    """Answer with CSV written chunk by chunk (constant memory). The caller reads its first page
-    before calling, so a store failure is still a clean error rather than a cut stream."""
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "no-store",
-        }
-    )
-    await response.prepare(request)
-    async for chunk in chunks:
-        await response.write(chunk)
-    await response.write_eof()
-    return response
 
 
 def neutralise_formula(cell: str) -> str:

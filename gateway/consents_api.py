@@ -27,7 +27,8 @@ from aiohttp import web
 
 from gateway import limits
 from gateway.auth import Principal, Role
-from gateway.consent_csv import export_lines, stream_csv
+from gateway.consent_csv import export_lines
+from gateway.csv_response import stream_csv
 from gateway.dialects import RINGCENTRAL
 from gateway.dialects.base import DialectError, ErrorKind
 from gateway.erasure import erase

@@ -28,8 +28,9 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.consent_csv import neutralise_formula, stream_csv
+from gateway.consent_csv import neutralise_formula
 from gateway.consents_api import decode_page_token, encode_page_token
+from gateway.csv_response import stream_csv
 from gateway.dialects import DIALECTS
 from gateway.errors import BadRequest, InvalidPageToken
 from gateway.keys import PAGE_KEY, SETTINGS, STORE
