@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/suite.py [--duration 6] [--quick] [--json out.json]
                                     [--records 1000000] [--postgres URL] [--only a,b,d-twilio]
+                                    [--rounds 3] [--cycles 20] [--slice 1]
 
 Starts everything on 127.0.0.1 (nginx from Debian with a generated configuration in a temporary
 directory, a bare aiohttp proxy, ``stopgate serve`` in several configurations, the carrier
@@ -24,15 +25,19 @@ simulator) and measures, each for a bounded time:
 
 Closed-loop load is ``wrk`` with ``bench/wrk_send.lua`` (the request bytes of each dialect);
 open-loop load is ``bench/loadgen.py`` in its constant-rate mode. The closed-loop scenarios
-(a)-(d) and (f) run ``--rounds`` times (default 3), one after another; the ratios they are
-judged by are the medians of their per-round ratios (each taken within one round), and the
-table shows the round whose (d) ÷ (c) ratio is the median, so a swing of the machine between
-two scenarios of one round does not decide a figure. The system under test is pinned
+(a)-(d) and (f) run ``--rounds`` times (default 3), one after another, and the table shows the
+round whose (d) ÷ (c) ratio is the median. The req/s ratios the targets judge ((d) ÷ (c) in both
+dialects, (f) ÷ (b)) come from a paired measurement: b, c, d and f, all started, run in turn for
+``--slice`` seconds each (default 1), in ``--cycles`` cycles (default 20), every cycle in the
+opposite order of the one before, while the processes not being measured are stopped; each
+scenario's req/s is its requests over its seconds, summed over the cycles. On a machine whose
+speed swings within seconds, that way every scenario meets the same swings; the rounds' medians
+are printed beside it. The system under test is pinned
 to one CPU and the harness (upstream, load generator, simulator) to another when two are
 available (``--workers 2`` gets both). For every scenario: req/s, p50/p99/p99.9 latency, CPU
 microseconds per request (the process tree's user+system time from /proc over the run, divided
 by the requests), peak RSS (``VmHWM``, summed over the process tree); every figure also as a
-ratio to (b) and to (c) of the same run. ``--quick`` runs the whole suite in well under a minute
+ratio to (b) and to (c) of the same run. ``--quick`` runs the whole suite in about a minute
 (tiny figures: it only proves the suite works; CI runs it).
 
 nginx and wrk come from Debian (``scripts/system-deps`` installs them); PostgreSQL is the one at
@@ -51,6 +56,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -180,6 +186,13 @@ def pin_tree(pid: int, cpus: frozenset[int] | None) -> None:
         for p in process_tree(pid):
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(p, cpus)
+
+
+def _signal_tree(process: subprocess.Popen[bytes], number: signal.Signals) -> None:
+    """Stop or continue a process and its descendants (nginx's workers, ``--workers``)."""
+    for pid in process_tree(process.pid):
+        with contextlib.suppress(OSError):
+            os.kill(pid, number)
 
 
 # ---- nginx --------------------------------------------------------------------------------
@@ -840,6 +853,118 @@ class Suite:
         )
         stop_process(self.processes, gateway)
 
+    # The judged throughput ratios, measured in alternation
+    def paired(self) -> dict[str, Any] | None:
+        """b, c, d (both dialects, footer off) and f measured in ``--cycles`` cycles of
+        ``--slice`` seconds each, one after another, every cycle in the opposite order of the
+        one before; each scenario's req/s is its requests over its seconds summed over the
+        cycles. The machine's speed swings within seconds (the floor alone went from 1,600 to
+        3,100 req/s between two 2 s runs 20 s apart), so scenarios measured minutes or even
+        seconds apart are not compared on the same machine; in alternation each meets the
+        same swings. Only the process being measured runs: the others' process trees are
+        stopped (SIGSTOP) meanwhile, so their timers take no CPU from it."""
+        keys = ("b", "c", "d-twilio", "d-ringcentral", "f")
+        if self.args.cycles < 1 or not any(self.wanted(k) for k in keys):
+            return None
+        binary = nginx_binary()
+        if binary is None:
+            raise BenchError("nginx is not installed (scripts/system-deps installs it)")
+        if self.upstream is None:
+            self.upstream, self.upstream_port = start_nginx(
+                self.processes, binary, self.workdir, "nginx-upstream", None, self.pinning.harness
+            )
+        print(
+            f"running paired ratios: {self.args.cycles} cycles of {self.args.slice:g} s ...",
+            file=sys.stderr,
+            flush=True,
+        )
+        nginx_proxy, nginx_port = start_nginx(
+            self.processes,
+            binary,
+            self.workdir,
+            "nginx-proxy-paired",
+            self.upstream_port,
+            self.pinning.sut,
+        )
+        floor_port = free_port()
+        floor_log = self.workdir / "passthrough-paired.log"
+        floor = self.processes.start(
+            "passthrough-paired",
+            [
+                sys.executable,
+                str(HERE / "passthrough_proxy.py"),
+                "--port",
+                str(floor_port),
+                "--upstream",
+                f"http://{HOST}:{self.upstream_port}",
+            ],
+            cpus=self.pinning.sut,
+            log=floor_log,
+        )
+        wait_for_port(floor_port, floor, "pass-through proxy", floor_log)
+        single, single_port = self.gateway(
+            "stopgate-paired",
+            f"sqlite:///{self.workdir / 'paired.db'}",
+            env={"STOPGATE_FOOTER": "off"},
+        )
+        double, double_port = self.gateway(
+            "stopgate-paired-workers-2", f"sqlite:///{self.workdir / 'paired-2.db'}", workers=2
+        )
+        plan = {
+            "b": (nginx_proxy, nginx_port, warm_load("twilio"), False),
+            "c": (floor, floor_port, warm_load("twilio"), False),
+            "d-twilio": (single, single_port, warm_load("twilio"), True),
+            "d-ringcentral": (single, single_port, warm_load("ringcentral"), True),
+            "f": (double, double_port, warm_load("twilio"), True),
+        }
+        sliced = argparse.Namespace(**{**vars(self.args), "duration": self.args.slice})
+        suts = {sut.pid: sut for sut, _, _, _ in plan.values()}
+        totals = {key: {"requests": 0, "seconds": 0.0, "cpu_s": 0.0, "rps": []} for key in plan}
+        try:
+            for _, port, load, gateway in plan.values():
+                preflight(port, load, gateway=gateway)
+            for cycle in range(self.args.cycles):
+                order = list(plan) if cycle % 2 == 0 else list(reversed(plan))
+                for key in order:
+                    sut, port, load, _ = plan[key]
+                    for pid, other in suts.items():
+                        _signal_tree(other, signal.SIGCONT if pid == sut.pid else signal.SIGSTOP)
+                    measured = measure_wrk(
+                        self.processes,
+                        sut,
+                        port,
+                        load,
+                        sliced,
+                        self.pinning,
+                        self.workdir,
+                        f"paired-{key}-{cycle}",
+                        warmup=cycle == 0,
+                    )
+                    figures, details = measured["figures"], measured["details"]
+                    if details["error_count"]:
+                        raise BenchError(f"paired ({key}): errors {details['errors']}")
+                    requests, rps = details["requests"], figures["rps"]
+                    total = totals[key]
+                    total["requests"] += requests
+                    total["seconds"] += requests / rps if rps else 0.0
+                    total["cpu_s"] += (figures["cpu_us_per_request"] or 0.0) * requests / 1e6
+                    total["rps"].append(rps)
+        finally:
+            for sut in suts.values():
+                _signal_tree(sut, signal.SIGCONT)
+            for sut in suts.values():
+                stop_process(self.processes, sut)
+        result: dict[str, Any] = {"cycles": self.args.cycles, "slice_s": self.args.slice}
+        for key, total in totals.items():
+            seconds, requests = total["seconds"], total["requests"]
+            result[key] = {
+                "rps": requests / seconds if seconds else None,
+                "cpu_us_per_request": total["cpu_s"] * 1e6 / requests if requests else None,
+                "requests": requests,
+                "per_cycle_rps": total["rps"],
+            }
+        return result
+
     # (g)
     def inbound(self) -> None:
         if not self.wanted("g"):
@@ -1110,12 +1235,53 @@ def median_round(per_round: list[dict[str, float | None]]) -> int:
     return ranked[(len(ranked) - 1) // 2][1] if ranked else 0
 
 
+PAIRED_TARGETS = {
+    "stopgate_over_floor_rps": ("d-twilio", "c"),
+    "stopgate_ringcentral_over_floor_rps": ("d-ringcentral", "c"),
+    "workers2_over_nginx_proxy_rps": ("f", "b"),
+}
+"""The req/s ratios the paired measurement judges: (numerator, denominator) scenarios."""
+
+
+def paired_targets(paired: dict[str, Any]) -> dict[str, float | None]:
+    """Each ratio of :data:`PAIRED_TARGETS` from the paired totals."""
+    found: dict[str, float | None] = {}
+    for name, (top, bottom) in PAIRED_TARGETS.items():
+        x, y = paired[top]["rps"], paired[bottom]["rps"]
+        found[name] = x / y if x is not None and y else None
+    return found
+
+
+def paired_cycle_ratios(paired: dict[str, Any], name: str) -> list[float]:
+    """One ratio of :data:`PAIRED_TARGETS` per cycle (scenarios measured seconds apart)."""
+    top, bottom = PAIRED_TARGETS[name]
+    return [
+        x / y
+        for x, y in zip(paired[top]["per_cycle_rps"], paired[bottom]["per_cycle_rps"], strict=True)
+        if x is not None and y
+    ]
+
+
 def render_targets(
-    found: dict[str, float | None], rate: float, per_round: list[dict[str, float | None]]
+    found: dict[str, float | None],
+    rate: float,
+    per_round: list[dict[str, float | None]],
+    paired: dict[str, Any] | None = None,
 ) -> str:
     def spread(name: str, spec: str) -> str:
+        parts = []
+        if paired is not None:
+            cycles = paired_cycle_ratios(paired, name)
+            low, high = (min(cycles), max(cycles)) if cycles else (None, None)
+            middle = statistics.median(cycles) if cycles else None
+            parts.append(
+                f"paired, {paired['cycles']} cycles of {paired['slice_s']:g} s; per cycle"
+                f" {fmt(low, spec)} to {fmt(high, spec)}, median {fmt(middle, spec)}"
+            )
         values = [fmt(t[name], spec) for t in per_round]
-        return f"; median of {len(values)} rounds: {', '.join(values)}" if len(values) > 1 else ""
+        if len(values) > 1 or paired is not None:
+            parts.append(f"rounds, one after another: {', '.join(values)}")
+        return "".join(f"; {part}" for part in parts)
 
     over_floor = fmt(found["stopgate_over_floor_rps"], ".2f")
     rc_over_floor = fmt(found["stopgate_ringcentral_over_floor_rps"], ".2f")
@@ -1166,9 +1332,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         " ratios they are judged by are medians of per-round ratios)",
     )
     parser.add_argument(
+        "--cycles",
+        type=int,
+        default=None,
+        help="cycles of the paired measurement that judges the req/s ratios (default 20, 2 with"
+        " --quick; 0 skips it and the round medians judge)",
+    )
+    parser.add_argument(
+        "--slice",
+        type=int,
+        default=1,
+        help="seconds each scenario runs in each paired cycle (default 1)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
-        help="1 s runs, 30,000 records, 20 webhooks, one round unless --rounds (CI smoke)",
+        help="1 s runs, 30,000 records, 20 webhooks, one round unless --rounds, two paired"
+        " cycles unless --cycles (CI smoke)",
     )
     parser.add_argument(
         "--require-all", action="store_true", help="exit 1 when any scenario was skipped"
@@ -1181,15 +1361,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.records = args.records or 30_000
         args.burst = args.burst or 20
         args.rounds = args.rounds or 1
+        args.cycles = 2 if args.cycles is None else args.cycles
     args.warmup = 1.0 if args.warmup is None else args.warmup
     args.records = args.records or 1_000_000
     args.burst = args.burst or 200
     args.rounds = 3 if args.rounds is None else args.rounds
+    args.cycles = 20 if args.cycles is None else args.cycles
     args.only = [k.strip() for k in args.only.split(",") if k.strip()] if args.only else []
     if args.duration <= 0 or args.connections < 1 or args.records < 3 or args.rate <= 0:
         parser.error("duration, connections, rate must be positive and records at least 3")
     if args.rounds < 1:
         parser.error("rounds must be at least 1")
+    if args.cycles < 0 or args.slice < 1:
+        parser.error("cycles must not be negative and a slice lasts at least 1 s")
     return args
 
 
@@ -1267,6 +1451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     suite.warm()
                     suite.workers()
                     rounds.append({k: suite.rows[k] for k in suite.rows if k in ROUND_KEYS})
+                paired = suite.paired()
                 suite.cold()
                 suite.inbound()
             except BenchError as exc:
@@ -1289,6 +1474,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ROUND_TARGETS:
         values = [t[name] for t in per_round if t[name] is not None]
         found[name] = statistics.median(values) if values else None
+    round_medians = {name: found[name] for name in ROUND_TARGETS}
+    if paired is not None:
+        # The paired measurement judges: its scenarios met the same swings of the machine.
+        found.update(paired_targets(paired))
     elapsed = time.monotonic() - started
     header = (
         f"Stopgate bench suite, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}: "
@@ -1299,7 +1488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(header)
     print(render(rows, to_b, to_c))
     print()
-    print(render_targets(found, args.rate, per_round))
+    print(render_targets(found, args.rate, per_round, paired))
     inbound = rows.get("g")
     if inbound and not inbound.skipped:
         c = inbound.details["confirmation_ms"]
@@ -1335,6 +1524,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for key, row in rows.items()
             },
             "targets": found,
+            "paired": paired,
+            "round_medians": round_medians,
             "rounds": [
                 {
                     "targets": {name: t[name] for name in ROUND_TARGETS},

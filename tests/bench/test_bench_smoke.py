@@ -58,8 +58,8 @@ def test_send_instructions_smoke(tmp_path: Path) -> None:
 
 def test_bench_suite_quick(tmp_path: Path) -> None:
     """Every scenario of bench/suite.py runs end to end and answers as expected (``--quick``:
-    1 s runs, 30,000 records; two rounds of the closed-loop ones). In CI nothing may be
-    skipped: scripts/system-deps installs nginx and wrk, and PostgreSQL is there."""
+    1 s runs, 30,000 records; two rounds of the closed-loop ones, two paired cycles). In CI
+    nothing may be skipped: scripts/system-deps installs nginx and wrk, and PostgreSQL is there."""
     nginx = shutil.which("nginx") or Path("/usr/sbin/nginx").exists()
     if not (nginx and shutil.which("wrk")) and not in_ci():
         pytest.skip("nginx or wrk missing (make system-deps installs them)")
@@ -94,10 +94,24 @@ def test_bench_suite_quick(tmp_path: Path) -> None:
             assert scenarios[key]["details"]["cache_miss_ratio"] == 1.0, key
     assert scenarios["g"]["details"]["confirmed"] == scenarios["g"]["details"]["webhooks"]
     assert "stop_webhook_p99_ms" in document["targets"]
-    # Two rounds of the closed-loop scenarios; the judged ratios are their medians.
+    # Two rounds of the closed-loop scenarios, with their medians kept beside the judged
+    # ratios, which come from the paired measurement (two cycles with --quick).
     rounds = document["rounds"]
     assert len(rounds) == 2
-    for name in ("stopgate_over_floor_rps", "workers2_over_nginx_proxy_rps"):
+    paired = document["paired"]
+    assert paired["cycles"] == 2
+    for name, (top, bottom) in {
+        "stopgate_over_floor_rps": ("d-twilio", "c"),
+        "stopgate_ringcentral_over_floor_rps": ("d-ringcentral", "c"),
+        "workers2_over_nginx_proxy_rps": ("f", "b"),
+    }.items():
         values = sorted(r["targets"][name] for r in rounds)
-        assert document["targets"][name] == pytest.approx(sum(values) / 2), name
+        assert document["round_medians"][name] == pytest.approx(sum(values) / 2), name
+        assert document["targets"][name] == pytest.approx(
+            paired[top]["rps"] / paired[bottom]["rps"]
+        ), name
+    for key in ("b", "c", "d-twilio", "d-ringcentral", "f"):
+        assert len(paired[key]["per_cycle_rps"]) == 2, key
+        assert paired[key]["requests"] > 0, key
+        assert paired[key]["cpu_us_per_request"] > 0, key
     assert document["table_round"] in (1, 2)
