@@ -129,6 +129,8 @@ class Processes:
         for _, process in reversed(self.running):
             if process.poll() is None:
                 process.terminate()
+                with contextlib.suppress(OSError):  # a stopped process acts on SIGTERM only then
+                    os.kill(process.pid, signal.SIGCONT)
         deadline = time.monotonic() + STOP_TIMEOUT
         for _, process in reversed(self.running):
             try:

@@ -31,14 +31,15 @@ dialects, (f) ÷ (b)) come from a paired measurement: b, c, d and f, all started
 ``--slice`` seconds each (default 1), in ``--cycles`` cycles (default 20), every cycle in the
 opposite order of the one before, while the processes not being measured are stopped; each
 scenario's req/s is its requests over its seconds, summed over the cycles. On a machine whose
-speed swings within seconds, that way every scenario meets the same swings; the rounds' medians
-are printed beside it. The system under test is pinned
-to one CPU and the harness (upstream, load generator, simulator) to another when two are
-available (``--workers 2`` gets both). For every scenario: req/s, p50/p99/p99.9 latency, CPU
-microseconds per request (the process tree's user+system time from /proc over the run, divided
-by the requests), peak RSS (``VmHWM``, summed over the process tree); every figure also as a
-ratio to (b) and to (c) of the same run. ``--quick`` runs the whole suite in about a minute
-(tiny figures: it only proves the suite works; CI runs it).
+speed swings within seconds, that way every scenario meets the same slow drifts (a swing within
+one cycle still falls on one scenario, and the per-cycle ratios show how far they spread); the
+rounds' ratios are printed beside it. Each slice starts with one unmeasured send. The system
+under test is pinned to one CPU and the harness (upstream, load generator, simulator) to another
+when two are available (``--workers 2`` gets both). For every scenario: req/s, p50/p99/p99.9
+latency, CPU microseconds per request (the process tree's user+system time from /proc over the
+run, divided by the requests), peak RSS (``VmHWM``, summed over the process tree); every figure
+also as a ratio to (b) and to (c) of the same run. ``--quick`` runs the whole suite in about a
+minute (tiny figures: it only proves the suite works; CI runs it).
 
 nginx and wrk come from Debian (``scripts/system-deps`` installs them); PostgreSQL is the one at
 ``--postgres`` (default: the CI server). A scenario whose tool or server is missing is reported
@@ -173,6 +174,7 @@ def stop_process(processes: Processes, process: subprocess.Popen[bytes]) -> None
     """End one process this suite started (and forget it)."""
     if process.poll() is None:
         process.terminate()
+        _signal_tree(process, signal.SIGCONT)  # a stopped process acts on SIGTERM only then
         try:
             process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -862,7 +864,8 @@ class Suite:
         3,100 req/s between two 2 s runs 20 s apart), so scenarios measured minutes or even
         seconds apart are not compared on the same machine; in alternation each meets the
         same swings. Only the process being measured runs: the others' process trees are
-        stopped (SIGSTOP) meanwhile, so their timers take no CPU from it."""
+        stopped (SIGSTOP) meanwhile, so their timers take no CPU from it. ``--only`` narrows
+        it like the rest (``--only c,d-twilio`` for an A/B of the send path)."""
         keys = ("b", "c", "d-twilio", "d-ringcentral", "f")
         if self.args.cycles < 1 or not any(self.wanted(k) for k in keys):
             return None
@@ -878,45 +881,49 @@ class Suite:
             file=sys.stderr,
             flush=True,
         )
-        nginx_proxy, nginx_port = start_nginx(
-            self.processes,
-            binary,
-            self.workdir,
-            "nginx-proxy-paired",
-            self.upstream_port,
-            self.pinning.sut,
-        )
-        floor_port = free_port()
-        floor_log = self.workdir / "passthrough-paired.log"
-        floor = self.processes.start(
-            "passthrough-paired",
-            [
-                sys.executable,
-                str(HERE / "passthrough_proxy.py"),
-                "--port",
-                str(floor_port),
-                "--upstream",
-                f"http://{HOST}:{self.upstream_port}",
-            ],
-            cpus=self.pinning.sut,
-            log=floor_log,
-        )
-        wait_for_port(floor_port, floor, "pass-through proxy", floor_log)
-        single, single_port = self.gateway(
-            "stopgate-paired",
-            f"sqlite:///{self.workdir / 'paired.db'}",
-            env={"STOPGATE_FOOTER": "off"},
-        )
-        double, double_port = self.gateway(
-            "stopgate-paired-workers-2", f"sqlite:///{self.workdir / 'paired-2.db'}", workers=2
-        )
-        plan = {
-            "b": (nginx_proxy, nginx_port, warm_load("twilio"), False),
-            "c": (floor, floor_port, warm_load("twilio"), False),
-            "d-twilio": (single, single_port, warm_load("twilio"), True),
-            "d-ringcentral": (single, single_port, warm_load("ringcentral"), True),
-            "f": (double, double_port, warm_load("twilio"), True),
-        }
+        plan: dict[str, tuple[subprocess.Popen[bytes], int, Load, bool]] = {}
+        if self.wanted("b"):
+            proxy, port = start_nginx(
+                self.processes,
+                binary,
+                self.workdir,
+                "nginx-proxy-paired",
+                self.upstream_port,
+                self.pinning.sut,
+            )
+            plan["b"] = (proxy, port, warm_load("twilio"), False)
+        if self.wanted("c"):
+            port = free_port()
+            log = self.workdir / "passthrough-paired.log"
+            floor = self.processes.start(
+                "passthrough-paired",
+                [
+                    sys.executable,
+                    str(HERE / "passthrough_proxy.py"),
+                    "--port",
+                    str(port),
+                    "--upstream",
+                    f"http://{HOST}:{self.upstream_port}",
+                ],
+                cpus=self.pinning.sut,
+                log=log,
+            )
+            wait_for_port(port, floor, "pass-through proxy", log)
+            plan["c"] = (floor, port, warm_load("twilio"), False)
+        dialects = [d for d in ("twilio", "ringcentral") if self.wanted(f"d-{d}")]
+        if dialects:
+            single, port = self.gateway(
+                "stopgate-paired",
+                f"sqlite:///{self.workdir / 'paired.db'}",
+                env={"STOPGATE_FOOTER": "off"},
+            )
+            for dialect in dialects:
+                plan[f"d-{dialect}"] = (single, port, warm_load(dialect), True)
+        if self.wanted("f"):
+            double, port = self.gateway(
+                "stopgate-paired-workers-2", f"sqlite:///{self.workdir / 'paired-2.db'}", workers=2
+            )
+            plan["f"] = (double, port, warm_load("twilio"), True)
         sliced = argparse.Namespace(**{**vars(self.args), "duration": self.args.slice})
         suts = {sut.pid: sut for sut, _, _, _ in plan.values()}
         totals = {key: {"requests": 0, "seconds": 0.0, "cpu_s": 0.0, "rps": []} for key in plan}
@@ -926,9 +933,13 @@ class Suite:
             for cycle in range(self.args.cycles):
                 order = list(plan) if cycle % 2 == 0 else list(reversed(plan))
                 for key in order:
-                    sut, port, load, _ = plan[key]
+                    sut, port, load, gateway = plan[key]
                     for pid, other in suts.items():
                         _signal_tree(other, signal.SIGCONT if pid == sut.pid else signal.SIGSTOP)
+                    # One unmeasured send first: every slice then starts on a process that is
+                    # awake and has caught up with its timers, whichever ran the slice before
+                    # (the two dialects of d share a process; c never follows itself).
+                    preflight(port, load, gateway=gateway)
                     measured = measure_wrk(
                         self.processes,
                         sut,
@@ -950,8 +961,14 @@ class Suite:
                     total["cpu_s"] += (figures["cpu_us_per_request"] or 0.0) * requests / 1e6
                     total["rps"].append(rps)
         finally:
-            for sut in suts.values():
-                _signal_tree(sut, signal.SIGCONT)
+            # No signal may cut this short and leave a process stopped.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            try:
+                for sut in suts.values():
+                    if sut.returncode is None:  # (a reaped pid may belong to another by now)
+                        _signal_tree(sut, signal.SIGCONT)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             for sut in suts.values():
                 stop_process(self.processes, sut)
         result: dict[str, Any] = {"cycles": self.args.cycles, "slice_s": self.args.slice}
@@ -1221,7 +1238,8 @@ ROUND_TARGETS = (
     "stopgate_ringcentral_over_floor_rps",
     "workers2_over_nginx_proxy_rps",
 )
-"""Targets judged as the median of their per-round values."""
+"""Targets whose per-round values are kept, with their medians: these judge when the paired
+measurement did not run (``--cycles 0``), and are printed beside it when it did."""
 
 
 def median_round(per_round: list[dict[str, float | None]]) -> int:
@@ -1244,17 +1262,21 @@ PAIRED_TARGETS = {
 
 
 def paired_targets(paired: dict[str, Any]) -> dict[str, float | None]:
-    """Each ratio of :data:`PAIRED_TARGETS` from the paired totals."""
+    """Each ratio of :data:`PAIRED_TARGETS` whose two scenarios were paired, from the totals."""
     found: dict[str, float | None] = {}
     for name, (top, bottom) in PAIRED_TARGETS.items():
-        x, y = paired[top]["rps"], paired[bottom]["rps"]
-        found[name] = x / y if x is not None and y else None
+        if top in paired and bottom in paired:
+            x, y = paired[top]["rps"], paired[bottom]["rps"]
+            found[name] = x / y if x is not None and y else None
     return found
 
 
 def paired_cycle_ratios(paired: dict[str, Any], name: str) -> list[float]:
-    """One ratio of :data:`PAIRED_TARGETS` per cycle (scenarios measured seconds apart)."""
+    """One ratio of :data:`PAIRED_TARGETS` per cycle (scenarios measured seconds apart); none
+    when its two scenarios were not both paired."""
     top, bottom = PAIRED_TARGETS[name]
+    if top not in paired or bottom not in paired:
+        return []
     return [
         x / y
         for x, y in zip(paired[top]["per_cycle_rps"], paired[bottom]["per_cycle_rps"], strict=True)
@@ -1270,10 +1292,9 @@ def render_targets(
 ) -> str:
     def spread(name: str, spec: str) -> str:
         parts = []
-        if paired is not None:
-            cycles = paired_cycle_ratios(paired, name)
-            low, high = (min(cycles), max(cycles)) if cycles else (None, None)
-            middle = statistics.median(cycles) if cycles else None
+        cycles = paired_cycle_ratios(paired, name) if paired is not None else []
+        if paired is not None and cycles:
+            low, high, middle = min(cycles), max(cycles), statistics.median(cycles)
             parts.append(
                 f"paired, {paired['cycles']} cycles of {paired['slice_s']:g} s; per cycle"
                 f" {fmt(low, spec)} to {fmt(high, spec)}, median {fmt(middle, spec)}"
@@ -1328,15 +1349,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--rounds",
         type=int,
         default=None,
-        help="rounds of the closed-loop scenarios a-d and f (default 3, 1 with --quick; the"
-        " ratios they are judged by are medians of per-round ratios)",
+        help="rounds of the closed-loop scenarios a-d and f (default 3, 1 with --quick; with"
+        " --cycles 0 the req/s ratios are judged by the medians of their per-round ratios)",
     )
     parser.add_argument(
         "--cycles",
         type=int,
         default=None,
-        help="cycles of the paired measurement that judges the req/s ratios (default 20, 2 with"
-        " --quick; 0 skips it and the round medians judge)",
+        help="cycles of the paired measurement that judges the req/s ratios, an even number"
+        " (default 20, 2 with --quick; 0 skips it and the round medians judge)",
     )
     parser.add_argument(
         "--slice",
@@ -1372,8 +1393,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("duration, connections, rate must be positive and records at least 3")
     if args.rounds < 1:
         parser.error("rounds must be at least 1")
-    if args.cycles < 0 or args.slice < 1:
-        parser.error("cycles must not be negative and a slice lasts at least 1 s")
+    if args.cycles < 0 or args.cycles % 2 or args.slice < 1:
+        # An even count runs each order (forward, reversed) equally often.
+        parser.error("cycles must be even (0 to skip) and a slice lasts at least 1 s")
     return args
 
 
