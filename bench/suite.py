@@ -667,6 +667,26 @@ class Suite:
         wait_ready(port, process, log)
         return process, port
 
+    def floor(self, name: str) -> tuple[subprocess.Popen[bytes], int]:
+        """(c)'s bare aiohttp pass-through proxy in front of the upstream, started and listening."""
+        port = free_port()
+        log = self.workdir / f"{name}.log"
+        proxy = self.processes.start(
+            name,
+            [
+                sys.executable,
+                str(HERE / "passthrough_proxy.py"),
+                "--port",
+                str(port),
+                "--upstream",
+                f"http://{HOST}:{self.upstream_port}",
+            ],
+            cpus=self.pinning.sut,
+            log=log,
+        )
+        wait_for_port(port, proxy, "pass-through proxy", log)
+        return proxy, port
+
     # (a) (b) (c)
     def baselines(self) -> None:
         binary = nginx_binary()
@@ -703,22 +723,7 @@ class Suite:
             self.closed_loop("b", "nginx proxy_pass to (a)", proxy, port, load, gateway=False)
             stop_process(self.processes, proxy)
         if self.wanted("c"):
-            port = free_port()
-            log = self.workdir / "passthrough.log"
-            proxy = self.processes.start(
-                "passthrough",
-                [
-                    sys.executable,
-                    str(HERE / "passthrough_proxy.py"),
-                    "--port",
-                    str(port),
-                    "--upstream",
-                    f"http://{HOST}:{self.upstream_port}",
-                ],
-                cpus=self.pinning.sut,
-                log=log,
-            )
-            wait_for_port(port, proxy, "pass-through proxy", log)
+            proxy, port = self.floor("passthrough")
             self.closed_loop(
                 "c", "bare aiohttp pass-through proxy (floor)", proxy, port, load, gateway=False
             )
@@ -893,22 +898,7 @@ class Suite:
             )
             plan["b"] = (proxy, port, warm_load("twilio"), False)
         if self.wanted("c"):
-            port = free_port()
-            log = self.workdir / "passthrough-paired.log"
-            floor = self.processes.start(
-                "passthrough-paired",
-                [
-                    sys.executable,
-                    str(HERE / "passthrough_proxy.py"),
-                    "--port",
-                    str(port),
-                    "--upstream",
-                    f"http://{HOST}:{self.upstream_port}",
-                ],
-                cpus=self.pinning.sut,
-                log=log,
-            )
-            wait_for_port(port, floor, "pass-through proxy", log)
+            floor, port = self.floor("passthrough-paired")
             plan["c"] = (floor, port, warm_load("twilio"), False)
         dialects = [d for d in ("twilio", "ringcentral") if self.wanted(f"d-{d}")]
         if dialects:
