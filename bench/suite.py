@@ -687,8 +687,8 @@ class Suite:
         wait_for_port(port, proxy, "pass-through proxy", log)
         return proxy, port
 
-    # (a) (b) (c)
-    def baselines(self) -> None:
+    def nginx_with_upstream(self) -> str:
+        """nginx's binary, with (a), the upstream every scenario forwards to, started once."""
         binary = nginx_binary()
         if binary is None:
             raise BenchError("nginx is not installed (scripts/system-deps installs it)")
@@ -696,6 +696,11 @@ class Suite:
             self.upstream, self.upstream_port = start_nginx(
                 self.processes, binary, self.workdir, "nginx-upstream", None, self.pinning.harness
             )
+        return binary
+
+    # (a) (b) (c)
+    def baselines(self) -> None:
+        binary = self.nginx_with_upstream()
         load = warm_load("twilio")
         if self.wanted("a"):
             # Here the upstream is what is measured: it gets the CPU of the system under test.
@@ -865,22 +870,16 @@ class Suite:
         """b, c, d (both dialects, footer off) and f measured in ``--cycles`` cycles of
         ``--slice`` seconds each, one after another, every cycle in the opposite order of the
         one before; each scenario's req/s is its requests over its seconds summed over the
-        cycles. The machine's speed swings within seconds (the floor alone went from 1,600 to
-        3,100 req/s between two 2 s runs 20 s apart), so scenarios measured minutes or even
-        seconds apart are not compared on the same machine; in alternation each meets the
-        same swings. Only the process being measured runs: the others' process trees are
-        stopped (SIGSTOP) meanwhile, so their timers take no CPU from it. ``--only`` narrows
-        it like the rest (``--only c,d-twilio`` for an A/B of the send path)."""
+        cycles. The machine's speed swings within seconds (the floor alone went from 1,658 to
+        3,142 req/s and back to 1,592 within 30 s, measured in 2 s runs), so scenarios measured
+        minutes or even seconds apart are not compared on the same machine; in alternation each
+        meets the same slow drifts. Only the process being measured runs: the others' process
+        trees are stopped (SIGSTOP) meanwhile, so their timers take no CPU from it. ``--only``
+        narrows it like the rest (``--only c,d-twilio`` for an A/B of the send path)."""
         keys = ("b", "c", "d-twilio", "d-ringcentral", "f")
         if self.args.cycles < 1 or not any(self.wanted(k) for k in keys):
             return None
-        binary = nginx_binary()
-        if binary is None:
-            raise BenchError("nginx is not installed (scripts/system-deps installs it)")
-        if self.upstream is None:
-            self.upstream, self.upstream_port = start_nginx(
-                self.processes, binary, self.workdir, "nginx-upstream", None, self.pinning.harness
-            )
+        binary = self.nginx_with_upstream()
         print(
             f"running paired ratios: {self.args.cycles} cycles of {self.args.slice:g} s ...",
             file=sys.stderr,
@@ -915,7 +914,7 @@ class Suite:
             )
             plan["f"] = (double, port, warm_load("twilio"), True)
         sliced = argparse.Namespace(**{**vars(self.args), "duration": self.args.slice})
-        suts = {sut.pid: sut for sut, _, _, _ in plan.values()}
+        suts = list(dict.fromkeys(sut for sut, _, _, _ in plan.values()))  # d's dialects share one
         totals = {key: {"requests": 0, "seconds": 0.0, "cpu_s": 0.0, "rps": []} for key in plan}
         try:
             for _, port, load, gateway in plan.values():
@@ -924,8 +923,8 @@ class Suite:
                 order = list(plan) if cycle % 2 == 0 else list(reversed(plan))
                 for key in order:
                     sut, port, load, gateway = plan[key]
-                    for pid, other in suts.items():
-                        _signal_tree(other, signal.SIGCONT if pid == sut.pid else signal.SIGSTOP)
+                    for other in suts:
+                        _signal_tree(other, signal.SIGCONT if other is sut else signal.SIGSTOP)
                     # One unmeasured send first: every slice then starts on a process that is
                     # awake and has caught up with its timers, whichever ran the slice before
                     # (the two dialects of d share a process; c never follows itself).
@@ -954,12 +953,12 @@ class Suite:
             # No signal may cut this short and leave a process stopped.
             blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             try:
-                for sut in suts.values():
+                for sut in suts:
                     if sut.returncode is None:  # (a reaped pid may belong to another by now)
                         _signal_tree(sut, signal.SIGCONT)
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-            for sut in suts.values():
+            for sut in suts:
                 stop_process(self.processes, sut)
         result: dict[str, Any] = {"cycles": self.args.cycles, "slice_s": self.args.slice}
         for key, total in totals.items():
