@@ -4,7 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-$(STAMP): pyproject.toml
+# The send path's modules are compiled by mypyc (setup.py; gateway/native.py lists them):
+# editing one of them, or the build, rebuilds. (Until then they run from source.)
+COMPILED_SOURCES := $(shell sed -n '/^COMPILED_MODULES/,/^[^ ]/s/^ *"\(.*\)",/\1/p' gateway/native.py \
+	| tr . / | sed 's/$$/.py/')
+
+$(STAMP): pyproject.toml setup.py build_support/stopgate_build.py gateway/native.py $(COMPILED_SOURCES)
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,fast]'

@@ -560,6 +560,19 @@ def stopgate_command(source: str | None = None) -> list[str]:
     return [sys.executable, "-m", "gateway.cli"]
 
 
+def send_path_build(source: str | None = None) -> str:
+    """How the gateway ``stopgate_command(source)`` runs will load its send path: compiled by
+    mypyc or from source, and why (``gateway.native``), as its start-up log line says."""
+    prefix = f"import sys; sys.path.insert(0, {str(Path(source).resolve())!r}); " if source else ""
+    code = prefix + "import gateway.native as n; print(n.STATE.describe())"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    if done.returncode != 0:
+        return "unknown (a tree without gateway/native.py)"
+    return done.stdout.strip()
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark Stopgate's Twilio send path against a direct-to-upstream baseline."

@@ -92,6 +92,7 @@ from send_path import (
     number,
     run_loadgen,
     seed_store,
+    send_path_build,
     stopgate_command,
     tail,
     terminate_on_sigterm,
@@ -1490,11 +1491,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The paired measurement judges: its scenarios met the same swings of the machine.
         found.update(paired_targets(paired))
     elapsed = time.monotonic() - started
+    build = send_path_build(args.gateway_src)
     header = (
         f"Stopgate bench suite, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}: "
         f"wrk {args.connections} connections, {args.duration:g} s per run "
         f"(+{args.warmup:g} s warm-up); {pinning.note}; machine busy before start: "
-        f"{fmt(busy, '.0f')}% of a CPU; {elapsed:.0f} s in all"
+        f"{fmt(busy, '.0f')}% of a CPU; Stopgate's send path {build}; {elapsed:.0f} s in all"
     )
     print(header)
     print(render(rows, to_b, to_c))
@@ -1521,6 +1523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "cpu_pinning": pinning.note,
                 "busy_before_percent": busy,
                 "event_loop": event_loop_name(),
+                "send_path": build,
                 **suite.info,
             },
             "scenarios": {

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO, TypeVar
 
-from gateway import logs
+from gateway import logs, native
 from gateway.config import Settings, load_settings, mask_url
 from gateway.errors import BadRequest, ConfigError, StopgateError
 from gateway.store import store_from_url
@@ -50,7 +50,8 @@ def _serve(args: argparse.Namespace) -> int:
         log.info("stopgate serving on %s:%d with %d workers", host, port, settings.workers)
         return serve_workers(settings.workers, child_args)
     log.info("stopgate serving on %s:%d, settings %s", host, port, settings.redacted())
-    from gateway.front import serve
+    log.info("send path: %s", native.STATE.describe())
+    from gateway.server import serve
 
     _run_fast(serve(create_app(settings), host, port, reuse_port=args.reuse_port))
     return 0

@@ -18,7 +18,7 @@ from gateway.app import create_app
 from gateway.carriersim.app import create_sim_app
 from gateway.carriersim.state import SimCredentials
 from gateway.config import Secret, Settings, load_settings
-from gateway.front import FrontRunner
+from gateway.server import FrontRunner
 
 DEMO_ADMIN_TOKEN = "demo-admin-token"  # noqa: S105 (published demo value, loopback only)
 SIM_LISTEN = ("127.0.0.1", 8090)

@@ -6,7 +6,10 @@ error shape ``{"error": {"reason": ..., "message": ...}}``). Nothing else should
 
     StopgateError
     ├── BadRequest              4xx with a machine-readable ``reason``
-    │   └── InvalidPageToken
+    │   ├── InvalidPageToken
+    │   └── RefusedPath         a path under a dialect's prefix, refused rather than forwarded
+    │       ├── UnknownSendPath
+    │       └── OwnPathSpelledOtherwise
     ├── StoreError
     │   └── StoreUnavailable    consent cannot be determined -> fail closed (503)
     ├── UpstreamError
@@ -17,6 +20,11 @@ error shape ``{"error": {"reason": ..., "message": ...}}``). Nothing else should
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.dialects.base import Dialect
 
 
 class StopgateError(Exception):
@@ -44,6 +52,37 @@ class BadRequest(StopgateError):
 class InvalidPageToken(BadRequest):
     def __init__(self) -> None:
         super().__init__("invalid-page-token", "pageToken is malformed or was tampered with")
+
+
+class RefusedPath(BadRequest):
+    """A path under a dialect's prefix that is refused rather than forwarded."""
+
+    def __init__(self, dialect: Dialect, reason: str, message: str) -> None:
+        super().__init__(reason, message)
+        self.dialect = dialect
+
+
+class UnknownSendPath(RefusedPath):
+    """A POST under a dialect's prefix that ends like a send but has no send's shape."""
+
+    def __init__(self, dialect: Dialect, raw_path: str) -> None:
+        super().__init__(
+            dialect,
+            "unknown-path-shape",
+            f"{raw_path} looks like a send but has no known send path shape",
+        )
+
+
+class OwnPathSpelledOtherwise(RefusedPath):
+    """Another spelling (or method) of a path Stopgate serves itself: forwarding it would send a
+    consent change meant for Stopgate's store to the carrier instead."""
+
+    def __init__(self, dialect: Dialect, raw_path: str) -> None:
+        super().__init__(
+            dialect,
+            "non-canonical-path",
+            f"{raw_path} is Stopgate's consents API spelled otherwise; use the documented path",
+        )
 
 
 class StoreError(StopgateError):

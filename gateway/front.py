@@ -29,8 +29,9 @@ connection), a body within ``body_timeout`` of its head, or the connection is cl
 already being decided is never cancelled by its client going away (aiohttp's rule too): it is
 decided, logged and, if allowed, delivered; only the answer is lost.
 
-Shutdown (:class:`FrontServer`): idle connections are closed at once, a send being decided gets up
-to the runner's ``shutdown_timeout`` to finish and answer, then its connection is closed.
+Shutdown (:class:`gateway.server.FrontServer`): idle connections are closed at once, a send being
+decided gets up to the runner's ``shutdown_timeout`` to finish and answer, then its connection is
+closed.
 """
 
 from __future__ import annotations
@@ -39,10 +40,9 @@ import asyncio
 import email.utils
 import http
 import logging
-import signal
 import time
 from collections.abc import Sequence
-from typing import Any, Final, cast
+from typing import Final, Protocol, cast
 from urllib.parse import parse_qsl, unquote
 
 import httptools
@@ -50,9 +50,10 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from gateway.dialects.base import Dialect, SendKind
+from gateway.errors import RefusedPath
 from gateway.inbound import WEBHOOKS, Webhook
 from gateway.keys import DIALECTS, SETTINGS
-from gateway.routing import RefusedPath, classify
+from gateway.routing import classify
 from gateway.send_request import RelayedReply
 from gateway.sending import handle_send
 from gateway.upstream import RawHeaders, decoded
@@ -93,7 +94,6 @@ class FrontRequest:
     """A request the front read whole: what :class:`gateway.send_request.SendRequest` and
     :class:`gateway.inbound.WebhookRequest` ask for."""
 
-    __slots__ = ("_body", "_query", "app", "headers", "method", "raw_headers", "raw_path")
     scheme: Final = "http"
     """The front serves plain TCP (as aiohttp's ``request.scheme`` says without TLS)."""
 
@@ -139,8 +139,6 @@ class FrontRequest:
 class _Head:
     """What the parser reported of one request head (it calls these methods)."""
 
-    __slots__ = ("headers", "url")
-
     def __init__(self) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -152,10 +150,26 @@ class _Head:
         self.headers.append((name, value))
 
 
-class FrontProtocol(asyncio.Protocol):
-    """One client connection, until it is handed to aiohttp (see the module's docstring)."""
+class FrontListener(Protocol):
+    """What a :class:`FrontProtocol` needs of the server that made it
+    (:class:`gateway.server.FrontServer`)."""
 
-    def __init__(self, server: FrontServer) -> None:
+    app: web.Application
+    loop: asyncio.AbstractEventLoop
+    fronts: set[FrontProtocol]
+    tasks: set[asyncio.Task[None]]
+
+    def aiohttp_protocol(self) -> asyncio.Protocol: ...
+
+
+class FrontProtocol:
+    """One client connection, until it is handed to aiohttp (see the module's docstring).
+
+    An ``asyncio.Protocol`` by its methods, not by inheritance: the event loop needs only the
+    methods, and compiled (:mod:`gateway.native`) a class with an interpreted base gets a
+    weak-reference slot that mypyc's deallocator never clears."""
+
+    def __init__(self, server: FrontListener) -> None:
         self._server = server
         self._app = server.app
         settings = server.app[SETTINGS]
@@ -572,75 +586,3 @@ def _status_line(status: int) -> bytes:
 
 
 _STATUS_LINES: Final = {status: _status_line(status) for status in range(100, 600)}
-
-
-class FrontServer(web.Server):
-    """The listening socket's protocol factory: a :class:`FrontProtocol` per connection, and
-    aiohttp's ``RequestHandler`` (of the server this wraps) for each connection handed over."""
-
-    def __init__(self, plain: web.Server, app: web.Application) -> None:
-        super().__init__(plain.request_handler, request_factory=plain.request_factory)
-        self.plain = plain
-        self.app = app
-        self.loop = asyncio.get_running_loop()
-        self.fronts: set[FrontProtocol] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        """Sends being decided, their clients gone or not."""
-
-    def __call__(self) -> Any:
-        return FrontProtocol(self)
-
-    def aiohttp_protocol(self) -> asyncio.Protocol:
-        return self.plain()
-
-    @property
-    def connections(self) -> list[Any]:
-        return [*self.plain.connections, *self.fronts]
-
-    def pre_shutdown(self) -> None:
-        self.plain.pre_shutdown()
-        for front in list(self.fronts):
-            front.close_when_idle()
-
-    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (aiohttp's)
-        pending = list(self.tasks)
-        waiting = asyncio.wait(pending, timeout=timeout) if pending else asyncio.sleep(0)
-        await asyncio.gather(self.plain.shutdown(timeout), waiting)
-        if any(not task.done() for task in pending):
-            log.warning("shutdown: sends still being decided after %s s; closing them", timeout)
-        for front in list(self.fronts):
-            front.abort()
-        self.fronts.clear()
-
-
-class FrontRunner(web.AppRunner):
-    """``web.AppRunner`` whose server is a :class:`FrontServer` (any site can use it)."""
-
-    async def _make_server(self) -> web.Server:
-        plain = await super()._make_server()
-        return FrontServer(plain, self.app)
-
-
-SHUTDOWN_SECONDS: Final = 10.0
-"""How long a stopping gateway lets requests in progress finish (``serve --workers`` gives its
-children as long before it kills them)."""
-
-
-async def serve(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
-    """Serve ``app`` on ``host:port`` through the front until SIGTERM or SIGINT, then stop
-    gracefully: no new connections, idle ones closed, requests in progress finished."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    runner = FrontRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
-        await site.start()
-        await stop.wait()
-        log.info("stopgate stopping")
-    finally:
-        await runner.cleanup()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)

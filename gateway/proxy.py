@@ -10,10 +10,10 @@ from aiohttp import hdrs, web
 
 from gateway import upstream
 from gateway.dialects.base import Dialect
-from gateway.errors import UpstreamTimeout, UpstreamUnreachable
+from gateway.errors import RefusedPath, UpstreamTimeout, UpstreamUnreachable
 from gateway.keys import CLIENT, CREDENTIALS, DIALECTS, METRICS, SETTINGS
 from gateway.refusals import refuse_bad_request, refuse_upstream_failure
-from gateway.routing import RefusedPath, classify, normalise_path
+from gateway.routing import classify, normalise_path
 from gateway.send_request import RelayedReply
 from gateway.sending import handle_send
 

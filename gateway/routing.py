@@ -15,7 +15,7 @@ from functools import lru_cache
 from urllib.parse import unquote
 
 from gateway.dialects.base import Dialect, SendKind
-from gateway.errors import BadRequest
+from gateway.errors import OwnPathSpelledOtherwise, UnknownSendPath
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,37 +23,6 @@ class RouteMatch:
     dialect: Dialect
     send: SendKind | None
     """The kind of send, or None for a request forwarded unchanged."""
-
-
-class RefusedPath(BadRequest):
-    """A path under a dialect's prefix that is refused rather than forwarded."""
-
-    def __init__(self, dialect: Dialect, reason: str, message: str) -> None:
-        super().__init__(reason, message)
-        self.dialect = dialect
-
-
-class UnknownSendPath(RefusedPath):
-    """A POST under a dialect's prefix that ends like a send but has no send's shape."""
-
-    def __init__(self, dialect: Dialect, raw_path: str) -> None:
-        super().__init__(
-            dialect,
-            "unknown-path-shape",
-            f"{raw_path} looks like a send but has no known send path shape",
-        )
-
-
-class OwnPathSpelledOtherwise(RefusedPath):
-    """Another spelling (or method) of a path Stopgate serves itself: forwarding it would send a
-    consent change meant for Stopgate's store to the carrier instead."""
-
-    def __init__(self, dialect: Dialect, raw_path: str) -> None:
-        super().__init__(
-            dialect,
-            "non-canonical-path",
-            f"{raw_path} is Stopgate's consents API spelled otherwise; use the documented path",
-        )
 
 
 # Paths under a carrier prefix that Stopgate serves itself (the consents API), normalised.

@@ -55,8 +55,6 @@ class RelayedReply:
     end-to-end headers (raw) and body, then Stopgate's headers (``own``), which replace any of
     the carrier's by the same name."""
 
-    __slots__ = ("body", "carrier_headers", "own", "status")
-
     def __init__(
         self,
         status: int,

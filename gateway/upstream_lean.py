@@ -55,8 +55,6 @@ class LeanResponse:
     """A complete upstream reply: status, its end-to-end headers (hop-by-hop ones and those its
     ``Connection`` names already dropped) as the carrier wrote them, and its whole body."""
 
-    __slots__ = ("body", "raw_headers", "status")
-
     def __init__(self, status: int, raw_headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         self.status = status
         self.raw_headers = raw_headers
@@ -68,11 +66,14 @@ class LeanResponse:
         return decoded(self.raw_headers)
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection: parses one reply at a time with httptools."""
+class _Connection:
+    """One keep-alive connection: parses one reply at a time with httptools. An
+    ``asyncio.Protocol`` by its methods, not by inheritance (as :class:`gateway.front.FrontProtocol`
+    is, and for the same reason)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_reply: int) -> None:
         self._loop = loop
+        self._max_reply = max_reply
         self.transport: asyncio.Transport | None = None
         self.closed = loop.create_future()
         self.usable = True
@@ -115,6 +116,13 @@ class _Connection(asyncio.Protocol):
         if not self.closed.done():
             self.closed.set_result(None)
 
+    def pause_writing(self) -> None:
+        # A request is written whole (the transport buffers it); nothing else to hold back.
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
@@ -132,8 +140,8 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
-        if self._size > MAX_REPLY_BYTES:
-            self._fail(UpstreamUnreachable(f"upstream reply over {MAX_REPLY_BYTES} bytes"))
+        if self._size > self._max_reply:
+            self._fail(UpstreamUnreachable(f"upstream reply over {self._max_reply} bytes"))
             return
         self._body.append(body)
 
@@ -311,7 +319,14 @@ class _Slots:
 class LeanClient:
     """Per-origin pools of keep-alive connections, for whole-body requests with bodies."""
 
-    def __init__(self, settings: Settings, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
+    ) -> None:
+        self._max_reply = max_reply_bytes
         self._connect_timeout = settings.upstream_connect_timeout
         self._timeout = settings.upstream_timeout
         self._slots = _Slots(settings.upstream_connections)
@@ -380,11 +395,11 @@ class LeanClient:
         if scheme == "https":
             context = self._ssl or ssl.create_default_context()
             self._ssl = context
-        connection = _Connection(loop)
+        connection = _Connection(loop, self._max_reply)
         try:
             async with asyncio.timeout_at(min(deadline, loop.time() + self._connect_timeout)):
                 await loop.create_connection(
-                    lambda: connection,
+                    lambda: cast(asyncio.Protocol, connection),
                     host,
                     port,
                     ssl=context,

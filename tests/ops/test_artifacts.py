@@ -199,6 +199,21 @@ def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck_and_no_secrets() 
     assert ("ENTRYPOINT", '["stopgate"]') in final and ("CMD", '["serve"]') in final
 
 
+def test_the_image_build_compiles_the_send_path_from_the_projects_own_build_files() -> None:
+    parse = module("dockerfile_parse")
+    parser = parse.DockerfileParser(path=str(DEPLOY / "Dockerfile"))
+    instructions = [(i["instruction"], i["value"]) for i in parser.structure]
+    froms = [i for i, (kind, _) in enumerate(instructions) if kind == "FROM"]
+    build = instructions[froms[0] : froms[1]]
+    copied = " ".join(value for kind, value in build if kind == "COPY")
+    for needed in ("pyproject.toml", "setup.py", "build_support", "gateway", "policy"):
+        assert needed in copied, f"the build stage copies {needed}"
+    assert any(kind == "RUN" and "gcc" in value for kind, value in build), "a C compiler"
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").splitlines()
+    assert {"!setup.py", "!build_support/**"} <= set(ignore)
+    assert ignore.index("**/*.so") > ignore.index("!gateway/**"), "a local build stays out"
+
+
 # --- systemd --------------------------------------------------------------------------------
 
 

@@ -15,9 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from gateway.front import FrontServer, serialise, serialise_relayed
+from gateway.front import serialise, serialise_relayed
 from gateway.keys import INDEX
 from gateway.send_request import RelayedReply
+from gateway.server import FrontServer
 from tests.conftest import BUSINESS, CUSTOMER, SIM, TWILIO_SEND, Gateway, MakeGateway
 from tests.support.rawhttp import exchange
 

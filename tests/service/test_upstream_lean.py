@@ -537,19 +537,22 @@ async def test_a_reply_keeps_only_its_end_to_end_headers(client: LeanClient) -> 
     assert sorted(response.headers) == ["Content-Type", "X-Trace"]
 
 
-async def test_a_reply_over_the_size_cap_is_unreachable(
-    client: LeanClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(upstream_lean, "MAX_REPLY_BYTES", 1024)
+async def test_a_reply_over_the_size_cap_is_unreachable() -> None:
+    client = LeanClient(
+        Settings(upstream_timeout=2.0, upstream_connect_timeout=1.0), max_reply_bytes=1024
+    )
 
     async def reply(writer: asyncio.StreamWriter, n: int) -> None:
         writer.write(ok(b"x" * (4096 if n == 1 else 1024)))
         await writer.drain()
 
-    async with RawUpstream(reply) as upstream:
-        with pytest.raises(UpstreamUnreachable, match="over 1024 bytes"):
-            await client.request("POST", upstream.url(), headers=HEADERS, body=b"{}")
-        at_the_cap = await client.request("POST", upstream.url(), headers=HEADERS, body=b"{}")
+    try:
+        async with RawUpstream(reply) as upstream:
+            with pytest.raises(UpstreamUnreachable, match="over 1024 bytes"):
+                await client.request("POST", upstream.url(), headers=HEADERS, body=b"{}")
+            at_the_cap = await client.request("POST", upstream.url(), headers=HEADERS, body=b"{}")
+    finally:
+        await client.close()
     assert len(at_the_cap.body) == 1024
     assert len(upstream.requests) == 2
     assert upstream.connections == 2

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp.test_utils import TestServer
 from aiohttp.web_runner import BaseRunner
 
-from gateway.front import FrontRunner
+from gateway.server import FrontRunner
 
 
 class FrontTestServer(TestServer):
