@@ -4,12 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-# The send path's modules are compiled by mypyc (setup.py; gateway/native.py lists them):
-# editing one of them, or the build, rebuilds. (Until then they run from source.)
-COMPILED_SOURCES := $(shell sed -n '/^COMPILED_MODULES/,/^[^ ]/s/^ *"\(.*\)",/\1/p' gateway/native.py \
-	| tr . / | sed 's/$$/.py/')
+# The send path's modules are compiled by mypyc (setup.py; gateway/native.py lists them), which
+# reads every module of gateway/ and policy/: editing any of them, or the build, rebuilds.
+# (Until then the compiled modules run from source.)
+SOURCES := $(shell find gateway policy -name '*.py')
 
-$(STAMP): pyproject.toml setup.py build_support/stopgate_build.py gateway/native.py $(COMPILED_SOURCES)
+$(STAMP): pyproject.toml setup.py MANIFEST.in build_support/stopgate_build.py $(SOURCES)
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,fast]'

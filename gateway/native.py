@@ -4,14 +4,20 @@ The modules of the send path (:data:`COMPILED_MODULES`) are compiled to C extens
 when the project is built (``setup.py``; ``STOPGATE_COMPILE=0`` builds without). Their ``.py``
 files stay beside the extensions and remain the source of truth. Python imports an extension in
 preference to a ``.py`` file of the same name, so a build that no longer matches its sources
-would run old code. :func:`choose` runs once, from ``gateway/__init__.py``, before any of these
-modules is imported, and loads every one of them from source instead when
+would run old code. A complete build leaves a manifest beside them (:data:`MANIFEST`): the
+compiled module list and the SHA-256 of every ``.py`` file of ``gateway/`` and ``policy/``
+as they were compiled (mypyc reads the modules the compiled ones import too: their types
+become runtime checks, their ``Final`` constants are inlined). :func:`choose` runs once, from
+``gateway/__init__.py``, before any of these modules is imported, and loads every one of them
+from source instead when
 
 - ``STOPGATE_PURE_PYTHON`` is set to a true value (e.g. to profile with py-spy, which sees
   nothing inside compiled functions),
-- any compiled module's ``.py`` file is newer than its extension (edited since the build),
-- the build is partial: some modules have an extension and others, or the shared library of
-  the group, do not.
+- any of those ``.py`` files differs from the manifest (edited since the build; contents, not
+  times, are compared, since an installer writes files in its own order),
+- the build is partial: no manifest, an extension missing for a listed module or the group's
+  shared library, or an extension under ``gateway/`` or ``policy/`` that is not one of them (left
+  by an earlier build: it would still be imported, so it loads from source too).
 
 It is all or none because compiled modules of one group call each other directly, not through
 the import system: one module from source beside the others compiled would still run the old
@@ -36,7 +42,9 @@ This module imports nothing of the gateway and is never compiled itself.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.machinery
+import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -64,6 +72,13 @@ GROUP: Final = "gateway._compiled"
 """The group's name: mypyc puts the code of all its modules in one shared library named after
 it (``gateway/_compiled__mypyc.<abi>.so``); each module's own extension is a small shim."""
 
+MANIFEST: Final = "_native_build.json"
+"""The build manifest's file name, in ``gateway/`` (written by ``setup.py`` after a complete
+build): ``{"modules": [...], "sources": {"gateway/front.py": "<sha256>", ...}}``."""
+
+SOURCE_PACKAGES: Final = ("gateway", "policy")
+"""The packages whose sources the manifest covers: everything mypyc read of this project."""
+
 PURE_ENV: Final = "STOPGATE_PURE_PYTHON"
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 
@@ -87,14 +102,28 @@ def source_path(root: Path, module: str) -> Path:
     return root.joinpath(*module.split(".")).with_suffix(".py")
 
 
-def extension_path(root: Path, module: str) -> Path | None:
-    """The module's compiled extension under ``root``, if one was built for this interpreter."""
-    base = root.joinpath(*module.split("."))
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        candidate = base.with_name(base.name + suffix)
-        if candidate.is_file():
-            return candidate
-    return None
+def source_digests(root: Path, packages: Sequence[str] = SOURCE_PACKAGES) -> dict[str, str]:
+    """SHA-256 of every ``.py`` file of ``packages`` under ``root``, by ``/``-path from ``root``
+    (what the manifest holds)."""
+    return {
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for package in packages
+        for path in sorted((root / package).rglob("*.py"))
+    }
+
+
+def extension_modules(root: Path, packages: Sequence[str] = SOURCE_PACKAGES) -> list[str]:
+    """Every module under ``packages`` that has an extension file for this interpreter."""
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES  # the most specific first
+    endings = {"." + suffix.rsplit(".", 1)[-1] for suffix in suffixes}
+    found = set()
+    for package in packages:
+        for path in (p for e in sorted(endings) for p in (root / package).rglob("*" + e)):
+            relative = path.relative_to(root).as_posix()
+            suffix = next((s for s in suffixes if relative.endswith(s)), None)
+            if suffix is not None:
+                found.add(relative[: -len(suffix)].replace("/", "."))
+    return sorted(found)
 
 
 def judge(
@@ -102,26 +131,32 @@ def judge(
     env: Mapping[str, str],
     modules: Sequence[str] = COMPILED_MODULES,
     group: str = GROUP,
+    packages: Sequence[str] = SOURCE_PACKAGES,
 ) -> NativeState:
     """Decide whether the extensions under ``root`` may be used (see the module docstring)."""
-    extensions = {module: extension_path(root, module) for module in modules}
-    built = [module for module, path in extensions.items() if path is not None]
-    if not built:
+    present = extension_modules(root, packages)
+    if not present:
         return NativeState(False, "not compiled: built without mypyc")
     if env.get(PURE_ENV, "").strip().lower() in _TRUE:
         return NativeState(False, f"{PURE_ENV} is set")
-    missing = [module for module, path in extensions.items() if path is None]
-    if extension_path(root, group + "__mypyc") is None:
-        missing.append(group + "__mypyc")
+    expected = {*modules, group + "__mypyc"}
+    stray = [module for module in present if module not in expected]
+    if stray:
+        return NativeState(False, f"an extension not of this build: {', '.join(stray)}; rebuild")
+    missing = sorted(expected.difference(present))
     if missing:
         return NativeState(False, f"partial build: no extension for {', '.join(missing)}")
-    for module, extension in extensions.items():
-        assert extension is not None
-        source = source_path(root, module)
-        if source.is_file() and source.stat().st_mtime > extension.stat().st_mtime:
-            return NativeState(
-                False, f"{source.relative_to(root)} changed since it was compiled; rebuild"
-            )
+    try:
+        manifest = json.loads((root / packages[0] / MANIFEST).read_text(encoding="utf-8"))
+        built_modules, built_sources = manifest["modules"], manifest["sources"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return NativeState(False, f"partial build: no readable {packages[0]}/{MANIFEST}")
+    if built_modules != list(modules):
+        return NativeState(False, "built for another list of compiled modules; rebuild")
+    current = source_digests(root, packages)
+    for path, digest in built_sources.items():
+        if current.get(path) != digest:
+            return NativeState(False, f"{path} changed since it was compiled; rebuild")
     return NativeState(True, "")
 
 
@@ -155,6 +190,7 @@ def choose() -> NativeState:
     global STATE
     root = Path(__file__).resolve().parent.parent
     STATE = judge(root, os.environ)
-    if not STATE.compiled and any(extension_path(root, m) for m in COMPILED_MODULES):
-        sys.meta_path.insert(0, _FromSource(root, COMPILED_MODULES))
+    present = extension_modules(root)
+    if not STATE.compiled and present:
+        sys.meta_path.insert(0, _FromSource(root, [*COMPILED_MODULES, *present]))
     return STATE

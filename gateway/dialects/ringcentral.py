@@ -56,6 +56,13 @@ class _Multipart:
     document: dict[str, Any]
 
 
+def _rejected_position(entry: object) -> int:
+    """Where a batch reply's rejected entry sorts: by its ``index``, or as index 0 when it has
+    no whole-number index (or is not an object)."""
+    index = entry.get("index") if isinstance(entry, dict) else None
+    return index if isinstance(index, int) else 0
+
+
 class RingCentralDialect:
     name = "ringcentral"
     prefix = "/restapi/"
@@ -129,7 +136,9 @@ class RingCentralDialect:
     ) -> Any:
         if not isinstance(reply, dict):
             return reply
-        rejected: list[dict[str, Any]] = []
+        # The carrier's entries are kept whatever they are (typed Any: compiled, a narrower type
+        # would be checked at run time and refuse a reply the carrier already acted on).
+        rejected: list[Any] = []
         for entry in reply.get("rejected") or []:
             if isinstance(entry, dict) and isinstance(entry.get("index"), int):
                 position = entry["index"]
@@ -154,7 +163,7 @@ class RingCentralDialect:
                     "description": description,
                 }
             )
-        rejected.sort(key=lambda e: e.get("index", 0) if isinstance(e, dict) else 0)
+        rejected.sort(key=_rejected_position)
         merged = dict(reply)
         merged["rejected"] = rejected
         if isinstance(merged.get("batchSize"), int):

@@ -32,10 +32,11 @@ async def count_within(
     to_key: str,
     limit: int,
     now_us: int,
+    window_us: int = DAY_US,
 ) -> int:
-    """How many sends to ``to_key`` the store counts in the day before ``now_us`` (probed by
-    taking slots up to ``limit``, then giving them back)."""
-    taken = await store.take_send_slots([cap(to_key, limit)] * limit, now_us)
+    """How many sends to ``to_key`` the store counts in the ``window_us`` before ``now_us``
+    (probed by taking slots up to ``limit``, then giving them back)."""
+    taken = await store.take_send_slots([cap(to_key, limit, window_us)] * limit, now_us)
     await store.release_send_slots([s for s in taken if s is not None])
     return taken.count(None)
 
@@ -85,9 +86,10 @@ async def test_pruning_past_the_longest_window_never_changes_a_decision(
     for offset in sorted(offsets):
         await store.take_send_slots([cap(T1, 100, window)], NOW + offset)
     now = NOW + 3 * DAY_US + 1
-    before = await count_within(store, T1, 13, now)
+    # A cap decides over its own window: the longest window in use is the one pruned past.
+    before = await count_within(store, T1, 13, now, window)
     await prune_send_slots(store, now - window, batch=4)
-    assert await count_within(store, T1, 13, now) == before
+    assert await count_within(store, T1, 13, now, window) == before
     # Nothing older than the window is left.
     assert await store.prune_send_slots(now - window, 10_000) == 0
 

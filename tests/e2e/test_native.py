@@ -51,3 +51,31 @@ def test_the_pure_python_gateway_refuses_and_forwards_like_the_compiled_one(
         assert sent.status_code == 201, sent.text
     assert len(stack.delivered(allowed)) == 2
     assert stack.delivered(opted_out) == []
+
+
+def test_the_front_client_and_send_path_tests_pass_from_source(tmp_path: Path) -> None:
+    """The suite runs the compiled build; the same code from source (``STOPGATE_PURE_PYTHON=1``:
+    a machine without a C compiler, a profile with py-spy) runs the tests of the modules most
+    changed to be compiled: the front, the lean client and the send path."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    tests = [
+        "tests/service/test_front.py",
+        "tests/service/test_upstream_lean.py",
+        "tests/service/test_send_path.py",
+        "tests/unit/test_batch_reply_merge.py",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *tests],
+        cwd=repo,
+        env={**os.environ, "STOPGATE_PURE_PYTHON": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout.splitlines()[-1]

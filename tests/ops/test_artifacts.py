@@ -206,11 +206,25 @@ def test_the_image_build_compiles_the_send_path_from_the_projects_own_build_file
     froms = [i for i, (kind, _) in enumerate(instructions) if kind == "FROM"]
     build = instructions[froms[0] : froms[1]]
     copied = " ".join(value for kind, value in build if kind == "COPY")
-    for needed in ("pyproject.toml", "setup.py", "build_support", "gateway", "policy"):
+    for needed in (
+        "pyproject.toml",
+        "setup.py",
+        "MANIFEST.in",
+        "build_support",
+        "gateway",
+        "policy",
+    ):
         assert needed in copied, f"the build stage copies {needed}"
     assert any(kind == "RUN" and "gcc" in value for kind, value in build), "a C compiler"
+    assert any(kind == "RUN" and "STOPGATE_COMPILE=require" in value for kind, value in build), (
+        "a failed compile fails the build"
+    )
+    runtime = instructions[froms[-1] :]
+    assert any(kind == "RUN" and "n.STATE.compiled" in value for kind, value in runtime), (
+        "the image checks that its installed build is used"
+    )
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").splitlines()
-    assert {"!setup.py", "!build_support/**"} <= set(ignore)
+    assert {"!setup.py", "!MANIFEST.in", "!build_support/**"} <= set(ignore)
     assert ignore.index("**/*.so") > ignore.index("!gateway/**"), "a local build stays out"
 
 

@@ -6,6 +6,7 @@ import enum
 import importlib
 import importlib.machinery
 import inspect
+import json
 import os
 import subprocess
 import sys
@@ -22,67 +23,119 @@ SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 REPO = Path(__file__).resolve().parents[2]
 
 
-def build(root: Path, *, compiled: tuple[str, ...], group: bool = True) -> None:
-    """Sources of ``MODULES`` under ``root``, and a stand-in extension file for each of
-    ``compiled`` (and the group's shared library), written after the sources."""
+def extension(root: Path, module: str) -> Path:
+    base = root.joinpath(*module.split("."))
+    return base.with_name(base.name + SUFFIX)
+
+
+def build(
+    root: Path, *, compiled: tuple[str, ...] = MODULES, group: bool = True, manifest: bool = True
+) -> None:
+    """Sources of ``MODULES`` under ``root``, a stand-in extension file for each of ``compiled``
+    (and the group's shared library), and the manifest a complete build writes."""
     for module in MODULES:
         source = native.source_path(root, module)
         source.parent.mkdir(parents=True, exist_ok=True)
-        source.write_text("VALUE = 'source'\n", encoding="utf-8")
-        os.utime(source, (1_000_000, 1_000_000))
+        source.write_text(f"VALUE = {module!r}\n", encoding="utf-8")
     for module in (*compiled, *((GROUP + "__mypyc",) if group else ())):
-        base = root.joinpath(*module.split("."))
-        base.with_name(base.name + SUFFIX).write_bytes(b"")
+        extension(root, module).write_bytes(b"")
+    if manifest:
+        document = {"modules": list(MODULES), "sources": native.source_digests(root, ("pkg",))}
+        (root / "pkg" / native.MANIFEST).write_text(json.dumps(document), encoding="utf-8")
 
 
 def state(root: Path, **env: str) -> NativeState:
-    return judge(root, env, MODULES, GROUP)
+    return judge(root, env, MODULES, GROUP, ("pkg",))
 
 
-def test_a_complete_fresh_build_is_used(tmp_path: Path) -> None:
-    build(tmp_path, compiled=MODULES)
+def test_a_complete_build_of_these_sources_is_used(tmp_path: Path) -> None:
+    build(tmp_path)
     assert state(tmp_path) == NativeState(True, "")
 
 
+def test_times_do_not_matter_only_contents(tmp_path: Path) -> None:
+    """An installer writes a wheel's files in its own order: a source newer than its extension,
+    with the contents that were compiled, is still that build."""
+    build(tmp_path)
+    os.utime(extension(tmp_path, "pkg.alpha"), (1_000_000, 1_000_000))
+    assert state(tmp_path).compiled
+
+
 @pytest.mark.parametrize(
-    ("compiled", "group", "env", "reason"),
+    ("compiled", "group", "manifest", "env", "reason"),
     [
-        ((), False, {}, "not compiled: built without mypyc"),
-        ((), False, {PURE_ENV: "1"}, "not compiled: built without mypyc"),
-        (MODULES, True, {PURE_ENV: "1"}, "STOPGATE_PURE_PYTHON is set"),
-        (MODULES, True, {PURE_ENV: " True "}, "STOPGATE_PURE_PYTHON is set"),
-        (MODULES[:1], True, {}, "partial build: no extension for pkg.sub.beta"),
-        (MODULES, False, {}, "partial build: no extension for pkg._group__mypyc"),
+        ((), False, False, {}, "not compiled: built without mypyc"),
+        ((), False, False, {PURE_ENV: "1"}, "not compiled: built without mypyc"),
+        (MODULES, True, True, {PURE_ENV: "1"}, "STOPGATE_PURE_PYTHON is set"),
+        (MODULES, True, True, {PURE_ENV: " True "}, "STOPGATE_PURE_PYTHON is set"),
+        (MODULES[:1], True, True, {}, "partial build: no extension for pkg.sub.beta"),
+        (MODULES, False, True, {}, "partial build: no extension for pkg._group__mypyc"),
+        (MODULES, True, False, {}, "partial build: no readable pkg/_native_build.json"),
     ],
 )
 def test_the_sources_are_used_when(
     tmp_path: Path,
     compiled: tuple[str, ...],
     group: bool,
+    manifest: bool,
     env: dict[str, str],
     reason: str,
 ) -> None:
-    build(tmp_path, compiled=compiled, group=group)
+    build(tmp_path, compiled=compiled, group=group, manifest=manifest)
     assert state(tmp_path, **env) == NativeState(False, reason)
 
 
 @pytest.mark.parametrize("value", ["", "0", "false", "no"])
 def test_a_false_pure_python_setting_keeps_the_build(tmp_path: Path, value: str) -> None:
-    build(tmp_path, compiled=MODULES)
+    build(tmp_path)
     assert state(tmp_path, **{PURE_ENV: value}).compiled
 
 
-def test_a_source_edited_after_the_build_puts_every_module_on_its_source(tmp_path: Path) -> None:
-    build(tmp_path, compiled=MODULES)
-    edited = native.source_path(tmp_path, "pkg.sub.beta")
-    edited.write_text("VALUE = 'edited'\n", encoding="utf-8")
+def test_an_edited_source_puts_every_module_on_its_source(tmp_path: Path) -> None:
+    build(tmp_path)
+    native.source_path(tmp_path, "pkg.sub.beta").write_text("VALUE = 2\n", encoding="utf-8")
     assert state(tmp_path) == NativeState(
         False, "pkg/sub/beta.py changed since it was compiled; rebuild"
     )
 
 
+def test_an_edited_module_that_is_not_compiled_counts_too(tmp_path: Path) -> None:
+    """mypyc read it (types become checks, Final constants are inlined)."""
+    build(tmp_path)
+    (tmp_path / "pkg" / "config.py").write_text("LIMIT = 1\n", encoding="utf-8")
+    build(tmp_path)  # the build saw config.py as it is now
+    (tmp_path / "pkg" / "config.py").write_text("LIMIT = 2\n", encoding="utf-8")
+    assert state(tmp_path) == NativeState(
+        False, "pkg/config.py changed since it was compiled; rebuild"
+    )
+
+
+def test_a_removed_source_counts_as_changed(tmp_path: Path) -> None:
+    build(tmp_path)
+    native.source_path(tmp_path, "pkg.alpha").unlink()
+    assert not state(tmp_path).compiled
+
+
+def test_an_extension_left_by_another_build_is_not_trusted(tmp_path: Path) -> None:
+    build(tmp_path)
+    (tmp_path / "pkg" / "old.py").write_text("", encoding="utf-8")
+    extension(tmp_path, "pkg.old").write_bytes(b"")
+    assert state(tmp_path) == NativeState(False, "an extension not of this build: pkg.old; rebuild")
+
+
+def test_a_manifest_of_another_module_list_is_not_trusted(tmp_path: Path) -> None:
+    build(tmp_path)
+    path = tmp_path / "pkg" / native.MANIFEST
+    document = json.loads(path.read_text(encoding="utf-8"))
+    document["modules"] = ["pkg.alpha"]
+    path.write_text(json.dumps(document), encoding="utf-8")
+    assert state(tmp_path) == NativeState(
+        False, "built for another list of compiled modules; rebuild"
+    )
+
+
 def test_the_finder_loads_a_module_from_its_source_beside_an_extension(tmp_path: Path) -> None:
-    build(tmp_path, compiled=MODULES)
+    build(tmp_path)
     (tmp_path / "pkg" / "__init__.py").write_text("", encoding="utf-8")
     (tmp_path / "pkg" / "sub" / "__init__.py").write_text("", encoding="utf-8")
     # The stand-in extensions are empty files: imported as extensions they would fail.
@@ -95,7 +148,7 @@ def test_the_finder_loads_a_module_from_its_source_beside_an_extension(tmp_path:
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
-    assert done.stdout.split() == ["source", str(tmp_path / "pkg" / "sub" / "beta.py")]
+    assert done.stdout.split() == ["pkg.alpha", str(tmp_path / "pkg" / "sub" / "beta.py")]
 
 
 def test_the_send_path_runs_compiled() -> None:
