@@ -190,7 +190,8 @@ def choose() -> NativeState:
     global STATE
     root = Path(__file__).resolve().parent.parent
     STATE = judge(root, os.environ)
-    present = extension_modules(root)
-    if not STATE.compiled and present:
-        sys.meta_path.insert(0, _FromSource(root, [*COMPILED_MODULES, *present]))
+    if not STATE.compiled:
+        present = extension_modules(root)  # (a compiled start walks the tree once, in judge)
+        if present:
+            sys.meta_path.insert(0, _FromSource(root, [*COMPILED_MODULES, *present]))
     return STATE
