@@ -3,8 +3,9 @@ path's compiled extensions: the modules that ``gateway/native.py`` lists, compil
 one group, and the build manifest that lets the gateway use them (``gateway/native.py`` says
 when). ``STOPGATE_COMPILE=0`` builds without them; so does a machine without mypyc or a C
 compiler, with a warning, and the gateway then runs those modules from source.
-``STOPGATE_COMPILE=require`` makes either a build failure instead (the image build and CI use
-it: there a pure build would hide a broken compile)."""
+``STOPGATE_COMPILE=require`` makes either a build failure instead (the image build uses it:
+there a pure build would hide a broken compile; in CI a test fails when the checkout is not
+compiled)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
 MODE = os.environ.get("STOPGATE_COMPILE", "1").strip().lower()
-OFF = {"0", "false", "no", "off"}
 REQUIRED = MODE == "require"
 
 
@@ -50,7 +50,7 @@ def warn(message: str) -> None:
 
 
 def compiled_extensions() -> list[Any]:
-    if MODE in OFF:
+    if MODE in native.COMPILE_OFF:
         return []
     try:
         from mypyc.build import mypycify

@@ -14,6 +14,7 @@ from typing import Any
 from setuptools import build_meta
 from setuptools.build_meta import *  # noqa: F403 (this module is setuptools' backend, extended)
 
+# gateway.native.COMPILE_OFF (this backend runs before the project is importable)
 OFF = {"0", "false", "no", "off"}
 
 

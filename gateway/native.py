@@ -80,6 +80,8 @@ SOURCE_PACKAGES: Final = ("gateway", "policy")
 """The packages whose sources the manifest covers: everything mypyc read of this project."""
 
 PURE_ENV: Final = "STOPGATE_PURE_PYTHON"
+COMPILE_OFF: Final = frozenset({"0", "false", "no", "off"})
+"""``STOPGATE_COMPILE`` values (install time, ``setup.py``) that build without compiling."""
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 
 
