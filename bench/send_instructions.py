@@ -11,7 +11,9 @@ pair (refused 21610), (p) the same allowed sends through ``bench/passthrough_pro
 Stopgate (the Python floor of ``bench/suite.py``: the ratio b/p is the CPU cost of a send against
 a proxy that checks nothing), each in a process of its own. Each ``--gateway-src`` tree (e.g. ``git
 worktree add /tmp/old <commit>``) is measured the same way, so two versions compare as a ratio of
-instruction counts, whatever else the machine is doing. Needs ``valgrind``.
+instruction counts, whatever else the machine is doing. ``--keep DIR`` keeps callgrind's output
+files there, for ``callgrind_annotate`` (where the instructions go, by function or by library).
+Needs ``valgrind``.
 """
 
 from __future__ import annotations
@@ -199,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gateway-src", action="append", default=[], help="another tree")
     parser.add_argument("--scenarios", default="bc")
     parser.add_argument("--json")
+    parser.add_argument("--keep", metavar="DIR", help="keep callgrind's output files here")
     parser.add_argument(
         "--env",
         action="append",
@@ -221,6 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 total = measure(source, scenario, options.sends, Path(tmp), options.env)
                 per_send = total / options.sends
                 figures.setdefault(name, {})[scenario] = round(per_send)
+                if options.keep:
+                    keep = Path(options.keep)
+                    keep.mkdir(parents=True, exist_ok=True)
+                    for kept in Path(tmp).glob("callgrind.*.out"):
+                        shutil.copy2(kept, keep / kept.name)
                 print(f"{name} ({scenario}): {per_send:,.0f} instructions per send", flush=True)
     mine = figures["this tree"]
     if "b" in mine and "p" in mine:

@@ -333,9 +333,11 @@ def run_loadgen(
     cpus: frozenset[int] | None,
     workdir: Path,
     rate: float = 0.0,
+    interleave: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Run ``bench/loadgen.py`` on Twilio sends to ``scenario.numbers``: closed loop, or open
-    loop at ``rate`` requests/s when given."""
+    loop at ``rate`` requests/s when given; an open loop offers the same rate to each port of
+    ``interleave`` too, interleaved (the result's ``targets`` has one entry per port)."""
     spec = {
         "host": HOST,
         "port": port,
@@ -348,6 +350,15 @@ def run_loadgen(
         "prime": True,
         "watch": watch,
         "rate": rate,
+        "interleave": [
+            {
+                "port": other,
+                "requests": [
+                    base64.b64encode(send_request(other, to)).decode() for to in scenario.numbers
+                ],
+            }
+            for other in interleave
+        ],
     }
     spec_path = workdir / f"spec-{scenario.key}.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")

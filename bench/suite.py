@@ -21,7 +21,9 @@ simulator) and measures, each for a bounded time:
      durable), ``--connections`` at a time on keep-alive connections opened by a warm-up wave,
      and the time until the carrier simulator receives each confirmation;
 (ol) open loop at ``--rate`` sends/s (default 500) offered at a constant rate, direct to the
-     upstream and through Stopgate: the latency Stopgate adds.
+     upstream and through Stopgate, interleaved in one run (each path offered the rate, its
+     sends half an interval after the other's): the latency Stopgate adds, both paths measured
+     at the same moments.
 
 Closed-loop load is ``wrk`` with ``bench/wrk_send.lua`` (the request bytes of each dialect);
 open-loop load is ``bench/loadgen.py`` in its constant-rate mode. The closed-loop scenarios
@@ -764,48 +766,61 @@ class Suite:
             stop_process(self.processes, gateway)
 
     def open_loop(self, gateway: subprocess.Popen[bytes], port: int) -> None:
+        """Both open-loop rows from one interleaved run: the direct path and the path through
+        Stopgate are each offered ``--rate``, their sends staggered by half an interval, so the
+        two latencies meet the same machine at the same moments."""
         recipients = tuple(number(ALLOWED_BASE, i) for i in range(WARM_RECIPIENTS))
-        for key, title, target, sut in (
-            (
-                "ol-direct",
-                f"open loop {self.args.rate:g}/s, direct to (a)",
-                self.upstream_port,
-                self.upstream,
-            ),
-            ("ol-stopgate", f"open loop {self.args.rate:g}/s, through Stopgate", port, gateway),
+        assert self.upstream is not None
+        title = f"open loop {self.args.rate:g}/s"
+        warmup = max(self.args.warmup, 1.0)
+        cpu_before = {
+            "upstream": tree_cpu_seconds(self.upstream.pid),
+            "gateway": tree_cpu_seconds(gateway.pid),
+        }
+        result = run_loadgen(
+            self.processes,
+            Scenario("ol", title, "", recipients, 201, None),
+            self.upstream_port,
+            connections=self.args.connections * 2,
+            duration=self.args.duration,
+            warmup=warmup,
+            watch={},
+            cpus=self.pinning.harness,
+            workdir=self.workdir,
+            rate=self.args.rate,
+            interleave=(port,),
+        )
+        # Sent per path, over warm-up and window alike (both send at the same rate).
+        sent = result["targets"][0]["requests"] + self.args.rate * warmup
+        # The upstream serves both paths alike: half its CPU is the direct path's.
+        cpu = {
+            "upstream": (tree_cpu_seconds(self.upstream.pid) - cpu_before["upstream"]) / 2,
+            "gateway": tree_cpu_seconds(gateway.pid) - cpu_before["gateway"],
+        }
+        for key, path, target, measured in (
+            ("ol-direct", "direct to (a)", result["targets"][0], self.upstream),
+            ("ol-stopgate", "through Stopgate", result["targets"][1], gateway),
         ):
-            row = self.row(key, title)
-            assert sut is not None
-            cpu_before = tree_cpu_seconds(sut.pid)
-            result = run_loadgen(
-                self.processes,
-                Scenario(key, title, "", recipients, 201, None),
-                target,
-                connections=self.args.connections * 2,
-                duration=self.args.duration,
-                warmup=max(self.args.warmup, 1.0),
-                watch={},
-                cpus=self.pinning.harness,
-                workdir=self.workdir,
-                rate=self.args.rate,
-            )
-            cpu = tree_cpu_seconds(sut.pid) - cpu_before
-            sent = result["requests"] + self.args.rate * max(self.args.warmup, 1.0)
+            row = self.row(key, f"{title}, {path}")
             row.figures = {
-                "rps": result["rps"],
-                "p50_ms": result["p50_ms"],
-                "p99_ms": result["p99_ms"],
-                "p999_ms": result["p999_ms"],
-                # Over warm-up and window alike, as both send at the same rate.
-                "cpu_us_per_request": cpu * 1e6 / sent if sent else None,
-                "peak_rss_mib": tree_peak_rss_mib(sut.pid),
+                "rps": target["rps"],
+                "p50_ms": target["p50_ms"],
+                "p99_ms": target["p99_ms"],
+                "p999_ms": target["p999_ms"],
+                "cpu_us_per_request": (
+                    cpu["gateway" if measured is gateway else "upstream"] * 1e6 / sent
+                    if sent
+                    else None
+                ),
+                "peak_rss_mib": tree_peak_rss_mib(measured.pid),
             }
             row.details = {
-                "requests": result["requests"],
+                "requests": target["requests"],
                 "offered_rps": self.args.rate,
-                "error_count": result["error_count"],
-                "errors": result["errors"],
-                "statuses": result["statuses"],
+                "interleaved_with": "ol-stopgate" if key == "ol-direct" else "ol-direct",
+                "error_count": target["error_count"],
+                "errors": target["errors"],
+                "statuses": target["statuses"],
                 "backlog_at_end": result["backlog_at_end"],
             }
 
