@@ -649,6 +649,7 @@ class Suite:
             STOPGATE_SPOOL_PATH=str(self.workdir / f"{name}-spool.jsonl"),
             **(env or {}),
         )
+        environment.update(item.partition("=")[::2] for item in self.args.env)
         command = [
             *stopgate_command(self.args.gateway_src),
             "serve",
@@ -1351,6 +1352,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--gateway-src", metavar="DIR", help="run the gateway from this tree")
     parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="STOPGATE_NAME=VALUE",
+        help="a setting for every Stopgate the suite starts (repeatable), e.g. for an A/B of it",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=None,
@@ -1401,6 +1409,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.cycles < 0 or args.cycles % 2 or args.slice < 1:
         # An even count runs each order (forward, reversed) equally often.
         parser.error("cycles must be even (0 to skip) and a slice lasts at least 1 s")
+    for item in args.env:
+        if "=" not in item or not item.startswith("STOPGATE_"):
+            parser.error(f"--env takes STOPGATE_NAME=VALUE, not {item!r}")
     return args
 
 
@@ -1536,6 +1547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "machine": platform.machine(),
                 "cpus_available": sorted(os.sched_getaffinity(0)),
                 "cpu_pinning": pinning.note,
+                "gateway_env": args.env,
                 "busy_before_percent": busy,
                 "event_loop": event_loop_name(),
                 "send_path": build,
