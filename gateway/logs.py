@@ -15,18 +15,22 @@ values and passwords in URLs (a store URL ``postgresql://user:password@host/db``
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
-import re
 import sys
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from gateway.config import LOG_LEVELS, Secret, Settings
+from gateway.log_lines import (
+    Scrubber,
+    Timestamps,
+    encode,
+    fields_line,
+    head,
+    jsonable,
+)
 
-MASK = "********"
 LEVELS = LOG_LEVELS
 FORMATS = ("json", "text")
 
@@ -36,131 +40,6 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
     "asctime",
     "taskName",
 }
-
-_CREDENTIAL_WORDS = (
-    ("authorization",),
-    ("bearer", "basic"),
-    ("://",),
-    ("x-twilio-signature", "verification-token", "validation-token", "x-stopgate-signature"),
-)
-"""For each of :data:`_CREDENTIAL_PATTERNS`, words one of which any match contains. On ASCII
-text (where lower-casing is exactly what the patterns' IGNORECASE does) a pattern none of whose
-words occur cannot match, so it is not run: most log lines contain none of them."""
-
-_CREDENTIAL_PATTERNS = (
-    # "Authorization: bearer xyz", "'Authorization': 'Basic xyz'", "authorization=xyz"
-    re.compile(
-        r"(?i)((?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?)(?:(?:bearer|basic|digest)\s+)?"
-        r"[^\s'\",;}\\]+"
-    ),
-    re.compile(r"(?i)\b((?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]{8,}"),
-    # userinfo of a URL: scheme://user:password@host
-    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@'\"\\]*:)[^@\s/'\"\\]+(@)"),
-    # X-Twilio-Signature / Verification-Token / Validation-Token header values
-    re.compile(
-        r"(?i)((?:x-twilio-signature|verification-token|validation-token|x-stopgate-signature)"
-        r"['\"]?\s*[:=]\s*['\"]?)[^\s'\",;}\\]+"
-    ),
-)
-
-
-_CREDENTIAL_FIELDS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "x-twilio-signature",
-        "verification-token",
-        "validation-token",
-        "x-stopgate-signature",
-    }
-)
-"""Field names whose whole value is a credential, whatever its type."""
-
-_ANY_CREDENTIAL_WORD = ("authorization", "bearer", "basic", "://", "signature", "token")
-"""Each word of :data:`_CREDENTIAL_WORDS` contains one of these (a unit test holds it)."""
-
-_PATTERN_WORDS = tuple(zip(_CREDENTIAL_PATTERNS, _CREDENTIAL_WORDS, strict=True))
-
-
-class Scrubber:
-    """Replaces secret values and credential-looking text with ``********``."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first, so a secret containing another is masked whole. Very short values
-        # (a misconfiguration) would mask half of every line: they are still masked, but only
-        # as whole words.
-        values = sorted({s for s in secrets if s}, key=len, reverse=True)
-        self._exact = [v for v in values if len(v) >= 6]
-        # As they appear inside a JSON string (quotes, backslashes, control characters).
-        self._escaped = [e for e in (json.dumps(v)[1:-1] for v in self._exact) if e]
-        short = [re.escape(v) for v in values if len(v) < 6]
-        self._short = re.compile(r"\b(?:" + "|".join(short) + r")\b") if short else None
-
-    def json_text(self, serialised: str) -> str:
-        """Scrub a serialised JSON document without touching its syntax: secrets are matched
-        as they appear escaped, and no pattern replaces a quote or a backslash.
-
-        One case the text alone cannot get right: a field named like a credential
-        (``"Authorization": 42``) whose value is not a string would be masked bare, which is no
-        JSON. Whenever a mask made the text unreadable, the document is scrubbed value by value
-        instead (rare: only lines with a credential's key word get this far)."""
-        scrubbed = self._scrub(serialised, self._escaped)
-        if scrubbed == serialised:
-            return scrubbed
-        try:
-            json.loads(scrubbed)
-        except ValueError:
-            return _encode(self._document(json.loads(serialised)))
-        return scrubbed
-
-    def _document(self, value: Any, key: str = "") -> Any:
-        if key.lower() in _CREDENTIAL_FIELDS:
-            return MASK
-        if isinstance(value, str):
-            return self(value)
-        if isinstance(value, list):
-            return [self._document(item) for item in value]
-        if isinstance(value, dict):
-            return {self(k): self._document(item, k) for k, item in value.items()}
-        return value
-
-    def __call__(self, text: str) -> str:
-        return self._scrub(text, self._exact)
-
-    def _scrub(self, text: str, values: list[str]) -> str:
-        for value in values:
-            if value in text:
-                text = text.replace(value, MASK)
-        if self._short is not None:
-            text = self._short.sub(MASK, text)
-        return _mask_credentials(text)
-
-
-def _mask_credentials(text: str) -> str:
-    lowered = text.lower() if text.isascii() else None
-    if lowered is not None:
-        # The usual line has none of the key words: one short pass says so.
-        for word in _ANY_CREDENTIAL_WORD:
-            if word in lowered:
-                break
-        else:
-            return text
-    for pattern, words in _PATTERN_WORDS:
-        if lowered is not None:
-            for word in words:
-                if word in lowered:
-                    break
-            else:
-                continue
-        text = pattern.sub(_masked, text)
-        if lowered is not None:
-            lowered = text.lower()
-    return text
-
-
-def _masked(match: re.Match[str]) -> str:
-    """The match with its credential part replaced (group 1 before it, group 2 after it)."""
-    return match.group(1) + MASK + (match.group(2) if match.lastindex == 2 else "")
 
 
 def settings_secrets(settings: Settings) -> list[str]:
@@ -182,84 +61,34 @@ def settings_secrets(settings: Settings) -> list[str]:
     return found
 
 
-_PLAIN = frozenset({str, int, float, bool, type(None)})
-
-
-def _jsonable(value: Any) -> Any:
-    kind = type(value)
-    if kind in _PLAIN:  # the usual case, without isinstance's subclass walk
-        return value
-    if kind is list and all(type(v) in _PLAIN for v in value):
-        return value
-    if isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
-    return str(value)
-
-
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {
         k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
     }
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-"""Made once: ``json.dumps`` with these options builds an encoder for every line."""
-
-
-def _one_encoder() -> Callable[[Any], str]:
-    """``_ENCODER.encode``, with the C encoder built once rather than per call when the
-    interpreter has one (the same text either way: the options are the same)."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return _ENCODER.encode
-    iterencode = make(
-        None,  # no circularity check: log fields are plain values
-        _ENCODER.default,
-        json.encoder.encode_basestring,
-        None,
-        ":",
-        ",",
-        False,
-        False,
-        True,
-    )
-
-    def encode(value: Any) -> str:
-        if isinstance(value, str):
-            return json.encoder.encode_basestring(value)
-        return "".join(iterencode(value, 0))
-
-    return encode
-
-
-_encode = _one_encoder()
-_HEAD_KEYS = frozenset({"ts", "level", "logger", "msg"})
-_HEAD_TAILS: dict[tuple[str, str, str], str] = {}
-"""``"level":…,"logger":…,"msg":…`` encoded, per (level, logger, message) of hot-path lines."""
-
-
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; see the module's docstring for the fields."""
+    """One JSON object per line; see the module's docstring for the fields. The line's text is
+    made by :mod:`gateway.log_lines`."""
 
     def __init__(self, scrubber: Scrubber | None = None) -> None:
         super().__init__()
         self.scrub = scrubber or Scrubber()
+        self._stamps = Timestamps()
 
     def format(self, record: logging.LogRecord) -> str:
-        line = self._head(record.created, record.levelname, record.name, record.getMessage())
+        line = head(
+            self._stamps, record.created, record.levelname, record.name, record.getMessage()
+        )
         for key, value in _extras(record).items():
-            line.setdefault(key, _jsonable(value))
+            line.setdefault(key, jsonable(value))
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:
             line["exc"] = record.exc_text
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return self.serialise(line)
+        return self.scrub.json_text(encode(line))
 
     def fields_line(
         self,
@@ -270,46 +99,8 @@ class JsonFormatter(logging.Formatter):
         members: str | None = None,
     ) -> str:
         """The line ``format`` makes of a record with these ``extra`` fields, built without one
-        (``fields`` must hold JSON values: str, int, float, bool, None, lists and dicts of them).
-        ``members``, when given, is ``fields`` already encoded by the caller (the members of
-        the JSON object, without braces: what ``_encode(fields)[1:-1]`` gives)."""
-        if not fields or _HEAD_KEYS.intersection(fields):
-            line = self._head(time.time(), level, logger, message)
-            for key, value in fields.items():
-                line.setdefault(key, value)
-            return self.serialise(line)
-        # The usual case, spliced from parts: the head's fixed part is encoded once per
-        # (level, logger, message), the fields in one call, and the result is the same text.
-        head = _HEAD_TAILS.get((level, logger, message))
-        if head is None:
-            head = _ENCODER.encode({"level": level, "logger": logger, "msg": message})[1:-1]
-            if len(_HEAD_TAILS) < 1024:
-                _HEAD_TAILS[(level, logger, message)] = head
-        if members is None:
-            members = _encode(fields)[1:-1]
-        text = f'{{"ts":"{self._timestamp(time.time())}",{head},{members}}}'
-        return self.scrub.json_text(text)
-
-    def serialise(self, line: dict[str, Any]) -> str:
-        # One pass over the serialised line covers every field, nested values included.
-        return self.scrub.json_text(_encode(line))
-
-    _second: tuple[int, str] = (-1, "")
-
-    def _head(self, created: float, level: str, logger: str, message: str) -> dict[str, Any]:
-        return {"ts": self._timestamp(created), "level": level, "logger": logger, "msg": message}
-
-    def _timestamp(self, created: float) -> str:
-        # The date and time to the second are formatted once a second (datetime's isoformat
-        # per line cost more than the rest of a send's line).
-        seconds = int(created)
-        second, prefix = self._second
-        if seconds != second:
-            at = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
-            prefix = at.strftime("%Y-%m-%dT%H:%M:%S")
-            self._second = (seconds, prefix)
-        micros = min(int((created - seconds) * 1_000_000), 999_999)
-        return f"{prefix}.{micros:06d}Z"
+        (see :func:`gateway.log_lines.fields_line`)."""
+        return fields_line(self.scrub, self._stamps, level, logger, message, fields, members)
 
 
 class TextFormatter(logging.Formatter):
@@ -324,7 +115,7 @@ class TextFormatter(logging.Formatter):
         extras = _extras(record)
         if extras:
             pairs = " ".join(
-                f"{k}={json.dumps(_jsonable(v), ensure_ascii=False)}" for k, v in extras.items()
+                f"{k}={json.dumps(jsonable(v), ensure_ascii=False)}" for k, v in extras.items()
             )
             head, sep, tail = text.partition("\n")  # keep a traceback below the line
             text = f"{head} {pairs}{sep}{tail}"

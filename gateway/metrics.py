@@ -10,7 +10,6 @@ time: the consent cache (hits, misses, entries: :class:`_CacheCollector`) and, t
 
 from __future__ import annotations
 
-import bisect
 import functools
 import inspect
 import logging
@@ -25,6 +24,7 @@ from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from gateway.logs import log_fields
+from gateway.metric_children import CounterChild, HistogramChild
 from policy.categories import RULE_REASONS
 from policy.consent import BlockReason
 
@@ -85,7 +85,7 @@ class _LoopMetric(Generic[_Child]):
         raise NotImplementedError
 
 
-class LoopHistogram(_LoopMetric["_LoopHistogramChild"]):
+class LoopHistogram(_LoopMetric[HistogramChild]):
     """A labelled histogram, exposed exactly like prometheus_client's ``Histogram``
     (``_bucket`` / ``_count`` / ``_sum`` samples) but observed without locks: a bisect and two
     additions, against a locked update per bucket and per sum."""
@@ -102,8 +102,8 @@ class LoopHistogram(_LoopMetric["_LoopHistogramChild"]):
         self._bounds = tuple(float(b) for b in buckets)
         super().__init__(name, documentation, labelnames, registry=registry)
 
-    def _new_child(self) -> _LoopHistogramChild:
-        return _LoopHistogramChild(self._bounds)
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self._bounds)
 
     def describe(self) -> Iterator[HistogramMetricFamily]:
         yield HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
@@ -124,25 +124,12 @@ def _le(bound: float) -> str:
     return "+Inf" if bound == math.inf else repr(bound)
 
 
-class _LoopHistogramChild:
-    __slots__ = ("_bounds", "counts", "total")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self._bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self._bounds, value)] += 1
-        self.total += value
-
-
-class LoopCounter(_LoopMetric["_LoopCounterChild"]):
+class LoopCounter(_LoopMetric[CounterChild]):
     """A labelled counter, exposed exactly like prometheus_client's ``Counter`` (``_total`` and
     ``_created`` samples) but incremented without a lock: one addition, against a locked one."""
 
-    def _new_child(self) -> _LoopCounterChild:
-        return _LoopCounterChild()
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def describe(self) -> Iterator[CounterMetricFamily]:
         yield CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
@@ -155,19 +142,6 @@ class LoopCounter(_LoopMetric["_LoopCounterChild"]):
         for values, child in list(self._children.items()):
             family.add_metric(list(values), child.value, created=child.created if created else None)
         yield family
-
-
-class _LoopCounterChild:
-    __slots__ = ("created", "value")
-
-    def __init__(self) -> None:
-        self.value = 0.0
-        self.created = time.time()
-
-    def inc(self, amount: float = 1) -> None:
-        if amount < 0:
-            raise ValueError("Counters can only be incremented by non-negative amounts.")
-        self.value += amount
 
 
 class Metrics:

@@ -60,6 +60,8 @@ COMPILED_MODULES: Final = (
     "gateway.dialects.ringcentral",
     "gateway.dialects.twilio",
     "gateway.front",
+    "gateway.log_lines",
+    "gateway.metric_children",
     "gateway.routing",
     "gateway.send_request",
     "gateway.sending",

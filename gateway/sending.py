@@ -373,7 +373,9 @@ class _RequestIds:
         self._counter = itertools.count()
 
     def next(self) -> str:
-        return f"{self._prefix}{next(self._counter) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+        # 16 hex digits, zero-padded: hex() of the count with a 65th bit set, after "0x1" (a
+        # format spec is parsed on every call; compiled, this is a fraction of its cost).
+        return self._prefix + hex(next(self._counter) & 0xFFFF_FFFF_FFFF_FFFF | 1 << 64)[3:]
 
 
 _request_ids = _RequestIds()

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.logs import _encode
+from gateway.log_lines import encode
 from gateway.sending import _decision_members
 
 TEXT = st.text(max_size=24)
@@ -46,4 +46,4 @@ def decision_fields(draw: st.DrawFn) -> dict[str, Any]:
 @settings(max_examples=400, deadline=None)
 @given(decision_fields())
 def test_the_template_is_the_encoders_text(fields: dict[str, Any]) -> None:
-    assert _decision_members(fields) == _encode(fields)[1:-1]
+    assert _decision_members(fields) == encode(fields)[1:-1]

@@ -9,7 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.logs import _ENCODER, JsonFormatter, Scrubber, _encode
+from gateway.log_lines import ENCODER, Scrubber, encode
+from gateway.logs import JsonFormatter
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False),
@@ -20,7 +21,7 @@ JSON_VALUES = st.recursive(
 
 @given(JSON_VALUES)
 def test_the_encoder_built_once_writes_what_the_encoder_writes(value: Any) -> None:
-    assert _encode(value) == _ENCODER.encode(value)
+    assert encode(value) == ENCODER.encode(value)
 
 
 _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gateway.logs import _CREDENTIAL_PATTERNS, _mask_credentials, _masked
+from gateway.log_lines import CREDENTIAL_PATTERNS, mask_credentials, masked
 
 FRAGMENTS = [
     "Authorization: ",
@@ -39,8 +39,8 @@ FRAGMENTS = [
 
 
 def every_pattern(text: str) -> str:
-    for pattern in _CREDENTIAL_PATTERNS:
-        text = pattern.sub(_masked, text)
+    for pattern in CREDENTIAL_PATTERNS:
+        text = pattern.sub(masked, text)
     return text
 
 
@@ -51,12 +51,12 @@ def every_pattern(text: str) -> str:
 @example("Authorızation: secret")
 @example('{"msg":"send decided","to":["+16505550111"],"decision":"allowed"}')
 def test_the_shortcut_masks_exactly_what_every_pattern_masks(text: str) -> None:
-    assert _mask_credentials(text) == every_pattern(text)
+    assert mask_credentials(text) == every_pattern(text)
 
 
 def test_the_first_pass_words_cover_every_credential_word() -> None:
-    from gateway.logs import _ANY_CREDENTIAL_WORD, _CREDENTIAL_WORDS
+    from gateway.log_lines import ANY_CREDENTIAL_WORD, CREDENTIAL_WORDS
 
-    for words in _CREDENTIAL_WORDS:
+    for words in CREDENTIAL_WORDS:
         for word in words:
-            assert any(short in word for short in _ANY_CREDENTIAL_WORD), word
+            assert any(short in word for short in ANY_CREDENTIAL_WORD), word
