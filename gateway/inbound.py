@@ -32,7 +32,7 @@ from gateway.dialects.base import InboundMessage, media_type, refuse_foreign_cha
 from gateway.errors import BadRequest, StoreUnavailable
 from gateway.events import follow_up_for
 from gateway.keys import CLIENT, INDEX, KEYWORDS, METRICS, OUTBOX_WAKE, SETTINGS, SPOOL
-from gateway.logs import log_fields
+from gateway.log_lines import log_fields
 from gateway.outbox import FORWARD, RINGCENTRAL_REPLY, forward_request
 from gateway.spool import SpooledEvent
 from gateway.store.base import ConsentChange, OutboxItem, ReviewEntry

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import re
 import time
 from collections.abc import Iterable
@@ -258,3 +259,74 @@ def fields_line(
     if members is None:
         members = encode(fields)[1:-1]
     return scrubber.json_text(f'{{"ts":"{stamps.text(time.time())}",{fixed},{members}}}')
+
+
+_direct_handler_type: type | None = None
+_direct_formatter_type: type | None = None
+
+
+def register_direct(handler_type: type, formatter_type: type) -> None:
+    """Name Stopgate's handler and JSON formatter (:mod:`gateway.logs`, which imports this
+    module), for :func:`log_fields`. The handler has ``write_line(line)``; the formatter
+    ``scrub`` (a :class:`Scrubber`) and ``stamps`` (:class:`Timestamps`)."""
+    global _direct_handler_type, _direct_formatter_type
+    _direct_handler_type, _direct_formatter_type = handler_type, formatter_type
+
+
+def log_fields(
+    logger: logging.Logger,
+    level: int,
+    message: str,
+    fields: dict[str, Any],
+    members: str | None = None,
+) -> None:
+    """``logger.log(level, message, extra=fields)``, for the lines of the hot path (a send's
+    decision): when the line would go only to Stopgate's own JSON handler, it is made and
+    written directly, without a ``LogRecord`` (the same line, at a fraction of the cost);
+    otherwise, e.g. with another handler or a filter anywhere on the way, it is logged as usual.
+    ``fields`` must hold JSON values only; ``members`` as in :func:`fields_line`."""
+    if not logger.isEnabledFor(level):
+        return
+    handler = direct_handler(logger)
+    formatter_type = _direct_formatter_type
+    if (
+        handler is None
+        or formatter_type is None
+        or not isinstance(handler.formatter, formatter_type)
+    ):
+        logger.log(level, message, extra=fields)
+        return
+    if level < handler.level:
+        return
+    formatter: Any = handler.formatter
+    line = fields_line(
+        formatter.scrub,
+        formatter.stamps,
+        logging.getLevelName(level),
+        logger.name,
+        message,
+        fields,
+        members,
+    )
+    handler.write_line(line)
+
+
+def direct_handler(logger: logging.Logger) -> Any:
+    """Stopgate's handler, when it is the only handler and nothing filters on the way; else
+    None."""
+    handler_type = _direct_handler_type
+    if handler_type is None:
+        return None
+    current: logging.Logger | None = logger
+    found: Any = None
+    while current is not None:
+        if current.filters:
+            return None
+        for handler in current.handlers:
+            if found is not None or not isinstance(handler, handler_type) or handler.filters:
+                return None
+            found = handler
+        if not current.propagate:
+            break
+        current = current.parent
+    return found

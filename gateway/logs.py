@@ -29,6 +29,7 @@ from gateway.log_lines import (
     fields_line,
     head,
     jsonable,
+    register_direct,
 )
 
 LEVELS = LOG_LEVELS
@@ -74,12 +75,10 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, scrubber: Scrubber | None = None) -> None:
         super().__init__()
         self.scrub = scrubber or Scrubber()
-        self._stamps = Timestamps()
+        self.stamps = Timestamps()
 
     def format(self, record: logging.LogRecord) -> str:
-        line = head(
-            self._stamps, record.created, record.levelname, record.name, record.getMessage()
-        )
+        line = head(self.stamps, record.created, record.levelname, record.name, record.getMessage())
         for key, value in _extras(record).items():
             line.setdefault(key, jsonable(value))
         if record.exc_info:
@@ -100,7 +99,7 @@ class JsonFormatter(logging.Formatter):
     ) -> str:
         """The line ``format`` makes of a record with these ``extra`` fields, built without one
         (see :func:`gateway.log_lines.fields_line`)."""
-        return fields_line(self.scrub, self._stamps, level, logger, message, fields, members)
+        return fields_line(self.scrub, self.stamps, level, logger, message, fields, members)
 
 
 class TextFormatter(logging.Formatter):
@@ -153,48 +152,8 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.handleError(logging.makeLogRecord({"msg": "log write failed"}))
 
 
-def log_fields(
-    logger: logging.Logger,
-    level: int,
-    message: str,
-    fields: dict[str, Any],
-    members: str | None = None,
-) -> None:
-    """``logger.log(level, message, extra=fields)``, for the lines of the hot path (a send's
-    decision): when the line would go only to Stopgate's own JSON handler, it is formatted and
-    queued directly, without a ``LogRecord`` (the same line, at a fraction of the cost);
-    otherwise, e.g. with another handler or a filter anywhere on the way, it is logged as usual.
-    ``fields`` must hold JSON values only; ``members`` as in :meth:`JsonFormatter.fields_line`."""
-    if not logger.isEnabledFor(level):
-        return
-    handler = _direct_handler(logger)
-    if handler is None or not isinstance(handler.formatter, JsonFormatter):
-        logger.log(level, message, extra=fields)
-        return
-    if level < handler.level:
-        return
-    handler.write_line(
-        handler.formatter.fields_line(
-            logging.getLevelName(level), logger.name, message, fields, members
-        )
-    )
-
-
-def _direct_handler(logger: logging.Logger) -> _Handler | None:
-    """Stopgate's handler, when it is the only handler and nothing filters on the way."""
-    current: logging.Logger | None = logger
-    found: _Handler | None = None
-    while current is not None:
-        if current.filters:
-            return None
-        for handler in current.handlers:
-            if found is not None or not isinstance(handler, _Handler) or handler.filters:
-                return None
-            found = handler
-        if not current.propagate:
-            break
-        current = current.parent
-    return found
+# Lines of the hot path skip the LogRecord when they go only to this handler with this format.
+register_direct(_Handler, JsonFormatter)
 
 
 def configure(

@@ -23,7 +23,7 @@ from prometheus_client import Info as InfoMetric
 from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from gateway.logs import log_fields
+from gateway.log_lines import log_fields
 from gateway.metric_children import CounterChild, HistogramChild
 from policy.categories import RULE_REASONS
 from policy.consent import BlockReason

@@ -45,7 +45,7 @@ from gateway.keys import (
     SEND_CLIENT,
     SETTINGS,
 )
-from gateway.logs import log_fields
+from gateway.log_lines import log_fields
 from gateway.refusals import (
     DECISION_HEADER,
     refuse,
