@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.log_lines import ENCODER, Scrubber, encode
+from gateway.log_lines import ENCODER, Scrubber, Timestamps, encode
 from gateway.logs import JsonFormatter
 
 JSON_VALUES = st.recursive(
@@ -52,3 +53,15 @@ def test_a_credential_named_field_of_any_type_is_masked_and_the_line_stays_json(
     line = json.loads(formatter.fields_line("INFO", "stopgate.test", "m", fields))
     assert line["a"] == {"AUTHORIZATION": "********", "Proxy-Authorization": "********"}
     assert line["b"] == "x ********"
+
+
+@given(st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False))
+def test_timestamps_are_iso_8601_utc_to_the_microsecond(created: float) -> None:
+    # The second's text is cached, the microseconds padded without a format spec: the result is
+    # what datetime writes for the same instant (microseconds truncated, as the cache takes them).
+    seconds = int(created)
+    micros = min(int((created - seconds) * 1_000_000), 999_999)
+    expected = datetime.datetime.fromtimestamp(seconds, datetime.UTC).replace(microsecond=micros)
+    stamps = Timestamps()
+    assert stamps.text(created) == expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert stamps.text(created) == stamps.text(created)  # and from the cache alike

@@ -45,3 +45,15 @@ def test_a_forked_worker_draws_ids_of_its_own() -> None:
     child, parent = result.stdout.split()
     assert re.fullmatch(r"[0-9a-f]{32}", child) and re.fullmatch(r"[0-9a-f]{32}", parent)
     assert child[:16] != parent[:16]
+
+
+def test_the_counter_part_is_zero_padded_hex_of_the_count() -> None:
+    ids = _request_ids.__class__()
+    ids._counter = iter([0, 255, 2**64 - 1, 2**64 + 5])  # the count wraps at 64 bits
+    prefix = ids._prefix
+    assert [ids.next() for _ in range(4)] == [
+        prefix + "0" * 16,
+        prefix + "0" * 14 + "ff",
+        prefix + "f" * 16,
+        prefix + "0" * 15 + "5",
+    ]
