@@ -14,6 +14,7 @@ import os
 
 from aiohttp import web
 
+from gateway import native
 from gateway.app import create_app
 from gateway.carriersim.app import create_sim_app
 from gateway.carriersim.state import SimCredentials
@@ -46,7 +47,8 @@ def _tour(settings: Settings) -> str:
     basic = f"{account}:{sim.twilio_auth_token}"
     return f"""
 Stopgate demo: gateway {gw} -> carrier simulator http://{SIM_LISTEN[0]}:{SIM_LISTEN[1]}
-store {settings.store}; admin token {DEMO_ADMIN_TOKEN!r}. Try, in another shell:
+store {settings.store}; admin token {DEMO_ADMIN_TOKEN!r}; send path {native.STATE.describe()}.
+Try, in another shell:
 
   # 1. a send goes through (Twilio dialect)
   curl -s -u {basic} {gw}/2010-04-01/Accounts/{account}/Messages.json \\
