@@ -36,6 +36,7 @@ import base64
 import json
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -294,9 +295,10 @@ def dispatch(
     runs: list[Run],
     queues: list[asyncio.Queue[float | None]],
     begin: float,
+    stop: threading.Event,
 ) -> None:
-    """Puts a due time on a run's queue every 1/rate seconds from ``begin`` to the window's end,
-    the runs' due times staggered evenly.
+    """Puts a due time on a run's queue every 1/rate seconds from ``begin`` to the window's end
+    (or until ``stop`` is set, or the loop closed), the runs' due times staggered evenly.
 
     Runs in a thread of its own: an event loop's timers wake up to a millisecond late (uvloop
     counts in milliseconds: late by 0.4 ms at the median here), and as every latency runs from
@@ -308,17 +310,21 @@ def dispatch(
     interval = 1.0 / (runs[0].spec.rate * targets)
     window_end = runs[0].window_end
     sent = 0
-    while (intended := begin + sent * interval) < window_end:
+    while (intended := begin + sent * interval) < window_end and not stop.is_set():
         delay = intended - time.perf_counter()
         if delay > 0:
-            time.sleep(delay)
+            time.sleep(min(delay, 0.1))  # a stop is seen within 0.1 s at any rate
+            continue
         # Everything due by now goes out together (a late wake-up does not lower the rate).
         now = time.perf_counter()
         due: list[tuple[int, float]] = []
         while (intended := begin + sent * interval) <= now and intended < window_end:
             due.append((sent % targets, intended))
             sent += 1
-        loop.call_soon_threadsafe(enqueue, queues, due)
+        try:
+            loop.call_soon_threadsafe(enqueue, queues, due)
+        except RuntimeError:  # the loop is closed: the run is over
+            return
 
 
 def enqueue(queues: list[asyncio.Queue[float | None]], due: list[tuple[int, float]]) -> None:
@@ -431,31 +437,34 @@ async def drive(spec: Spec) -> dict[str, Any]:
     for each in runs:
         each.window_start = begin + spec.warmup
         each.window_end = each.window_start + spec.duration
+    stop = threading.Event()
+    loop = asyncio.get_running_loop()
     dispatcher = (
-        asyncio.get_running_loop().run_in_executor(
-            None, dispatch, asyncio.get_running_loop(), runs, queues, begin
-        )
-        if spec.rate
-        else None
+        loop.run_in_executor(None, dispatch, loop, runs, queues, begin, stop) if spec.rate else None
     )
-    await asyncio.sleep(max(0.0, run.window_start - time.perf_counter()))
-    watch_start = {name: cpu_seconds(pid) for name, pid in spec.watch.items()}
-    own_start = time.process_time()
-    system_start = cpu_times()
-    await asyncio.sleep(max(0.0, run.window_end - time.perf_counter()))
-    watch_end = {name: cpu_seconds(pid) for name, pid in spec.watch.items()}
-    own_end = time.process_time()
-    system_end = cpu_times()
+    try:
+        await asyncio.sleep(max(0.0, run.window_start - time.perf_counter()))
+        watch_start = {name: cpu_seconds(pid) for name, pid in spec.watch.items()}
+        own_start = time.process_time()
+        system_start = cpu_times()
+        await asyncio.sleep(max(0.0, run.window_end - time.perf_counter()))
+        watch_end = {name: cpu_seconds(pid) for name, pid in spec.watch.items()}
+        own_end = time.process_time()
+        system_end = cpu_times()
+        backlogs = [0] * len(queues)
+        if dispatcher is not None:
+            await dispatcher
+            # The thread's last hand-over ran before its end was reported: both go through the
+            # loop's queue of callbacks, in order.
+            backlogs = [due.qsize() for due in queues]
+    finally:
+        # An error or a cancellation (Ctrl-C) ends the thread too, instead of leaving the
+        # interpreter's exit waiting for the window's end.
+        stop.set()
     window = run.window_end - run.window_start
-    backlog = 0
-    if dispatcher is not None:
-        await dispatcher
-        # The thread's last hand-over ran before its end was reported: both go through the
-        # loop's queue of callbacks, in order.
-        backlog = sum(due.qsize() for due in queues)
-        for due in queues:
-            for _ in range(spec.connections):
-                due.put_nowait(None)
+    for due in queues:
+        for _ in range(spec.connections):
+            due.put_nowait(None)
     _, pending = await asyncio.wait(tasks, timeout=GRACE)
     for each in runs:
         each.stop = True
@@ -475,7 +484,10 @@ async def drive(spec: Spec) -> dict[str, Any]:
         cpu[name] = None if started is None or ended is None else 100.0 * (ended - started) / window
     result = latency_summary(run, window)
     if spec.interleave:
-        result["targets"] = [latency_summary(each, window) for each in runs]
+        result["targets"] = [
+            latency_summary(each, window) | {"backlog_at_end": backlog}
+            for each, backlog in zip(runs, backlogs, strict=True)
+        ]
     return result | {
         "primed": primed - len(prime),
         "prime_s": prime_seconds,
@@ -483,7 +495,7 @@ async def drive(spec: Spec) -> dict[str, Any]:
         "cpu_busy_percent": busy_percent(system_start, system_end),
         "connections": spec.connections,
         "offered_rps": spec.rate or None,
-        "backlog_at_end": backlog,
+        "backlog_at_end": sum(backlogs),
     }
 
 

@@ -649,7 +649,12 @@ class Suite:
             STOPGATE_SPOOL_PATH=str(self.workdir / f"{name}-spool.jsonl"),
             **(env or {}),
         )
-        environment.update(item.partition("=")[::2] for item in self.args.env)
+        extra = dict(item.partition("=")[::2] for item in self.args.env)
+        clash = sorted(k for k in extra if k in environment and k.startswith("STOPGATE_"))
+        if clash:
+            # e.g. STOPGATE_FOOTER would turn the footer-off rows footer-on without saying so.
+            raise BenchError(f"--env cannot set what the suite sets for {name}: {clash}")
+        environment.update(extra)
         command = [
             *stopgate_command(self.args.gateway_src),
             "serve",
@@ -791,9 +796,8 @@ class Suite:
             rate=self.args.rate,
             interleave=(port,),
         )
-        # Sent per path, over warm-up and window alike (both send at the same rate).
-        sent = result["targets"][0]["requests"] + self.args.rate * warmup
-        # The upstream serves both paths alike: half its CPU is the direct path's.
+        # The upstream serves both paths, a direct send and a forwarded one alike (about): half
+        # its CPU is the direct path's.
         cpu = {
             "upstream": (tree_cpu_seconds(self.upstream.pid) - cpu_before["upstream"]) / 2,
             "gateway": tree_cpu_seconds(gateway.pid) - cpu_before["gateway"],
@@ -803,6 +807,8 @@ class Suite:
             ("ol-stopgate", "through Stopgate", result["targets"][1], gateway),
         ):
             row = self.row(key, f"{title}, {path}")
+            # Sent on this path, over warm-up and window alike (both at the same rate).
+            sent = target["requests"] + self.args.rate * warmup
             row.figures = {
                 "rps": target["rps"],
                 "p50_ms": target["p50_ms"],
@@ -822,7 +828,7 @@ class Suite:
                 "error_count": target["error_count"],
                 "errors": target["errors"],
                 "statuses": target["statuses"],
-                "backlog_at_end": result["backlog_at_end"],
+                "backlog_at_end": target["backlog_at_end"],
             }
 
     # (e)
@@ -1356,7 +1362,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="STOPGATE_NAME=VALUE",
-        help="a setting for every Stopgate the suite starts (repeatable), e.g. for an A/B of it",
+        help="a setting for every Stopgate the suite starts (repeatable), e.g. for an A/B of it;"
+        " not one the suite sets itself (upstreams, tokens, spool, footer)",
     )
     parser.add_argument(
         "--rounds",

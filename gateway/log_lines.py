@@ -209,19 +209,21 @@ class Timestamps:
     send's line)."""
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        # One tuple, read and replaced whole: a line made on another thread (the store's, the
+        # spool's) never pairs one second with another's text.
+        self._second: tuple[int, str] = (-1, "")
 
     def text(self, created: float) -> str:
         seconds = int(created)
-        if seconds != self._second:
+        second, prefix = self._second
+        if seconds != second:
             at = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
-            self._prefix = at.strftime("%Y-%m-%dT%H:%M:%S")
-            self._second = seconds
+            prefix = at.strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (seconds, prefix)
         micros = min(int((created - seconds) * 1_000_000), 999_999)
         # Six digits, zero-padded: the digits of 1,000,000 + micros after the leading 1 (a
         # format spec is parsed on every call; compiled, this is a fraction of its cost).
-        return f"{self._prefix}.{str(1_000_000 + micros)[1:]}Z"
+        return f"{prefix}.{str(1_000_000 + micros)[1:]}Z"
 
 
 def head(
@@ -268,7 +270,8 @@ _direct_formatter_type: type | None = None
 def register_direct(handler_type: type, formatter_type: type) -> None:
     """Name Stopgate's handler and JSON formatter (:mod:`gateway.logs`, which imports this
     module), for :func:`log_fields`. The handler has ``write_line(line)``; the formatter
-    ``scrub`` (a :class:`Scrubber`) and ``stamps`` (:class:`Timestamps`)."""
+    ``scrub`` and ``stamps``, exactly a :class:`Scrubber` and a :class:`Timestamps` (compiled
+    code checks the types: these classes are not for subclassing)."""
     global _direct_handler_type, _direct_formatter_type
     _direct_handler_type, _direct_formatter_type = handler_type, formatter_type
 

@@ -6,9 +6,11 @@ refused with Twilio's 21610, and the carrier received only the first message."""
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from gateway.demo import DEMO_ADMIN_TOKEN, SIM_LISTEN
@@ -31,6 +33,11 @@ def wait_for_banner(demo: ServiceProcess, timeout: float = 10.0) -> str:
 
 
 def test_the_demo_runs_the_tour_its_banner_prints(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind(SIM_LISTEN)
+        except OSError as exc:
+            pytest.fail(f"the demo's simulator port {SIM_URL} is taken ({exc}): free it and rerun")
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOPGATE_")}
     env["STOPGATE_LISTEN"] = "{listen}"
     demo = ServiceProcess(

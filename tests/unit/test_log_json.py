@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import logging
 from typing import Any
@@ -10,8 +11,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.log_lines import ENCODER, Scrubber, Timestamps, encode
-from gateway.logs import JsonFormatter
+from gateway.log_lines import ENCODER, Scrubber, Timestamps, encode, log_fields
+from gateway.logs import JsonFormatter, _Handler
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False),
@@ -65,3 +66,52 @@ def test_timestamps_are_iso_8601_utc_to_the_microsecond(created: float) -> None:
     stamps = Timestamps()
     assert stamps.text(created) == expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert stamps.text(created) == stamps.text(created)  # and from the cache alike
+
+
+def _own_logger(name: str) -> tuple[logging.Logger, io.StringIO]:
+    """A logger that does not propagate, with Stopgate's handler and JSON format on a buffer
+    (the root logger belongs to pytest here)."""
+    stream = io.StringIO()
+    handler = _Handler(stream)
+    handler.setFormatter(JsonFormatter(Scrubber(["s3cr3t-value"])))
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger, stream
+
+
+def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    for line in lines:
+        assert line.pop("ts")
+    return lines
+
+
+def test_log_fields_writes_the_line_logging_writes_and_yields_to_a_filter_or_another_handler() -> (
+    None
+):
+    fields = {"event": "send", "to": ["+16505550111"], "note": "with s3cr3t-value", "n": 1}
+    logger, stream = _own_logger("stopgate.test.fast")
+    log_fields(logger, logging.INFO, "send decided", fields)  # the direct path
+    logger.info("send decided", extra=fields)  # logging's own
+    direct, logged = _lines(stream)
+    assert direct == logged
+    assert list(direct) == list(logged)
+    assert direct["note"] == "with ********"
+    log_fields(logger, logging.DEBUG, "below the level", fields)
+    assert _lines(stream) == [direct, logged]
+
+    # A filter anywhere on the way is honoured: the line goes through logging.
+    logger.addFilter(lambda record: record.getMessage() != "dropped")
+    log_fields(logger, logging.INFO, "dropped", fields)
+    log_fields(logger, logging.INFO, "kept", fields)
+    assert [line["msg"] for line in _lines(stream)] == ["send decided"] * 2 + ["kept"]
+    logger.filters.clear()
+
+    # So is another handler: both get the line.
+    other = io.StringIO()
+    logger.addHandler(logging.StreamHandler(other))
+    log_fields(logger, logging.INFO, "to both", fields)
+    assert _lines(stream)[-1]["msg"] == "to both"
+    assert other.getvalue() == "to both\n"
