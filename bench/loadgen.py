@@ -462,9 +462,11 @@ async def drive(spec: Spec) -> dict[str, Any]:
         # interpreter's exit waiting for the window's end.
         stop.set()
     window = run.window_end - run.window_start
-    for due in queues:
-        for _ in range(spec.connections):
-            due.put_nowait(None)
+    if dispatcher is not None:
+        # The open loop's workers end on these; the closed loop's read no queue.
+        for due in queues:
+            for _ in range(spec.connections):
+                due.put_nowait(None)
     _, pending = await asyncio.wait(tasks, timeout=GRACE)
     for each in runs:
         each.stop = True

@@ -224,12 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 total = measure(source, scenario, options.sends, Path(tmp), options.env)
                 per_send = total / options.sends
                 figures.setdefault(name, {})[scenario] = round(per_send)
-                if options.keep:
-                    keep = Path(options.keep)
-                    keep.mkdir(parents=True, exist_ok=True)
-                    for kept in Path(tmp).glob("callgrind.*.out"):
-                        shutil.copy2(kept, keep / kept.name)
                 print(f"{name} ({scenario}): {per_send:,.0f} instructions per send", flush=True)
+        if options.keep:
+            keep = Path(options.keep)
+            keep.mkdir(parents=True, exist_ok=True)
+            for kept in Path(tmp).glob("callgrind.*.out"):
+                shutil.copy2(kept, keep / kept.name)
     mine = figures["this tree"]
     if "b" in mine and "p" in mine:
         print(f"(b) / (p), this tree: {mine['b'] / mine['p']:.3f}")

@@ -6,11 +6,10 @@ whatever the call passed in ``extra`` (the send path's ``request_id``, ``dialect
 ``to``, ``decision``, ``reason``, ``segments``; a consent change's ``status``, ``source``, …),
 and ``exc`` with the traceback of an exception.
 
-Scrubbing is the last step of formatting, so it covers the message, its arguments, the extra
-fields and tracebacks alike: the values of the configured secrets (auth tokens, client secret,
-JWT, admin and subscriber secrets), ``Bearer``/``Basic`` credentials, ``Authorization`` header
-values and passwords in URLs (a store URL ``postgresql://user:password@host/db``) become
-``********``. Nothing of ours logs request headers; this is the net under that rule.
+Every configured secret and every credential-looking value (``Bearer``/``Basic`` credentials,
+``Authorization`` header values, passwords in URLs) becomes ``********`` as the last step of
+making a line: see :mod:`gateway.log_lines`, which makes the text of a JSON line. Nothing of
+ours logs request headers; this is the net under that rule.
 """
 
 from __future__ import annotations

@@ -53,14 +53,16 @@ def test_the_demo_runs_the_tour_its_banner_prints(tmp_path: Path) -> None:
         assert f"gateway {demo.url} -> carrier simulator {SIM_URL}" in banner
         assert "send path compiled" in banner or "send path pure Python" in banner
         messages = f"{demo.url}/2010-04-01/Accounts/{SIM.twilio_account_sid}/Messages.json"
-        auth = (SIM.twilio_account_sid, SIM.twilio_auth_token)
 
-        sent = requests.post(
-            messages,
-            data={"To": "(650) 555-0111", "From": SENDER, "Body": "Your order shipped"},
-            auth=auth,
-            timeout=HTTP_TIMEOUT,
-        )
+        def send(to: str, body: str) -> requests.Response:
+            return requests.post(
+                messages,
+                data={"To": to, "From": SENDER, "Body": body},
+                auth=(SIM.twilio_account_sid, SIM.twilio_auth_token),
+                timeout=HTTP_TIMEOUT,
+            )
+
+        sent = send("(650) 555-0111", "Your order shipped")
         assert sent.status_code == 201, sent.text
 
         opted_out = requests.patch(
@@ -71,12 +73,7 @@ def test_the_demo_runs_the_tour_its_banner_prints(tmp_path: Path) -> None:
         )
         assert opted_out.status_code == 200, opted_out.text
 
-        refused = requests.post(
-            messages,
-            data={"To": "tel:+1-650-555-0111", "From": SENDER, "Body": "Sale today"},
-            auth=auth,
-            timeout=HTTP_TIMEOUT,
-        )
+        refused = send("tel:+1-650-555-0111", "Sale today")
         assert refused.status_code == 400, refused.text
         assert refused.json()["code"] == 21610
         assert refused.headers["X-Stopgate-Decision"] == "blocked; reason=opt-out"
