@@ -9,9 +9,14 @@ consent cache is warm and every code path has run once), switches instrumentatio
 count back. Scenarios: (b) allowed sends rotating over 100 recipients, (c) sends to an opted-out
 pair (refused 21610), (p) the same allowed sends through ``bench/passthrough_proxy.py`` instead of
 Stopgate (the Python floor of ``bench/suite.py``: the ratio b/p is the CPU cost of a send against
-a proxy that checks nothing), each in a process of its own. Each ``--gateway-src`` tree (e.g. ``git
-worktree add /tmp/old <commit>``) is measured the same way, so two versions compare as a ratio of
-instruction counts, whatever else the machine is doing. ``--keep DIR`` keeps callgrind's output
+a proxy that checks nothing), and two inbound ones: (s) signed Twilio STOP webhooks, each from a
+new customer (verified, classified, the opt-out committed, TwiML confirmation in the answer), and
+(r) RingCentral STOP webhooks as in ``bench/suite.py`` (g), with the carrier simulator as the
+upstream: the count includes each confirmation's delivery from the outbox, since instrumentation
+stays on until the simulator has received them all. Each scenario runs in a process of its own.
+Each ``--gateway-src`` tree (e.g. ``git worktree add /tmp/old <commit>``) is measured the same
+way, so two versions compare as a ratio of instruction counts, whatever else the machine is
+doing. ``--keep DIR`` keeps callgrind's output
 files there, for ``callgrind_annotate`` (where the instructions go, by function or by library).
 Needs ``valgrind``.
 """
@@ -45,6 +50,7 @@ from send_path import (  # noqa: E402  (the bench directory is on sys.path)
     ROOT,
     BenchError,
     free_port,
+    http,
     number,
     opt_out,
     send_request,
@@ -52,8 +58,21 @@ from send_path import (  # noqa: E402  (the bench directory is on sys.path)
     wait_for_port,
     wait_ready,
 )
+from stop_webhook import webhook as twilio_webhook  # noqa: E402
+from suite import rc_stop_notification  # noqa: E402
+
+from gateway.carriersim.state import SimCredentials  # noqa: E402
 
 ALLOWED_BASE = 6505552000
+INBOUND_BASE = 6505562000
+INBOUND = frozenset("sr")
+SIM = SimCredentials()
+RINGCENTRAL_SIM_ENV = {
+    "STOPGATE_RINGCENTRAL_VERIFICATION_TOKEN": SIM.rc_verification_token,
+    "STOPGATE_RINGCENTRAL_CLIENT_ID": SIM.rc_client_id,
+    "STOPGATE_RINGCENTRAL_CLIENT_SECRET": SIM.rc_client_secret,
+    "STOPGATE_RINGCENTRAL_JWT": SIM.rc_jwt,
+}
 WARMUP_SENDS = 150
 START_TIMEOUT = 240.0
 """Seconds a gateway under valgrind may take to answer /readyz."""
@@ -154,6 +173,8 @@ def measure(
             "--store",
             f"sqlite:///{store}",
         ]
+    if scenario == "r":
+        env.update(RINGCENTRAL_SIM_ENV)
     gateway = [
         "valgrind",
         "--tool=callgrind",
@@ -162,6 +183,15 @@ def measure(
         *served,
     ]
     upstream = [sys.executable, str(HERE / "fast_upstream.py"), "--port", str(upstream_port)]
+    if scenario == "r":
+        upstream = [
+            *stopgate_command(None),
+            "carrier-sim",
+            "--listen",
+            f"{HOST}:{upstream_port}",
+            "--gateway",
+            f"http://{HOST}:{gateway_port}",
+        ]
     with (
         started(upstream, env, workdir / f"upstream.{tag}.log") as up,
         started(gateway, env, workdir / f"gateway.{tag}.log") as gw,
@@ -172,7 +202,11 @@ def measure(
             wait_for_port(gateway_port, gw, "pass-through proxy", workdir / f"gateway.{tag}.log")
         else:
             wait_ready(gateway_port, gw, workdir / f"gateway.{tag}.log")
-        if scenario == "c":
+        if scenario in INBOUND:
+            measure_inbound(scenario, gateway_port, upstream_port, gw.pid, sends)
+            gw.terminate()
+            gw.wait(120)
+        elif scenario == "c":
             blocked = number(BLOCKED_BASE, 0)
             opt_out(gateway_port, admin, [blocked])
             requests = [send_request(gateway_port, blocked)] * sends
@@ -181,18 +215,69 @@ def measure(
             recipients = [number(ALLOWED_BASE, n) for n in range(100)]
             requests = [send_request(gateway_port, recipients[n % 100]) for n in range(sends)]
             expect = 201
-        send_all(gateway_port, requests[:WARMUP_SENDS] + requests[:100], expect)
-        control = shutil.which("callgrind_control") or "callgrind_control"
-        subprocess.run([control, "-i", "on", str(gw.pid)], check=True, capture_output=True)
-        send_all(gateway_port, requests, expect)
-        subprocess.run([control, "-i", "off", str(gw.pid)], check=True, capture_output=True)
-        gw.terminate()
-        gw.wait(120)
+        if scenario not in INBOUND:
+            send_all(gateway_port, requests[:WARMUP_SENDS] + requests[:100], expect)
+            with instrumented(gw.pid):
+                send_all(gateway_port, requests, expect)
+            gw.terminate()
+            gw.wait(120)
     # The dump written at exit holds what was counted while instrumentation was on.
     deadline = time.monotonic() + 30
     while not out_file.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     return callgrind_total(out_file)
+
+
+@contextlib.contextmanager
+def instrumented(pid: int) -> Iterator[None]:
+    """Callgrind counts instructions of ``pid`` only inside this block."""
+    control = shutil.which("callgrind_control") or "callgrind_control"
+    subprocess.run([control, "-i", "on", str(pid)], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run([control, "-i", "off", str(pid)], check=True, capture_output=True)
+
+
+def rc_webhook(port: int, n: int) -> bytes:
+    body = rc_stop_notification(number(INBOUND_BASE, n), SIM.rc_username, f"count-{n}")
+    head = (
+        f"POST /webhooks/ringcentral HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+        f"Content-Type: application/json\r\nVerification-Token: {SIM.rc_verification_token}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def confirmed(sim_port: int) -> int:
+    """How many RingCentral messages the simulator has received (the confirmations)."""
+    status, body = http("GET", f"http://{HOST}:{sim_port}/sim/messages?provider=ringcentral")
+    if status != 200:
+        raise BenchError(f"simulator answered {status}")
+    return len(json.loads(body)["messages"])
+
+
+def wait_confirmed(sim_port: int, count: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while (seen := confirmed(sim_port)) < count:
+        if time.monotonic() > deadline:
+            raise BenchError(f"{seen} of {count} confirmations reached the simulator")
+        time.sleep(0.2)
+
+
+def measure_inbound(scenario: str, port: int, sim_port: int, pid: int, count: int) -> None:
+    """Warm-up STOPs, then ``count`` more counted, each from a customer not seen before."""
+    build = twilio_webhook if scenario == "s" else rc_webhook
+    warm = [build(port, n) for n in range(WARMUP_SENDS)]
+    counted = [build(port, n) for n in range(WARMUP_SENDS, WARMUP_SENDS + count)]
+    send_all(port, warm, 200)
+    if scenario == "r":
+        wait_confirmed(sim_port, len(warm))
+    with instrumented(pid):
+        send_all(port, counted, 200)
+        if scenario == "r":
+            # The confirmations go out after the answers: count them in, then stop.
+            wait_confirmed(sim_port, len(warm) + count)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -224,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 total = measure(source, scenario, options.sends, Path(tmp), options.env)
                 per_send = total / options.sends
                 figures.setdefault(name, {})[scenario] = round(per_send)
-                print(f"{name} ({scenario}): {per_send:,.0f} instructions per send", flush=True)
+                unit = "webhook" if scenario in INBOUND else "send"
+                print(f"{name} ({scenario}): {per_send:,.0f} instructions per {unit}", flush=True)
         if options.keep:
             keep = Path(options.keep)
             keep.mkdir(parents=True, exist_ok=True)

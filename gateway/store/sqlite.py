@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -384,21 +385,50 @@ class _GroupCommit:
 
 
 class _ConnectionThread:
-    """One sqlite3 connection used only from its own single thread."""
+    """One sqlite3 connection used only from its own thread, which runs the work handed to it
+    one piece at a time, in order.
+
+    A queue and a thread of its own rather than an executor: handing a piece of work over and
+    its answer back costs a queue put and one ``call_soon_threadsafe`` this way, against some
+    twenty interpreted calls through ``run_in_executor`` (a future of each kind, a condition, a
+    semaphore), and a STOP burst hands work over several times per webhook.
+    """
 
     def __init__(self, path: str, name: str, busy_timeout: float) -> None:
         self._path = path
+        self._name = name
         self._busy_timeout = busy_timeout
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._closed = False
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
         loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
+            self._thread.start()
+        self._jobs.put((work, future, loop))
         try:
-            return await loop.run_in_executor(self._executor, self._call, work)
+            return await future
         except (sqlite3.Error, OSError, RuntimeError, UnicodeError) as exc:
             raise _unavailable(exc) from exc
+
+    def _serve(self) -> None:
+        """The thread: each job's work, its outcome handed back to the job's event loop."""
+        while (job := self._jobs.get()) is not None:
+            work, future, loop = job
+            if future.cancelled():  # its caller is gone before it started (a benign race)
+                continue
+            try:
+                outcome: tuple[bool, Any] = (True, self._call(work))
+            except BaseException as exc:  # every outcome goes back to its caller
+                outcome = (False, exc)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+                loop.call_soon_threadsafe(_settle, future, *outcome)
 
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
@@ -411,17 +441,38 @@ class _ConnectionThread:
             raise
 
     async def close(self) -> None:
+        """Runs the work handed over before, then closes the connection and ends the thread."""
         if self._closed:
             return
         self._closed = True
+        thread = self._thread
+        if thread is None:
+            return
 
-        def _close() -> None:
+        def close(_: sqlite3.Connection) -> None:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, _close)
-        self._executor.shutdown(wait=True)
+        loop = asyncio.get_running_loop()
+        closed: asyncio.Future[None] = loop.create_future()
+        self._jobs.put((close, closed, loop))
+        self._jobs.put(None)
+        with contextlib.suppress(sqlite3.Error):
+            await closed
+        thread.join()  # at once: the thread has nothing left to do
+
+
+_Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # cancelled while its work ran
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 DEFAULT_BUSY_TIMEOUT = 5.0
