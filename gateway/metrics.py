@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client import Info as InfoMetric
 from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -54,9 +54,10 @@ _Child = TypeVar("_Child")
 
 
 class _LoopMetric(Generic[_Child]):
-    """A labelled metric of the send path, updated without locks (issue 8): only from the event
-    loop's thread, and read at scrape time on that thread too. Subclasses make the children and
-    expose them exactly as prometheus_client's own metric of the kind would."""
+    """A labelled metric of the hot paths (sends, webhooks, store calls), updated without locks
+    (issue 8): only from the event loop's thread, and read at scrape time on that thread too.
+    Subclasses make the children and expose them exactly as prometheus_client's own metric of
+    the kind would."""
 
     def __init__(
         self,
@@ -172,7 +173,7 @@ class Metrics:
             ("dialect", "reason"),
             registry=r,
         )
-        self.consent_changes = Counter(
+        self.consent_changes = LoopCounter(
             "stopgate_consent_changes",
             "Consent records written, by source and status",
             ("source", "status"),
@@ -198,7 +199,7 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.inbound_keywords = Counter(
+        self.inbound_keywords = LoopCounter(
             "stopgate_inbound_keywords",
             "Inbound messages by keyword class and language",
             ("klass", "language"),
@@ -220,7 +221,7 @@ class Metrics:
             ("provider",),
             registry=r,
         )
-        self.outbox_delivered = Counter(
+        self.outbox_delivered = LoopCounter(
             "stopgate_outbox_delivered", "Outbox entries delivered", ("kind",), registry=r
         )
         self.outbox_given_up = Counter(
@@ -237,14 +238,14 @@ class Metrics:
             registry=r,
         )
         self.build = InfoMetric("stopgate_build", "Stopgate build information", registry=r)
-        self.store_latency = Histogram(
+        self.store_latency = LoopHistogram(
             "stopgate_store_latency_seconds",
             "Time a store call took, by operation (the store method called)",
             ("operation",),
             buckets=_STORE_BUCKETS,
             registry=r,
         )
-        self.store_errors = Counter(
+        self.store_errors = LoopCounter(
             "stopgate_store_errors",
             "Store calls that failed, by operation",
             ("operation",),
