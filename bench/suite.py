@@ -19,7 +19,9 @@ simulator) and measures, each for a bounded time:
 (f)  Stopgate ``--workers 2`` (SQLite, cache warm, Twilio);
 (g)  an inbound STOP burst: RingCentral webhooks straight to Stopgate (2xx = the opt-out is
      durable), ``--connections`` at a time on keep-alive connections opened by a warm-up wave,
-     and the time until the carrier simulator receives each confirmation;
+     each webhook's bytes made beforehand and written to a plain socket (its time: from that
+     write to its answer's last byte), and the time until the carrier simulator receives each
+     confirmation;
 (ol) open loop at ``--rate`` sends/s (default 500) offered at a constant rate, direct to the
      upstream and through Stopgate, interleaved in one run (each path offered the rate, its
      sends half an interval after the other's): the latency Stopgate adds, both paths measured
@@ -1101,6 +1103,35 @@ def rc_stop_notification(customer: str, business: str, message_id: str) -> bytes
     ).encode()
 
 
+class WebhookConnection:
+    """One keep-alive connection posting raw webhook requests, one at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> WebhookConnection:
+        return cls(*await asyncio.open_connection(HOST, port))
+
+    async def post(self, raw: bytes) -> tuple[float, float, int]:
+        """(wall-clock time sent, seconds to the answer's last byte, status)."""
+        sent_wall, started = time.time(), time.perf_counter()
+        self._writer.write(raw)
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+            elif name.strip().lower() == b"transfer-encoding":
+                raise BenchError("a chunked webhook answer (the bench reads Content-Length)")
+        await self._reader.readexactly(length)
+        return sent_wall, time.perf_counter() - started, int(head.split(b" ", 2)[1])
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 async def stop_burst(
     gateway_port: int,
     sim_port: int,
@@ -1115,21 +1146,12 @@ async def stop_burst(
     confirmation reaching the simulated carrier."""
     import aiohttp
 
-    webhook = f"http://{HOST}:{gateway_port}/webhooks/ringcentral"
     messages = f"http://{HOST}:{sim_port}/sim/messages"
-    headers = {"Content-Type": "application/json", "Verification-Token": verification_token}
     # As many pooled connections as webhooks in flight (aiohttp's default stops at 100).
     connector = aiohttp.TCPConnector(limit=max(100, concurrency))
     async with aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=30), connector=connector
     ) as session:
-
-        async def deliver(customer: str, tag: str) -> tuple[float, float, int]:
-            body = rc_stop_notification(customer, business, f"bench-{tag}-{secrets.token_hex(4)}")
-            sent_wall, started = time.time(), time.perf_counter()
-            async with session.post(webhook, data=body, headers=headers) as reply:
-                await reply.read()
-                return sent_wall, time.perf_counter() - started, reply.status
 
         async def confirmations(customers: set[str], deadline: float) -> dict[str, float]:
             seen: dict[str, float] = {}
@@ -1145,36 +1167,59 @@ async def stop_burst(
                 await asyncio.sleep(0.1)
             return seen
 
+        def request(customer: str, tag: str) -> bytes:
+            body = rc_stop_notification(customer, business, f"bench-{tag}-{secrets.token_hex(4)}")
+            return (
+                f"POST /webhooks/ringcentral HTTP/1.1\r\nHost: {HOST}:{gateway_port}\r\n"
+                f"Content-Type: application/json\r\nVerification-Token: {verification_token}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+
         # One STOP first: the gateway logs in to the carrier for its confirmations once. Then
         # one STOP on each of ``concurrency`` connections at once: the burst runs on keep-alive
         # connections already open, as a carrier's delivery pool does, so a webhook's time is
         # the gateway's and not that of the load generator opening connections.
         # (The warm-up also warms the gateway's own connection to the carrier for replies.)
-        warm = f"+1{INBOUND_CUSTOMER_BASE - 1}"
-        pool = [f"+1{INBOUND_CUSTOMER_BASE - 2 - i}" for i in range(max(1, concurrency))]
-        warm_status = [(await deliver(warm, "warm"))[2]]
-        await confirmations({warm}, time.monotonic() + CONFIRMATION_TIMEOUT)
-        warmed = await asyncio.gather(*(deliver(customer, "warm") for customer in pool))
-        warm_status += [status for _, _, status in warmed]
-        if any(not 200 <= status < 300 for status in warm_status):
-            raise BenchError(f"the warm-up STOPs were answered {sorted(set(warm_status))}")
-        await confirmations(set(pool), time.monotonic() + CONFIRMATION_TIMEOUT)
+        # The webhooks go over plain sockets with their bytes made beforehand: a webhook's time
+        # runs from its request's write to its answer's last byte, without an HTTP client's own
+        # work in it (16 answers arriving together would otherwise each wait for the client to
+        # finish with the ones before).
+        connections = [
+            await WebhookConnection.open(gateway_port) for _ in range(max(1, concurrency))
+        ]
+        try:
+            warm = f"+1{INBOUND_CUSTOMER_BASE - 1}"
+            pool = [f"+1{INBOUND_CUSTOMER_BASE - 2 - i}" for i in range(len(connections))]
+            warm_status = [(await connections[0].post(request(warm, "warm")))[2]]
+            await confirmations({warm}, time.monotonic() + CONFIRMATION_TIMEOUT)
+            warmed = await asyncio.gather(
+                *(
+                    c.post(request(customer, "warm"))
+                    for c, customer in zip(connections, pool, strict=True)
+                )
+            )
+            warm_status += [status for _, _, status in warmed]
+            if any(not 200 <= status < 300 for status in warm_status):
+                raise BenchError(f"the warm-up STOPs were answered {sorted(set(warm_status))}")
+            await confirmations(set(pool), time.monotonic() + CONFIRMATION_TIMEOUT)
 
-        customers = [f"+1{INBOUND_CUSTOMER_BASE + i}" for i in range(count)]
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        for customer in customers:
-            queue.put_nowait(customer)
-        sent: dict[str, tuple[float, float, int]] = {}
+            customers = [f"+1{INBOUND_CUSTOMER_BASE + i}" for i in range(count)]
+            queue = [(customer, request(customer, "burst")) for customer in customers]
+            queue.reverse()
+            sent: dict[str, tuple[float, float, int]] = {}
 
-        async def worker() -> None:
-            while not queue.empty():
-                customer = queue.get_nowait()
-                sent[customer] = await deliver(customer, "burst")
+            async def worker(connection: WebhookConnection) -> None:
+                while queue:
+                    customer, raw = queue.pop()
+                    sent[customer] = await connection.post(raw)
 
-        cpu_before = gateway_cpu()
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
-        burst_seconds = time.perf_counter() - started
+            cpu_before = gateway_cpu()
+            started = time.perf_counter()
+            await asyncio.gather(*(worker(c) for c in connections))
+            burst_seconds = time.perf_counter() - started
+        finally:
+            for connection in connections:
+                connection.close()
         confirmed = await confirmations(set(customers), time.monotonic() + CONFIRMATION_TIMEOUT)
         cpu = gateway_cpu() - cpu_before
 
