@@ -13,7 +13,9 @@ a proxy that checks nothing), and two inbound ones: (s) signed Twilio STOP webho
 new customer (verified, classified, the opt-out committed, TwiML confirmation in the answer), and
 (r) RingCentral STOP webhooks as in ``bench/suite.py`` (g), with the carrier simulator as the
 upstream: the count includes each confirmation's delivery from the outbox, since instrumentation
-stays on until the simulator has received them all. Each scenario runs in a process of its own.
+stays on until the simulator has received them all; ``--connections N`` sends them in waves of
+N, one on each of N connections, as a burst's webhooks arrive (they share group commits). Each
+scenario runs in a process of its own.
 Each ``--gateway-src`` tree (e.g. ``git worktree add /tmp/old <commit>``) is measured the same
 way, so two versions compare as a ratio of instruction counts, whatever else the machine is
 doing. ``--keep DIR`` keeps callgrind's output
@@ -110,6 +112,28 @@ def send_all(port: int, requests: Sequence[bytes], expect: int) -> None:
                 raise BenchError(f"expected {expect}, got {status}")
 
 
+def send_waves(port: int, requests: Sequence[bytes], expect: int, connections: int) -> None:
+    """``requests`` in waves of ``connections``: one on each keep-alive connection, then every
+    answer read before the next wave (a burst's shape: its webhooks share group commits)."""
+    if connections <= 1:
+        send_all(port, requests, expect)
+        return
+    socks = [socket.create_connection((HOST, port), timeout=120) for _ in range(connections)]
+    buffers = [bytearray() for _ in socks]
+    try:
+        for start in range(0, len(requests), connections):
+            wave = list(zip(socks, buffers, requests[start : start + connections], strict=False))
+            for sock, _, raw in wave:
+                sock.sendall(raw)
+            for sock, buffer, _ in wave:
+                status = read_response(sock, buffer)
+                if status != expect:
+                    raise BenchError(f"expected {expect}, got {status}")
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def callgrind_total(out_file: Path) -> int:
     for line in reversed(out_file.read_text(errors="replace").splitlines()):
         if line.startswith(("summary:", "totals:")):
@@ -136,7 +160,12 @@ def started(command: Sequence[str], env: dict[str, str], log: Path) -> Iterator[
 
 
 def measure(
-    source: str | None, scenario: str, sends: int, workdir: Path, extra_env: Sequence[str] = ()
+    source: str | None,
+    scenario: str,
+    sends: int,
+    workdir: Path,
+    extra_env: Sequence[str] = (),
+    connections: int = 1,
 ) -> int:
     upstream_port, gateway_port = free_port(), free_port()
     admin = secrets.token_hex(16)
@@ -203,7 +232,7 @@ def measure(
         else:
             wait_ready(gateway_port, gw, workdir / f"gateway.{tag}.log")
         if scenario in INBOUND:
-            measure_inbound(scenario, gateway_port, upstream_port, gw.pid, sends)
+            measure_inbound(scenario, gateway_port, upstream_port, gw.pid, sends, connections)
             gw.terminate()
             gw.wait(120)
         elif scenario == "c":
@@ -265,16 +294,19 @@ def wait_confirmed(sim_port: int, count: int) -> None:
         time.sleep(0.2)
 
 
-def measure_inbound(scenario: str, port: int, sim_port: int, pid: int, count: int) -> None:
-    """Warm-up STOPs, then ``count`` more counted, each from a customer not seen before."""
+def measure_inbound(
+    scenario: str, port: int, sim_port: int, pid: int, count: int, connections: int
+) -> None:
+    """Warm-up STOPs, then ``count`` more counted, each from a customer not seen before, in
+    waves of ``connections``."""
     build = twilio_webhook if scenario == "s" else rc_webhook
     warm = [build(port, n) for n in range(WARMUP_SENDS)]
     counted = [build(port, n) for n in range(WARMUP_SENDS, WARMUP_SENDS + count)]
-    send_all(port, warm, 200)
+    send_waves(port, warm, 200, connections)
     if scenario == "r":
         wait_confirmed(sim_port, len(warm))
     with instrumented(pid):
-        send_all(port, counted, 200)
+        send_waves(port, counted, 200, connections)
         if scenario == "r":
             # The confirmations go out after the answers: count them in, then stop.
             wait_confirmed(sim_port, len(warm) + count)
@@ -287,6 +319,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenarios", default="bc")
     parser.add_argument("--json")
     parser.add_argument("--keep", metavar="DIR", help="keep callgrind's output files here")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=1,
+        help="webhooks in flight in the inbound scenarios (s, r), sent in waves; default 1",
+    )
     parser.add_argument(
         "--env",
         action="append",
@@ -306,7 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for source in sources:
             name = source or "this tree"
             for scenario in options.scenarios:
-                total = measure(source, scenario, options.sends, Path(tmp), options.env)
+                total = measure(
+                    source, scenario, options.sends, Path(tmp), options.env, options.connections
+                )
                 per_send = total / options.sends
                 figures.setdefault(name, {})[scenario] = round(per_send)
                 unit = "webhook" if scenario in INBOUND else "send"
