@@ -91,11 +91,15 @@ async def _store_secret(store: ConsentStore, name: str) -> bytes:
 
 async def client_ctx(app: web.Application) -> AsyncIterator[None]:
     session = upstream.make_client_session(app[SETTINGS])
+    # Stopgate's own RingCentral API calls (a confirmation per STOP) on a lean client of their
+    # own: not waiting behind sends for a connection, nor sends behind them.
+    api_client = LeanClient(app[SETTINGS])
     app[CLIENT] = session
     app[CREDENTIALS] = CredentialChecker(app[SETTINGS], session)
-    app[RC_LOGIN] = RingCentralLogin(app[SETTINGS], session)
+    app[RC_LOGIN] = RingCentralLogin(app[SETTINGS], session, api_client)
     app[AUTH] = Authenticator(app[SETTINGS], session)
     yield
+    await api_client.close()
     await session.close()
 
 

@@ -2,8 +2,10 @@
 
 The aiohttp client costs about as much CPU per request as the aiohttp server that receives the
 send (issue 8), so the send path, which only ever sends a small, fully buffered body and reads a
-small, fully buffered reply, uses this client instead. Everything else (the streaming proxy of
-other routes, OAuth, the credentials check, the outbox) keeps aiohttp's client.
+small, fully buffered reply, uses this client instead, and so do Stopgate's own RingCentral API
+calls (a STOP's confirmation, :mod:`gateway.ringcentral_login`). Everything else (the streaming
+proxy of other routes, OAuth, the credentials check, the app's and subscribers' deliveries)
+keeps aiohttp's client.
 
 Contract:
 
