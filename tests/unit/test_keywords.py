@@ -13,6 +13,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+import policy.keywords as keywords_module
 from policy.keywords import (
     DEFAULT_LISTS,
     PROTECTED_OPT_OUT,
@@ -781,3 +782,29 @@ def test_a_longer_message_after_a_keyword(listed: str, words: list[str]) -> None
         assert first.klass is HELP or first.is_opt_out
     whole = classify(text, mode=W)
     assert whole.klass is NONE or whole.keyword == normalise(text)
+
+
+def _settled_fold(text: str) -> str:
+    """What normalise folded every text with before its ASCII table: the Unicode passes,
+    repeated until they change nothing."""
+    folded = text
+    for _ in range(4):
+        again = keywords_module._fold_chars(folded)
+        if again == folded:
+            break
+        folded = again
+    return folded
+
+
+def test_the_ascii_table_is_the_fold_of_each_character_and_settled() -> None:
+    for code in range(128):
+        ch = chr(code)
+        folded = keywords_module._ASCII_FOLDS[code]
+        assert folded == keywords_module._fold_chars(ch)
+        assert folded.translate(keywords_module._ASCII_FOLDS) == folded
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_text_folds_as_the_unicode_passes_fold_it(text: str) -> None:
+    assert text.translate(keywords_module._ASCII_FOLDS) == _settled_fold(text)
