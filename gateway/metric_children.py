@@ -12,12 +12,13 @@ import time
 
 class HistogramChild:
     """One label set's buckets (``counts[i]``: observations in bucket ``i``, the last one
-    ``+Inf``; not cumulative) and sum."""
+    ``+Inf``; not cumulative), sum, and when it was made (for ``_created``)."""
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self._bounds = bounds
         self.counts = [0] * (len(bounds) + 1)
         self.total = 0.0
+        self.created = time.time()
 
     def observe(self, value: float) -> None:
         self.counts[bisect.bisect_left(self._bounds, value)] += 1

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client import Info as InfoMetric
 from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.samples import Sample
 
 from gateway.log_lines import log_fields
 from gateway.metric_children import CounterChild, HistogramChild
@@ -111,13 +112,24 @@ class LoopHistogram(_LoopMetric[HistogramChild]):
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        created = _created_samples()
         for values, child in list(self._children.items()):
             cumulative, running = [], 0.0
             for bound, count in zip((*self._bounds, math.inf), child.counts, strict=True):
                 running += count
                 cumulative.append((_le(bound), running))
             family.add_metric(list(values), cumulative, child.total)
+            if created:
+                # As prometheus_client's Histogram writes it, after each child's _sum.
+                labels = dict(zip(self._labelnames, values, strict=True))
+                family.samples.append(Sample(f"{self._name}_created", labels, child.created))
         yield family
+
+
+def _created_samples() -> bool:
+    """prometheus_client's switch for ``_created`` samples (its environment variable and
+    ``disable_created_metrics()``), honoured as its own metrics honour it."""
+    return bool(getattr(prometheus_metrics, "_use_created", True))
 
 
 def _le(bound: float) -> str:
@@ -137,9 +149,7 @@ class LoopCounter(_LoopMetric[CounterChild]):
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
-        # prometheus_client's switch for ``_created`` samples (its environment variable and
-        # ``disable_created_metrics()``), honoured as its own Counter honours it.
-        created = getattr(prometheus_metrics, "_use_created", True)
+        created = _created_samples()
         for values, child in list(self._children.items()):
             family.add_metric(list(values), child.value, created=child.created if created else None)
         yield family
