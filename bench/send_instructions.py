@@ -166,7 +166,9 @@ def measure(
     workdir: Path,
     extra_env: Sequence[str] = (),
     connections: int = 1,
-) -> int:
+    idle_seconds: float = 10.0,
+) -> tuple[int, float]:
+    """Instructions counted and the counting window's length in seconds."""
     upstream_port, gateway_port = free_port(), free_port()
     admin = secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOPGATE_")}
@@ -231,8 +233,11 @@ def measure(
             wait_for_port(gateway_port, gw, "pass-through proxy", workdir / f"gateway.{tag}.log")
         else:
             wait_ready(gateway_port, gw, workdir / f"gateway.{tag}.log")
+        window = Window()
         if scenario in INBOUND:
-            measure_inbound(scenario, gateway_port, upstream_port, gw.pid, sends, connections)
+            measure_inbound(
+                scenario, gateway_port, upstream_port, gw.pid, sends, connections, window
+            )
             gw.terminate()
             gw.wait(120)
         elif scenario == "c":
@@ -246,8 +251,11 @@ def measure(
             expect = 201
         if scenario not in INBOUND:
             send_all(gateway_port, requests[:WARMUP_SENDS] + requests[:100], expect)
-            with instrumented(gw.pid):
-                send_all(gateway_port, requests, expect)
+            with instrumented(gw.pid, window):
+                if scenario == "i":
+                    time.sleep(idle_seconds)
+                else:
+                    send_all(gateway_port, requests, expect)
             gw.terminate()
             gw.wait(120)
     # The dump written at exit holds what was counted while instrumentation was on.
@@ -257,15 +265,24 @@ def measure(
     return callgrind_total(out_file)
 
 
+class Window:
+    """How long instrumentation was on (wall-clock seconds)."""
+
+    seconds = 0.0
+
+
 @contextlib.contextmanager
-def instrumented(pid: int) -> Iterator[None]:
-    """Callgrind counts instructions of ``pid`` only inside this block."""
+def instrumented(pid: int, window: Window) -> Iterator[None]:
+    """Callgrind counts instructions of ``pid`` only inside this block; ``window`` gets its
+    length."""
     control = shutil.which("callgrind_control") or "callgrind_control"
     subprocess.run([control, "-i", "on", str(pid)], check=True, capture_output=True)
+    started = time.monotonic()
     try:
         yield
     finally:
         subprocess.run([control, "-i", "off", str(pid)], check=True, capture_output=True)
+        window.seconds = time.monotonic() - started
 
 
 def rc_webhook(port: int, n: int) -> bytes:
@@ -291,21 +308,28 @@ def wait_confirmed(sim_port: int, count: int) -> None:
     while (seen := confirmed(sim_port)) < count:
         if time.monotonic() > deadline:
             raise BenchError(f"{seen} of {count} confirmations reached the simulator")
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def measure_inbound(
-    scenario: str, port: int, sim_port: int, pid: int, count: int, connections: int
+    scenario: str,
+    port: int,
+    sim_port: int,
+    pid: int,
+    count: int,
+    connections: int,
+    window: Window,
 ) -> None:
     """Warm-up STOPs, then ``count`` more counted, each from a customer not seen before, in
     waves of ``connections``."""
     build = twilio_webhook if scenario == "s" else rc_webhook
-    warm = [build(port, n) for n in range(WARMUP_SENDS)]
-    counted = [build(port, n) for n in range(WARMUP_SENDS, WARMUP_SENDS + count)]
+    warmed = min(WARMUP_SENDS, max(2 * count, 2 * connections))  # a smoke run warms less
+    warm = [build(port, n) for n in range(warmed)]
+    counted = [build(port, n) for n in range(warmed, warmed + count)]
     send_waves(port, warm, 200, connections)
     if scenario == "r":
         wait_confirmed(sim_port, len(warm))
-    with instrumented(pid):
+    with instrumented(pid, window):
         send_waves(port, counted, 200, connections)
         if scenario == "r":
             # The confirmations go out after the answers: count them in, then stop.
@@ -319,6 +343,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenarios", default="bc")
     parser.add_argument("--json")
     parser.add_argument("--keep", metavar="DIR", help="keep callgrind's output files here")
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=10.0,
+        help="how long scenario (i) counts an idle gateway (default 10)",
+    )
     parser.add_argument(
         "--connections",
         type=int,
@@ -340,17 +370,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     sources: list[str | None] = [*options.gateway_src, None]
     figures: dict[str, dict[str, float]] = {}
+    # "i" first: the other scenarios' figures are then also given without the idle rate.
+    order = sorted(options.scenarios, key=lambda scenario: scenario != "i")
     with tempfile.TemporaryDirectory(prefix="stopgate-callgrind-") as tmp:
         for source in sources:
             name = source or "this tree"
-            for scenario in options.scenarios:
-                total = measure(
-                    source, scenario, options.sends, Path(tmp), options.env, options.connections
+            idle_rate: float | None = None
+            for scenario in order:
+                total, seconds = measure(
+                    source,
+                    scenario,
+                    options.sends,
+                    Path(tmp),
+                    options.env,
+                    options.connections,
+                    options.idle_seconds,
                 )
+                if scenario == "i":
+                    idle_rate = total / seconds
+                    figures.setdefault(name, {})["i"] = round(idle_rate)
+                    print(f"{name} (i): {idle_rate:,.0f} instructions per idle second", flush=True)
+                    continue
                 per_send = total / options.sends
                 figures.setdefault(name, {})[scenario] = round(per_send)
                 unit = "webhook" if scenario in INBOUND else "send"
-                print(f"{name} ({scenario}): {per_send:,.0f} instructions per {unit}", flush=True)
+                line = f"{name} ({scenario}): {per_send:,.0f} instructions per {unit}"
+                line += f" (counted over {seconds:.1f} s"
+                if idle_rate is not None:
+                    # What the timers (change feed, outbox, heartbeat) would have cost anyway.
+                    net = (total - idle_rate * seconds) / options.sends
+                    figures[name][f"{scenario}-net"] = round(net)
+                    line += f"; {net:,.0f} without the idle rate"
+                print(line + ")", flush=True)
         if options.keep:
             keep = Path(options.keep)
             keep.mkdir(parents=True, exist_ok=True)
