@@ -16,9 +16,10 @@ import queue
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl
 
 from gateway.errors import StoreUnavailable
@@ -306,8 +307,8 @@ def _unavailable(exc: Exception) -> StoreUnavailable:
     if isinstance(exc, UnicodeError):
         # Text no store can encode reached the store: refuse (fail closed), never a 500.
         return StoreUnavailable(f"sqlite: text cannot be stored ({type(exc).__name__})")
-    # RuntimeError: the executor is shut down, the store was closed under us.
-    return StoreUnavailable("the store is closed")
+    # RuntimeError: no thread could be started for the connection, or the work raised one.
+    return StoreUnavailable(f"sqlite store: {exc}")
 
 
 class _GroupCommit:
@@ -391,16 +392,16 @@ class _ConnectionThread:
     A queue and a thread of its own rather than an executor: handing a piece of work over and
     its answer back costs a queue put and one ``call_soon_threadsafe`` this way, against some
     twenty interpreted calls through ``run_in_executor`` (a future of each kind, a condition, a
-    semaphore), and a STOP burst hands work over several times per webhook.
+    semaphore), and a STOP burst hands work over several times per webhook. The thread holds
+    only the queue and its :class:`_Worker`, so a store dropped without ``close()`` still ends
+    it (and closes the connection) when collected, as an executor's worker would.
     """
 
     def __init__(self, path: str, name: str, busy_timeout: float) -> None:
-        self._path = path
         self._name = name
-        self._busy_timeout = busy_timeout
+        self._worker = _Worker(path, busy_timeout)
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
         self._closed = False
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -408,37 +409,21 @@ class _ConnectionThread:
             raise StoreUnavailable("the store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
-            self._thread.start()
-        self._jobs.put((work, future, loop))
         try:
+            if self._thread is None:
+                self._start()
+            self._jobs.put((work, future, loop))
             return await future
         except (sqlite3.Error, OSError, RuntimeError, UnicodeError) as exc:
             raise _unavailable(exc) from exc
 
-    def _serve(self) -> None:
-        """The thread: each job's work, its outcome handed back to the job's event loop."""
-        while (job := self._jobs.get()) is not None:
-            work, future, loop = job
-            if future.cancelled():  # its caller is gone before it started (a benign race)
-                continue
-            try:
-                outcome: tuple[bool, Any] = (True, self._call(work))
-            except BaseException as exc:  # every outcome goes back to its caller
-                outcome = (False, exc)
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-                loop.call_soon_threadsafe(_settle, future, *outcome)
-
-    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        if self._conn is None:
-            self._conn = _connect(self._path, self._busy_timeout)
-        try:
-            return work(self._conn)
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.rollback()
-            raise
+    def _start(self) -> None:
+        thread = threading.Thread(
+            target=self._worker.serve, args=(self._jobs,), name=self._name, daemon=True
+        )
+        thread.start()  # RuntimeError when no thread can be had: the store is unavailable
+        self._thread = thread
+        weakref.finalize(self, self._jobs.put, None)
 
     async def close(self) -> None:
         """Runs the work handed over before, then closes the connection and ends the thread."""
@@ -448,19 +433,60 @@ class _ConnectionThread:
         thread = self._thread
         if thread is None:
             return
-
-        def close(_: sqlite3.Connection) -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
         loop = asyncio.get_running_loop()
         closed: asyncio.Future[None] = loop.create_future()
-        self._jobs.put((close, closed, loop))
+        self._jobs.put((_CLOSE, closed, loop))
         self._jobs.put(None)
         with contextlib.suppress(sqlite3.Error):
             await closed
         thread.join()  # at once: the thread has nothing left to do
+
+
+class _Worker:
+    """The thread's side of a :class:`_ConnectionThread`: the connection, opened on first use,
+    and the loop that runs the jobs."""
+
+    def __init__(self, path: str, busy_timeout: float) -> None:
+        self._path = path
+        self._busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+
+    def serve(self, jobs: queue.SimpleQueue[_Job | None]) -> None:
+        """Each job's work, its outcome handed back to the job's event loop; then, at the end
+        (``None``), the connection closed."""
+        while (job := jobs.get()) is not None:
+            work, future, loop = job
+            if future.cancelled():  # its caller is gone before it started (a benign race)
+                continue
+            try:
+                outcome: tuple[bool, Any] = (True, self._call(work))
+            except BaseException as exc:  # every outcome goes back to its caller
+                outcome = (False, exc)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+        self._close()
+
+    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if work is _CLOSE:
+            self._close()
+            return cast(T, None)
+        if self._conn is None:
+            self._conn = _connect(self._path, self._busy_timeout)
+        try:
+            return work(self._conn)
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.rollback()
+            raise
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _CLOSE(conn: sqlite3.Connection) -> None:
+    """The closing job's work (never called: :meth:`_Worker._call` recognises it)."""
 
 
 _Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
@@ -471,6 +497,9 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         return
     if ok:
         future.set_result(value)
+    elif isinstance(value, StopIteration):
+        # A future refuses StopIteration (it would end the awaiting coroutine silently).
+        future.set_exception(RuntimeError(f"store work raised {value!r}"))
     else:
         future.set_exception(value)
 

@@ -5,6 +5,7 @@ caller that goes away leaves the thread serving; closing runs what was handed ov
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -80,7 +81,8 @@ async def test_a_caller_that_goes_away_leaves_the_thread_serving(
         return "late"
 
     waiting = asyncio.ensure_future(thread.run(slow))
-    queued = asyncio.ensure_future(thread.run(lambda conn: "never asked for"))
+    ran: list[str] = []
+    queued = asyncio.ensure_future(thread.run(lambda conn: ran.append("the queued one")))
     await asyncio.to_thread(started.wait, 10)
     waiting.cancel()
     queued.cancel()
@@ -88,6 +90,8 @@ async def test_a_caller_that_goes_away_leaves_the_thread_serving(
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert await thread.run(lambda conn: "next") == "next"
+    assert queued.cancelled()
+    assert ran == []  # cancelled before it started: not run
     await thread.close()
 
 
@@ -116,3 +120,41 @@ async def test_closing_a_thread_never_used_is_quick(thread: _ConnectionThread) -
     await thread.close()
     with pytest.raises(StoreUnavailable, match="closed"):
         await thread.run(lambda conn: None)
+
+
+async def test_no_thread_to_be_had_is_unavailable_and_tried_again(
+    thread: _ConnectionThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_start = threading.Thread.start
+
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    with pytest.raises(StoreUnavailable, match="can't start new thread"):
+        await thread.run(lambda conn: 1)
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    assert await thread.run(lambda conn: 2) == 2
+    await thread.close()
+
+
+async def test_work_raising_stop_iteration_fails_its_caller_only(
+    thread: _ConnectionThread,
+) -> None:
+    def odd(conn: sqlite3.Connection) -> None:
+        raise StopIteration
+
+    with pytest.raises(StoreUnavailable, match="StopIteration"):
+        await thread.run(odd)
+    assert await thread.run(lambda conn: "next") == "next"
+    await thread.close()
+
+
+async def test_a_store_dropped_without_closing_ends_its_thread(tmp_path: Path) -> None:
+    dropped = _ConnectionThread(str(tmp_path / "t.db"), "test-sqlite-dropped", 5.0)
+    await dropped.run(lambda conn: conn.execute("SELECT 1").fetchone())
+    (worker,) = [t for t in threading.enumerate() if t.name == "test-sqlite-dropped"]
+    del dropped
+    gc.collect()
+    await asyncio.to_thread(worker.join, 10)
+    assert not worker.is_alive()
