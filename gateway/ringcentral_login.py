@@ -25,11 +25,12 @@ from multidict import CIMultiDict
 
 from gateway import upstream
 from gateway.config import Settings
-from gateway.errors import StopgateError
+from gateway.errors import StopgateError, UpstreamConnectFailed, UpstreamUnreachable
 from gateway.upstream_lean import LeanClient
 
 _EARLY_SECONDS = 60.0
 _JSON = b"application/json"
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 class LoginUnavailable(StopgateError):
@@ -125,7 +126,16 @@ class RingCentralLogin:
             raw = [(b"Authorization", f"Bearer {token}".encode()), (b"Accept", _JSON)]
             if data is not None:
                 raw.append((b"Content-Type", _JSON))
-            reply = await self._lean.request(method, url, headers=raw, body=data or b"")
+            try:
+                reply = await self._lean.request(method, url, headers=raw, body=data or b"")
+            except UpstreamConnectFailed:
+                raise  # no connection at all: asking again at once would meet the same
+            except UpstreamUnreachable:
+                if method not in _IDEMPOTENT:
+                    raise
+                # A kept-alive connection the carrier closed as the request left: asking again
+                # is harmless for these methods (aiohttp's client does the same).
+                reply = await self._lean.request(method, url, headers=raw, body=data or b"")
             status, body = reply.status, reply.body
         else:
             headers: CIMultiDict[str] = CIMultiDict(
