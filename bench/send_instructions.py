@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -68,6 +69,7 @@ from gateway.carriersim.state import SimCredentials  # noqa: E402
 ALLOWED_BASE = 6505552000
 INBOUND_BASE = 6505562000
 INBOUND = frozenset("sr")
+_MEASUREMENTS = itertools.count(1)
 SIM = SimCredentials()
 RINGCENTRAL_SIM_ENV = {
     "STOPGATE_RINGCENTRAL_VERIFICATION_TOKEN": SIM.rc_verification_token,
@@ -182,7 +184,8 @@ def measure(
     for item in extra_env:
         key, _, value = item.partition("=")
         env[key] = value
-    tag = f"{Path(source).name if source else 'this'}-{scenario}"
+    # Each measurement's files apart, even of two trees of one name.
+    tag = f"{next(_MEASUREMENTS)}-{Path(source).name if source else 'this'}-{scenario}"
     out_file = workdir / f"callgrind.{tag}.out"
     store = workdir / f"{tag}.db"
     if scenario == "p":
@@ -262,7 +265,7 @@ def measure(
     deadline = time.monotonic() + 30
     while not out_file.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    return callgrind_total(out_file)
+    return callgrind_total(out_file), window.seconds
 
 
 class Window:

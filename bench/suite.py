@@ -1114,9 +1114,16 @@ class WebhookConnection:
         return cls(*await asyncio.open_connection(HOST, port))
 
     async def post(self, raw: bytes) -> tuple[float, float, int]:
-        """(wall-clock time sent, seconds to the answer's last byte, status)."""
+        """(wall-clock time sent, seconds to the answer's last byte, status); a gateway that
+        does not answer within ``CONFIRMATION_TIMEOUT`` fails the run."""
         sent_wall, started = time.time(), time.perf_counter()
         self._writer.write(raw)
+        async with asyncio.timeout(CONFIRMATION_TIMEOUT):
+            head, length = await self._head()
+            await self._reader.readexactly(length)
+        return sent_wall, time.perf_counter() - started, int(head.split(b" ", 2)[1])
+
+    async def _head(self) -> tuple[bytes, int]:
         head = await self._reader.readuntil(b"\r\n\r\n")
         length = 0
         for line in head.split(b"\r\n")[1:]:
@@ -1125,8 +1132,7 @@ class WebhookConnection:
                 length = int(value)
             elif name.strip().lower() == b"transfer-encoding":
                 raise BenchError("a chunked webhook answer (the bench reads Content-Length)")
-        await self._reader.readexactly(length)
-        return sent_wall, time.perf_counter() - started, int(head.split(b" ", 2)[1])
+        return head, length
 
     def close(self) -> None:
         self._writer.close()
@@ -1184,10 +1190,10 @@ async def stop_burst(
         # runs from its request's write to its answer's last byte, without an HTTP client's own
         # work in it (16 answers arriving together would otherwise each wait for the client to
         # finish with the ones before).
-        connections = [
-            await WebhookConnection.open(gateway_port) for _ in range(max(1, concurrency))
-        ]
+        connections: list[WebhookConnection] = []
         try:
+            for _ in range(max(1, concurrency)):
+                connections.append(await WebhookConnection.open(gateway_port))
             warm = f"+1{INBOUND_CUSTOMER_BASE - 1}"
             pool = [f"+1{INBOUND_CUSTOMER_BASE - 2 - i}" for i in range(len(connections))]
             warm_status = [(await connections[0].post(request(warm, "warm")))[2]]
@@ -1215,7 +1221,9 @@ async def stop_burst(
 
             cpu_before = gateway_cpu()
             started = time.perf_counter()
-            await asyncio.gather(*(worker(c) for c in connections))
+            async with asyncio.TaskGroup() as workers:  # one failing stops the others
+                for connection in connections:
+                    workers.create_task(worker(connection))
             burst_seconds = time.perf_counter() - started
         finally:
             for connection in connections:

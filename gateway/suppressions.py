@@ -146,15 +146,19 @@ async def import_stream(
                     yield pending
                 return
 
+    # Looked up here, on the event loop: the store's metrics are made on their first lookup,
+    # and they are the loop thread's alone.
+    add_suppressions = store.add_suppressions
+
     def parse() -> None:
         batches = _Batches(outcome)
         for row in parse_numbers(lines(), region=region):
             full = batches.take(row)
             if full is not None:
-                on_loop(store.add_suppressions(name, generation, full))
+                on_loop(add_suppressions(name, generation, full))
         rest = batches.rest()
         if rest:
-            on_loop(store.add_suppressions(name, generation, rest))
+            on_loop(add_suppressions(name, generation, rest))
 
     await asyncio.to_thread(parse)
     outcome.refresh = await store.publish_suppressions(name, generation, kind, listed_us, note)

@@ -32,8 +32,8 @@ def test_bench_smoke(script: str) -> None:
 
 def test_send_instructions_smoke(tmp_path: Path) -> None:
     """bench/send_instructions.py counts an allowed send through Stopgate and through the bare
-    proxy, and a STOP webhook of each dialect (a few each: the figures are not the point, the
-    script running is)."""
+    proxy, a STOP webhook of each dialect, and an idle second (a few each: the figures are not
+    the point, the script running is)."""
     if shutil.which("valgrind") is None:
         if in_ci():
             pytest.fail("valgrind is missing in CI (scripts/system-deps installs it)")
@@ -45,7 +45,9 @@ def test_send_instructions_smoke(tmp_path: Path) -> None:
         "--sends",
         "20",
         "--scenarios",
-        "pbsr",
+        "ipbsr",
+        "--idle-seconds",
+        "1",
         "--json",
         str(out),
     ]
@@ -54,7 +56,8 @@ def test_send_instructions_smoke(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     figures = json.loads(out.read_text())["this tree"]
-    assert all(figures[scenario] > 0 for scenario in "pbsr")
+    assert all(figures[scenario] > 0 for scenario in "ipbsr")
+    assert all(f"{scenario}-net" in figures for scenario in "pbsr")
 
 
 def test_bench_suite_quick(tmp_path: Path) -> None:
