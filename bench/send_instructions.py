@@ -62,7 +62,7 @@ from send_path import (  # noqa: E402  (the bench directory is on sys.path)
     wait_ready,
 )
 from stop_webhook import webhook as twilio_webhook  # noqa: E402
-from suite import rc_stop_notification  # noqa: E402
+from suite import carrier_sim_command, rc_stop_request, ringcentral_sim_env  # noqa: E402
 
 from gateway.carriersim.state import SimCredentials  # noqa: E402
 
@@ -71,12 +71,6 @@ INBOUND_BASE = 6505562000
 INBOUND = frozenset("sr")
 _MEASUREMENTS = itertools.count(1)
 SIM = SimCredentials()
-RINGCENTRAL_SIM_ENV = {
-    "STOPGATE_RINGCENTRAL_VERIFICATION_TOKEN": SIM.rc_verification_token,
-    "STOPGATE_RINGCENTRAL_CLIENT_ID": SIM.rc_client_id,
-    "STOPGATE_RINGCENTRAL_CLIENT_SECRET": SIM.rc_client_secret,
-    "STOPGATE_RINGCENTRAL_JWT": SIM.rc_jwt,
-}
 WARMUP_SENDS = 150
 START_TIMEOUT = 240.0
 """Seconds a gateway under valgrind may take to answer /readyz."""
@@ -208,7 +202,7 @@ def measure(
             f"sqlite:///{store}",
         ]
     if scenario == "r":
-        env.update(RINGCENTRAL_SIM_ENV)
+        env.update(ringcentral_sim_env(SIM))
     gateway = [
         "valgrind",
         "--tool=callgrind",
@@ -218,14 +212,7 @@ def measure(
     ]
     upstream = [sys.executable, str(HERE / "fast_upstream.py"), "--port", str(upstream_port)]
     if scenario == "r":
-        upstream = [
-            *stopgate_command(None),
-            "carrier-sim",
-            "--listen",
-            f"{HOST}:{upstream_port}",
-            "--gateway",
-            f"http://{HOST}:{gateway_port}",
-        ]
+        upstream = carrier_sim_command(None, upstream_port, gateway_port)
     with (
         started(upstream, env, workdir / f"upstream.{tag}.log") as up,
         started(gateway, env, workdir / f"gateway.{tag}.log") as gw,
@@ -241,26 +228,24 @@ def measure(
             measure_inbound(
                 scenario, gateway_port, upstream_port, gw.pid, sends, connections, window
             )
-            gw.terminate()
-            gw.wait(120)
-        elif scenario == "c":
-            blocked = number(BLOCKED_BASE, 0)
-            opt_out(gateway_port, admin, [blocked])
-            requests = [send_request(gateway_port, blocked)] * sends
-            expect = 400
         else:
-            recipients = [number(ALLOWED_BASE, n) for n in range(100)]
-            requests = [send_request(gateway_port, recipients[n % 100]) for n in range(sends)]
-            expect = 201
-        if scenario not in INBOUND:
+            if scenario == "c":
+                blocked = number(BLOCKED_BASE, 0)
+                opt_out(gateway_port, admin, [blocked])
+                requests = [send_request(gateway_port, blocked)] * sends
+                expect = 400
+            else:
+                recipients = [number(ALLOWED_BASE, n) for n in range(100)]
+                requests = [send_request(gateway_port, recipients[n % 100]) for n in range(sends)]
+                expect = 201
             send_all(gateway_port, requests[:WARMUP_SENDS] + requests[:100], expect)
             with instrumented(gw.pid, window):
                 if scenario == "i":
                     time.sleep(idle_seconds)
                 else:
                     send_all(gateway_port, requests, expect)
-            gw.terminate()
-            gw.wait(120)
+        gw.terminate()
+        gw.wait(120)
     # The dump written at exit holds what was counted while instrumentation was on.
     deadline = time.monotonic() + 30
     while not out_file.exists() and time.monotonic() < deadline:
@@ -289,13 +274,8 @@ def instrumented(pid: int, window: Window) -> Iterator[None]:
 
 
 def rc_webhook(port: int, n: int) -> bytes:
-    body = rc_stop_notification(number(INBOUND_BASE, n), SIM.rc_username, f"count-{n}")
-    head = (
-        f"POST /webhooks/ringcentral HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-        f"Content-Type: application/json\r\nVerification-Token: {SIM.rc_verification_token}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+    customer = number(INBOUND_BASE, n)
+    return rc_stop_request(port, SIM.rc_verification_token, customer, SIM.rc_username, f"count-{n}")
 
 
 def confirmed(sim_port: int) -> int:

@@ -71,7 +71,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.carriersim.state import SimCredentials
 
 from fast_upstream import ACCOUNT_RESOURCE, MESSAGE_RESOURCE  # the bench dir is on sys.path
 from loadgen import cpu_seconds
@@ -1008,14 +1011,7 @@ class Suite:
         sim_log = self.workdir / "carrier-sim.log"
         simulator = self.processes.start(
             "carrier-sim",
-            [
-                *stopgate_command(self.args.gateway_src),
-                "carrier-sim",
-                "--listen",
-                f"{HOST}:{sim_port}",
-                "--gateway",
-                f"http://{HOST}:{gateway_port}",
-            ],
+            carrier_sim_command(self.args.gateway_src, sim_port, gateway_port),
             cpus=self.pinning.harness,
             log=sim_log,
         )
@@ -1025,12 +1021,7 @@ class Suite:
             f"sqlite:///{self.workdir / 'inbound.db'}",
             port=gateway_port,
             upstream_url=f"http://{HOST}:{sim_port}",
-            env={
-                "STOPGATE_RINGCENTRAL_VERIFICATION_TOKEN": sim.rc_verification_token,
-                "STOPGATE_RINGCENTRAL_CLIENT_ID": sim.rc_client_id,
-                "STOPGATE_RINGCENTRAL_CLIENT_SECRET": sim.rc_client_secret,
-                "STOPGATE_RINGCENTRAL_JWT": sim.rc_jwt,
-            },
+            env=ringcentral_sim_env(sim),
         )
         result = asyncio.run(
             stop_burst(
@@ -1101,6 +1092,40 @@ def rc_stop_notification(customer: str, business: str, message_id: str) -> bytes
             },
         }
     ).encode()
+
+
+def rc_stop_request(
+    port: int, verification_token: str, customer: str, business: str, message_id: str
+) -> bytes:
+    """The whole HTTP request posting :func:`rc_stop_notification` to the gateway on ``port``."""
+    body = rc_stop_notification(customer, business, message_id)
+    return (
+        f"POST /webhooks/ringcentral HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+        f"Content-Type: application/json\r\nVerification-Token: {verification_token}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def ringcentral_sim_env(sim: SimCredentials) -> dict[str, str]:
+    """The settings that point a gateway's RingCentral side at the carrier simulator's account."""
+    return {
+        "STOPGATE_RINGCENTRAL_VERIFICATION_TOKEN": sim.rc_verification_token,
+        "STOPGATE_RINGCENTRAL_CLIENT_ID": sim.rc_client_id,
+        "STOPGATE_RINGCENTRAL_CLIENT_SECRET": sim.rc_client_secret,
+        "STOPGATE_RINGCENTRAL_JWT": sim.rc_jwt,
+    }
+
+
+def carrier_sim_command(gateway_src: str | None, port: int, gateway_port: int) -> list[str]:
+    """``stopgate carrier-sim`` on ``port``, delivering inbound messages to ``gateway_port``."""
+    return [
+        *stopgate_command(gateway_src),
+        "carrier-sim",
+        "--listen",
+        f"{HOST}:{port}",
+        "--gateway",
+        f"http://{HOST}:{gateway_port}",
+    ]
 
 
 class WebhookConnection:
@@ -1174,12 +1199,8 @@ async def stop_burst(
             return seen
 
         def request(customer: str, tag: str) -> bytes:
-            body = rc_stop_notification(customer, business, f"bench-{tag}-{secrets.token_hex(4)}")
-            return (
-                f"POST /webhooks/ringcentral HTTP/1.1\r\nHost: {HOST}:{gateway_port}\r\n"
-                f"Content-Type: application/json\r\nVerification-Token: {verification_token}\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
-            ).encode() + body
+            message_id = f"bench-{tag}-{secrets.token_hex(4)}"
+            return rc_stop_request(gateway_port, verification_token, customer, business, message_id)
 
         # One STOP first: the gateway logs in to the carrier for its confirmations once. Then
         # one STOP on each of ``concurrency`` connections at once: the burst runs on keep-alive

@@ -475,19 +475,23 @@ def _ringcentral_subscribe(args: argparse.Namespace) -> int:
 
     from gateway import subscriptions, upstream
     from gateway.ringcentral_login import LoginUnavailable, RingCentralLogin
+    from gateway.upstream_lean import LeanClient
 
     settings = _settings(args, store=args.store, public_url=args.public_url)
 
     async def run() -> subscriptions.Subscription:
         store = await _with_store(settings)
         session = upstream.make_client_session(settings)
+        lean = LeanClient(settings)
         try:
-            return await subscriptions.create(RingCentralLogin(settings, session), settings, store)
+            login = RingCentralLogin(settings, session, lean)
+            return await subscriptions.create(login, settings, store)
         except LoginUnavailable as exc:
             raise ConfigError(str(exc)) from None
         except aiohttp.ClientError as exc:
             raise StopgateError(f"RingCentral unreachable: {exc}") from None
         finally:
+            await lean.close()
             await session.close()
             await store.close()
 

@@ -5,8 +5,8 @@ kept in memory, refreshed with the refresh token before it expires, and obtained
 JWT when the refresh token is gone or refused.
 
 The API calls (:meth:`RingCentralLogin.call`: a STOP's confirmation, a consent push, a
-subscription) go through a lean client (:mod:`gateway.upstream_lean`) when given one, as sends
-do: through aiohttp's client, a confirmation cost about a seventh of its STOP's instructions.
+subscription) go through a lean client (:mod:`gateway.upstream_lean`), as sends do: through
+aiohttp's client, a confirmation cost about a seventh of its STOP's instructions.
 The token grants stay on aiohttp's client (one an hour).
 """
 
@@ -47,7 +47,7 @@ class _Tokens:
 
 class RingCentralLogin:
     def __init__(
-        self, settings: Settings, session: aiohttp.ClientSession, lean: LeanClient | None = None
+        self, settings: Settings, session: aiohttp.ClientSession, lean: LeanClient
     ) -> None:
         self._settings = settings
         self._session = session
@@ -118,37 +118,24 @@ class RingCentralLogin:
 
     async def call(self, method: str, path: str, document: Any = None) -> tuple[int, bytes]:
         """An authenticated JSON call to the RingCentral API; (status, body). A failure raises
-        the upstream errors of :mod:`gateway.errors`, as a send's does; none is retried here."""
+        the upstream errors of :mod:`gateway.errors`, as a send's does. Only an idempotent call
+        that lost its connection after leaving is asked again, once."""
         token = await self.token()
         url = upstream.upstream_url(self._settings.ringcentral_upstream, path)
-        data = None if document is None else json.dumps(document).encode()
-        if self._lean is not None:
-            raw = [(b"Authorization", f"Bearer {token}".encode()), (b"Accept", _JSON)]
-            if data is not None:
-                raw.append((b"Content-Type", _JSON))
-            try:
-                reply = await self._lean.request(method, url, headers=raw, body=data or b"")
-            except UpstreamConnectFailed:
-                raise  # no connection at all: asking again at once would meet the same
-            except UpstreamUnreachable:
-                if method not in _IDEMPOTENT:
-                    raise
-                # A kept-alive connection the carrier closed as the request left: asking again
-                # is harmless for these methods (aiohttp's client does the same).
-                reply = await self._lean.request(method, url, headers=raw, body=data or b"")
-            status, body = reply.status, reply.body
-        else:
-            headers: CIMultiDict[str] = CIMultiDict(
-                {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-            )
-            if data is not None:
-                headers["Content-Type"] = "application/json"
-            response = await upstream.request(
-                self._session, method, url, headers=headers, data=data
-            )
-            async with response:
-                body = await upstream.read_body(response)
-            status = response.status
-        if status == 401:
+        data = b"" if document is None else json.dumps(document).encode()
+        raw = [(b"Authorization", f"Bearer {token}".encode()), (b"Accept", _JSON)]
+        if document is not None:
+            raw.append((b"Content-Type", _JSON))
+        try:
+            reply = await self._lean.request(method, url, headers=raw, body=data)
+        except UpstreamConnectFailed:
+            raise  # no connection at all: asking again at once would meet the same
+        except UpstreamUnreachable:
+            if method not in _IDEMPOTENT:
+                raise
+            # A kept-alive connection the carrier closed as the request left: asking again
+            # is harmless for these methods (aiohttp's client does the same).
+            reply = await self._lean.request(method, url, headers=raw, body=data)
+        if reply.status == 401:
             self._tokens = None
-        return status, body
+        return reply.status, reply.body
