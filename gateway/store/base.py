@@ -386,14 +386,18 @@ class ConsentStore(Protocol):
         its follow-up work - unless the message was recorded before (then do nothing)."""
 
     async def due_outbox(self, now_us: int, limit: int) -> list[OutboxEntry]:
-        """Pending entries whose time has come, oldest first."""
+        """Pending entries due by ``now_us``, the earliest due (``not_before_us``) first, and
+        those due at the same moment in the order they were queued."""
 
     async def claim_outbox(
         self, now_us: int, limit: int, lease_us: int, owner: str, stale_us: int
     ) -> list[OutboxEntry]:
         """Due entries no live worker holds, leased to ``owner`` for ``lease_us``, so two
         workers - tasks, processes or gateways on one store - never deliver one twice. A lease
-        whose owner has not sent a heartbeat within ``stale_us`` (it died) is taken over."""
+        whose owner has not sent a heartbeat within ``stale_us`` (it died) is taken over.
+        Taken, and returned, in :meth:`due_outbox`'s order; only the head of an ordered queue
+        (``ordering_key``) is taken, so its entries go in the order they were queued. Its cost
+        does not grow with the entries pending behind the ``limit`` taken."""
 
     async def outbox_heartbeat(self, owner: str, now_us: int) -> None:
         """``owner`` is alive (see :meth:`claim_outbox`)."""

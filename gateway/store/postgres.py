@@ -363,6 +363,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX review_pair ON review (to_key, from_key, created_us);
     CREATE INDEX review_status ON review (status, id);
     """,
+    # 8: the pending outbox in the order its entries fall due: a claim reads the first few it
+    # may take, however many wait behind them or are not due yet.
+    """
+    CREATE INDEX outbox_pending_due ON outbox (not_before_us, id) WHERE state = 'pending';
+    DROP INDEX outbox_pending;
+    """,
 )
 
 NOTIFY_CHANNEL = "stopgate_changes"
@@ -558,7 +564,7 @@ INSERT_OUTBOX = """
 """
 SELECT_DUE_OUTBOX = (
     "SELECT id, kind, payload, created_us, not_before_us, deadline_us, attempts FROM outbox"
-    " WHERE state = 'pending' AND not_before_us <= $1 ORDER BY id LIMIT $2"
+    " WHERE state = 'pending' AND not_before_us <= $1 ORDER BY not_before_us, id LIMIT $2"
 )
 # $1 now, $2 limit, $3 lease, $4 owner, $5 stale. Rows another claimer holds right now are
 # skipped; only the head of an ordered queue may go (later entries wait their turn).
@@ -572,7 +578,7 @@ CLAIM_OUTBOX = """
                 WHERE w.owner = o.lease_owner AND w.heartbeat_us > $1 - $5::bigint)))
         AND (o.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox q
             WHERE q.ordering_key = o.ordering_key AND q.state = 'pending' AND q.id < o.id))
-        ORDER BY o.id LIMIT $2
+        ORDER BY o.not_before_us, o.id LIMIT $2
         FOR UPDATE OF o SKIP LOCKED
     )
     RETURNING id, kind, payload, created_us, not_before_us, deadline_us, attempts, in_flight
@@ -1858,7 +1864,7 @@ class PostgresStore:
             rows = await conn.fetch(CLAIM_OUTBOX, now_us, limit, lease_us, owner, stale_us)
             return sorted(
                 (OutboxEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7])) for r in rows),
-                key=lambda entry: entry.id,
+                key=lambda entry: (entry.not_before_us, entry.id),
             )
 
         # Not repeated after an unknown outcome: the entries may be leased to this owner already

@@ -587,6 +587,31 @@ async def test_an_ordered_queue_is_delivered_one_entry_at_a_time(store: ConsentS
     ]
 
 
+async def test_the_outbox_goes_in_the_order_its_entries_fall_due(store: ConsentStore) -> None:
+    items = [
+        OutboxItem("a", "later", not_before_us=300),
+        OutboxItem("a", "first", not_before_us=100),
+        OutboxItem("a", "not yet", not_before_us=5_000),
+        OutboxItem("a", "together 1", not_before_us=200),
+        OutboxItem("a", "together 2", not_before_us=200),
+        # An ordered queue keeps the order it was queued in, whatever falls due first.
+        OutboxItem("push", "k1", not_before_us=400, ordering_key="K"),
+        OutboxItem("push", "k2", not_before_us=150, ordering_key="K"),
+    ]
+    await store.record_inbound("twilio", "SM10", 50, [], items)
+    due = await store.due_outbox(now_us=1_000, limit=10)
+    expected = ["first", "k2", "together 1", "together 2", "later", "k1"]
+    assert [e.payload for e in due] == expected
+    await store.outbox_heartbeat("w", 1_000)
+    taken = await store.claim_outbox(1_000, 3, 500, "w", 300)
+    assert [e.payload for e in taken] == ["first", "together 1", "together 2"]
+    rest = await store.claim_outbox(1_000, 10, 500, "w", 300)
+    assert [e.payload for e in rest] == ["later", "k1"]
+    for entry in [*taken, *rest]:
+        await store.outbox_done(entry.id)
+    assert [e.payload for e in await store.claim_outbox(2_000, 10, 500, "w", 300)] == ["k2"]
+
+
 async def test_two_store_instances_on_one_database_stamp_in_one_order(
     store_url: Callable[[], str],
 ) -> None:
