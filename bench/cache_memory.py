@@ -11,11 +11,16 @@ of each send, keyed by the same canonical ``T`` string), and reports
 * the Python heap growth seen by ``tracemalloc`` (exact, allocator overhead aside), and
 * the growth of the process's resident memory (``VmRSS``; what an operator provisions),
 
-divided by the entries. Two fillings: every pair without a consent record (the cached value is
-``None``: the common case under the ``allow`` default) and every pair with one (a
-``ConsentRecord`` as the store returns it; the wildcard entry stays ``None``). For comparison,
-the same fillings in cachetools' ``LRUCache`` (``--baseline``), which the index used before it
-kept its entries in one ``OrderedDict``. Each line names the container it measured.
+divided by the entries. Three fillings of the consent entries: every pair without a consent
+record (the cached value is ``None``: the common case under the ``allow`` default), every pair
+with one (a ``ConsentRecord`` as the store returns it; the wildcard entry stays ``None``), and
+every pair with one carrying a note and opt-in evidence (``EVIDENCE``: about 150 characters of
+the caller's text; longer evidence costs about a byte a character more). And the suppression
+cache, which holds one entry per customer while any suppression list exists, with room for half
+of ``cache_size``. The budget is the worst consent filling, plus that cache full. For
+comparison, the consent fillings in cachetools' ``LRUCache`` (``--baseline``), which the index
+used before it kept its entries in one ``OrderedDict``. Each line names the container it
+measured. Every ``--workers`` process holds a cache of its own.
 """
 
 from __future__ import annotations
@@ -34,7 +39,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 BUSINESS = "+16505550100"
-KINDS = ("no-record", "record")
+KINDS = ("no-record", "record", "record-evidence")
+"""Fillings of the consent entries (``cache_size`` counts them)."""
+SUPPRESSIONS = "suppressions"
+"""The filling of the suppression cache: one entry per customer, held while any suppression
+list exists, with room for half of ``cache_size`` (a cached customer has two consent entries)."""
+NOTE = "keyword 'STOP'"
+EVIDENCE = (
+    '{"method":"web-form","url":"https://shop.example/sms-signup","ip":"203.0.113.7",'
+    '"at":"2026-11-24T02:00:00Z","text":"Yes, text me offers"}'
+)
+"""A record's note and opt-in evidence as the consents API stores them (the evidence is the
+caller's text: each character more is about a byte more per record)."""
 
 
 def rss_bytes() -> int:
@@ -64,27 +80,39 @@ def fill(pairs: int, kind: str, trace: bool, baseline: bool) -> dict[str, Any]:
     entries: Any = index._entries
     if baseline:
         entries = index._entries = LRUCache(maxsize=2 * pairs)  # type: ignore[assignment]
-    with_record = kind == "record"
-    for n in range(pairs):
-        to_key = f"+1{2012000000 + n}"
-        record = (
-            ConsentRecord(
-                f"+1{6505550100}", f"+1{2012000000 + n}", OptStatus.OPT_OUT, Source.API, n
+    if kind == SUPPRESSIONS:
+        suppressed: Any = index._suppressed
+        for n in range(pairs):
+            suppressed[f"+1{2012000000 + n}"] = ()  # no list names the customer: the usual case
+        expected = pairs
+    else:
+        with_record, with_evidence = kind != "no-record", kind == "record-evidence"
+        for n in range(pairs):
+            to_key = f"+1{2012000000 + n}"
+            record = (
+                ConsentRecord(
+                    f"+1{6505550100}",
+                    f"+1{2012000000 + n}",
+                    OptStatus.OPT_OUT,
+                    Source.API,
+                    n,
+                    *((f"{NOTE} {n}", f'{EVIDENCE[:-1]},"n":{n}}}') if with_evidence else ()),
+                )
+                if with_record
+                else None
             )
-            if with_record
-            else None
-        )
-        entries[(BUSINESS, to_key)] = record
-        entries[(WILDCARD, to_key)] = None
+            entries[(BUSINESS, to_key)] = record
+            entries[(WILDCARD, to_key)] = None
+        expected = 2 * pairs
     seconds = time.perf_counter() - started
     gc.collect()
     heap = tracemalloc.get_traced_memory()[0] - heap_before if trace else None
     rss = rss_bytes() - rss_before
-    count = len(index)
-    assert count == 2 * pairs, (count, pairs)
+    count = len(index._suppressed) if kind == SUPPRESSIONS else len(index)
+    assert count == expected, (count, pairs)
     return {
         "kind": kind,
-        "container": type(entries).__name__,
+        "container": type(index._suppressed if kind == SUPPRESSIONS else entries).__name__,
         "entries": count,
         "heap_bytes": heap,
         "rss_bytes": rss,
@@ -108,7 +136,7 @@ def child(pairs: int, kind: str, trace: bool, baseline: bool) -> dict[str, Any]:
 
 def measure(pairs: int, baseline: bool) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
-    fillings = [(kind, False) for kind in KINDS]
+    fillings = [(kind, False) for kind in (*KINDS, SUPPRESSIONS)]
     if baseline:
         fillings += [(kind, True) for kind in KINDS]
     for kind, old in fillings:
@@ -117,6 +145,8 @@ def measure(pairs: int, baseline: bool) -> dict[str, dict[str, Any]]:
         entries = plain["entries"]
         label = f"baseline {plain['container']}" if old else plain["container"]
         results[f"{kind} ({label})"] = {
+            "kind": kind,
+            "baseline": old,
             "entries": entries,
             "rss_bytes_per_entry": plain["rss_bytes"] / entries,
             "heap_bytes_per_entry": traced["heap_bytes"] / entries,
@@ -126,10 +156,21 @@ def measure(pairs: int, baseline: bool) -> dict[str, dict[str, Any]]:
     return results
 
 
+def budget(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """MiB of RSS for ``cache_size`` = 10⁶: the consent entries' worst filling, and the
+    suppression cache at its full 500,000 customers (held only while a suppression list
+    exists)."""
+    current = [r for r in results.values() if not r["baseline"]]
+    consent = max(r["mib_per_million_entries"] for r in current if r["kind"] in KINDS)
+    suppressions = next(r for r in current if r["kind"] == SUPPRESSIONS)
+    with_lists = consent + suppressions["mib_per_million_entries"] / 2
+    return {"consent_mib": consent, "with_suppression_lists_mib": with_lists}
+
+
 def render(pairs: int, results: dict[str, dict[str, Any]]) -> str:
     lines = [
-        f"consent cache memory: {pairs:,} customers x 2 entries ((F, T) and (*, T)) in a fresh"
-        " process per line",
+        f"consent cache memory: {pairs:,} customers x 2 entries ((F, T) and (*, T)), and the"
+        f" suppression cache's {pairs:,} customers, in a fresh process per line",
         "",
         f"{'filling':<36} {'entries':>10} {'heap B/entry':>13} {'RSS B/entry':>12}"
         f" {'MiB per 10^6 entries (RSS)':>27}",
@@ -139,11 +180,13 @@ def render(pairs: int, results: dict[str, dict[str, Any]]) -> str:
             f"{kind:<36} {r['entries']:>10,} {r['heap_bytes_per_entry']:>13.0f}"
             f" {r['rss_bytes_per_entry']:>12.0f} {r['mib_per_million_entries']:>27.0f}"
         )
-    worst = max(r["mib_per_million_entries"] for r in list(results.values())[: len(KINDS)])
+    limits = budget(results)
     lines += [
         "",
-        f"budget: cache_size = 1,000,000 entries (pairs) needs <= {worst:.0f} MiB of RSS"
-        f" (the worse filling); 1,000,000 customers (2 entries each) <= {2 * worst:.0f} MiB.",
+        f"budget: cache_size = 1,000,000 entries (pairs) needs <= {limits['consent_mib']:.0f} MiB"
+        f" of RSS (the worst filling), <= {limits['with_suppression_lists_mib']:.0f} MiB while"
+        " any suppression list exists (its cache holds up to 500,000 customers); per process:"
+        " each of --workers N holds its own.",
     ]
     return "\n".join(lines)
 
@@ -155,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--smoke", action="store_true", help="20,000 customers (CI)")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON here")
-    parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=(*KINDS, SUPPRESSIONS), help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--baseline", action="store_true", help="also measure cachetools' LRUCache (before)"
@@ -169,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     print(render(pairs, results))
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"customers": pairs, "results": results}, indent=2) + "\n",
+            json.dumps(
+                {"customers": pairs, "results": results, "budget_mib": budget(results)}, indent=2
+            )
+            + "\n",
             encoding="utf-8",
         )
     return 0

@@ -45,9 +45,11 @@ run, divided by the requests), peak RSS (``VmHWM``, summed over the process tree
 also as a ratio to (b) and to (c) of the same run. ``--quick`` runs the whole suite in about a
 minute (tiny figures: it only proves the suite works; CI runs it).
 
-nginx and wrk come from Debian (``scripts/system-deps`` installs them); PostgreSQL is the one at
-``--postgres`` (default: the CI server). A scenario whose tool or server is missing is reported
-as skipped, and ``--require-all`` turns a skip into a failure.
+nginx and wrk come from Debian's packages: the suite installs whichever is missing before it
+starts (``apt-get``, as root or with ``sudo``, as ``scripts/system-deps`` does; ``--no-install``
+stops with an error instead). PostgreSQL is the one at ``--postgres`` (default: the CI server);
+when it cannot be reached, (e) on PostgreSQL is reported as skipped, and ``--require-all`` turns
+a skip into a failure.
 """
 
 from __future__ import annotations
@@ -213,6 +215,35 @@ def nginx_binary() -> str | None:
     if found:
         return found
     return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
+
+
+def install_missing_tools() -> None:
+    """nginx and wrk, from Debian's packages, when either is missing."""
+    missing = [
+        package
+        for package, found in (("nginx", nginx_binary()), ("wrk", shutil.which("wrk")))
+        if found is None
+    ]
+    if not missing:
+        return
+    print(f"installing {' and '.join(missing)} from Debian's packages ...", flush=True)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+    ):
+        try:
+            done = subprocess.run(
+                [*sudo, *command], env=environment, capture_output=True, text=True, check=False
+            )
+        except OSError as exc:
+            raise BenchError(f"cannot install {', '.join(missing)}: {exc}") from None
+        if done.returncode != 0:
+            raise BenchError(
+                f"cannot install {', '.join(missing)}: `{' '.join(command)}` exited"
+                f" {done.returncode}: {done.stderr.strip()[-500:]}"
+            )
 
 
 def _nginx_literal(document: dict[str, Any]) -> str:
@@ -397,7 +428,7 @@ def run_wrk(
 ) -> dict[str, Any]:
     wrk = shutil.which("wrk")
     if wrk is None:
-        raise BenchError("wrk is not installed (scripts/system-deps installs it)")
+        raise BenchError("wrk is not installed (the suite installs it unless --no-install)")
     threads = 1 if cpus and len(cpus) == 1 else 2
     command = [
         wrk,
@@ -705,7 +736,7 @@ class Suite:
         """nginx's binary, with (a), the upstream every scenario forwards to, started once."""
         binary = nginx_binary()
         if binary is None:
-            raise BenchError("nginx is not installed (scripts/system-deps installs it)")
+            raise BenchError("nginx is not installed (the suite installs it unless --no-install)")
         if self.upstream is None:
             self.upstream, self.upstream_port = start_nginx(
                 self.processes, binary, self.workdir, "nginx-upstream", None, self.pinning.harness
@@ -1430,6 +1461,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", help="comma-separated scenario keys or prefixes, e.g. a,c,d,g")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON here")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not install nginx or wrk when missing (stop with an error instead)",
+    )
     parser.add_argument("--gateway-src", metavar="DIR", help="run the gateway from this tree")
     parser.add_argument(
         "--env",
@@ -1557,6 +1593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     processes = Processes()
     rounds: list[dict[str, Row]] = []
     try:
+        if not args.no_install:
+            install_missing_tools()
         with (
             terminate_on_sigterm(),
             tempfile.TemporaryDirectory(prefix="stopgate-suite-") as tmp,

@@ -71,7 +71,11 @@ class ConsentIndex:
         """Number, service or brand key -> its own consent default (configured)."""
         self.has_suppressions = True
         """Whether any suppression list exists (reloaded by the change feed on every flush)."""
-        self._suppressed: LRUCache[str, tuple[Suppression, ...]] = LRUCache(maxsize=self.capacity)
+        # One entry per customer, and a customer in the cache holds at least two consent entries
+        # (its pair and the wildcard's): half the room keeps every cached customer's lists.
+        self._suppressed: LRUCache[str, tuple[Suppression, ...]] = LRUCache(
+            maxsize=max(self.capacity // 2, 1)
+        )
 
     def __len__(self) -> int:
         return len(self._entries)

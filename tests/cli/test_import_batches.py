@@ -11,7 +11,6 @@ import pytest
 from gateway.cli import IMPORT_BATCH
 from tests.cli.test_consents_cli import stopgate
 from tests.support import postgres
-from tests.support.ci import in_ci
 
 PAIR_KEPT = "+16505557001"
 """Opted out in the first batch; an older OptIn in the last batch must not replace it."""
@@ -24,13 +23,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'import.db'}"
         return
-    try:
-        with postgres.server() as url, postgres.schema(url) as schema_url:
-            yield schema_url
-    except postgres.NoPostgres as exc:
-        if in_ci():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    with postgres.server_or_skip() as url, postgres.schema(url) as schema_url:
+        yield schema_url
 
 
 def test_an_import_of_several_batches_keeps_file_order(tmp_path: Path, store: str) -> None:

@@ -12,7 +12,6 @@ import pytest
 
 from tests.cli.test_consents_cli import stopgate
 from tests.support import postgres
-from tests.support.ci import in_ci
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -20,13 +19,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'cli.db'}"
         return
-    try:
-        with postgres.server() as base, postgres.schema(base) as url:
-            yield url
-    except postgres.NoPostgres as exc:
-        if in_ci():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    with postgres.server_or_skip() as base, postgres.schema(base) as url:
+        yield url
 
 
 def test_rows_no_store_can_keep_are_rejected_by_line(tmp_path: Path, store: str) -> None:

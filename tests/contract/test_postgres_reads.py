@@ -21,20 +21,14 @@ from gateway.store.postgres import (
 )
 from policy.consent import OptStatus, Source
 from tests.support import postgres
-from tests.support.ci import in_ci
 
 F1 = "+16505550100"
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    try:
-        with postgres.server() as url, postgres.schema(url) as schema_url:
-            yield schema_url
-    except postgres.NoPostgres as exc:
-        if in_ci():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    with postgres.server_or_skip() as url, postgres.schema(url) as schema_url:
+        yield schema_url
 
 
 def customer(n: int) -> str:

@@ -33,7 +33,6 @@ from gateway.store.postgres import PostgresStore
 from gateway.store.postgres import parse_url as parse_postgres_url
 from policy.consent import ConsentRecord, OptStatus, Source
 from tests.support import postgres
-from tests.support.ci import in_ci
 from tests.support.servers import free_port
 
 IN, OUT = OptStatus.OPT_IN, OptStatus.OPT_OUT
@@ -46,13 +45,8 @@ BACKENDS = ["sqlite", "postgresql"]
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL server for the session (see ``tests.support.postgres``): never skipped in
     CI; elsewhere skipped only when no server answers and no binaries can start one."""
-    try:
-        with postgres.server() as url:
-            yield url
-    except postgres.NoPostgres as exc:
-        if in_ci():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    with postgres.server_or_skip() as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

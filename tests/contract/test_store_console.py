@@ -32,7 +32,6 @@ from gateway.store.base import (
     ReviewEntry,
 )
 from policy.consent import OptStatus, Source
-from tests.support.ci import in_ci
 
 F1, F2, T1, T2 = "+16505550100", "+16505550101", "+16505550111", "+16505550112"
 BACKENDS = ["sqlite", "postgresql"]
@@ -43,13 +42,8 @@ def postgres_server() -> Iterator[str]:
     """A PostgreSQL server for the module (skipped where none can be had, failed in CI)."""
     from tests.support import postgres  # only where the backend is enabled
 
-    try:
-        with postgres.server() as url:
-            yield url
-    except postgres.NoPostgres as exc:
-        if in_ci():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    with postgres.server_or_skip() as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

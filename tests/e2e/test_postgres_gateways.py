@@ -23,7 +23,6 @@ from tests.e2e.conftest import (
     stopgate_command,
 )
 from tests.support import postgres
-from tests.support.ci import in_ci
 from tests.support.processes import ServiceProcess
 
 pytestmark = pytest.mark.e2e
@@ -35,13 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def database() -> Iterator[tuple[str, str]]:
     """(base server URL, store URL on a fresh schema)."""
-    try:
-        with postgres.server() as base, postgres.schema(base) as url:
-            yield base, url
-    except postgres.NoPostgres as exc:
-        if in_ci():
-            raise
-        pytest.skip(str(exc))
+    with postgres.server_or_skip() as base, postgres.schema(base) as url:
+        yield base, url
 
 
 def gateway(name: str, stack: Stack, store: str, tmp_path: Path) -> ServiceProcess:

@@ -54,7 +54,6 @@ from tests.e2e.test_inbound import (
     wait_until,
 )
 from tests.support import postgres
-from tests.support.ci import in_ci
 from tests.support.processes import ServiceProcess
 
 pytestmark = pytest.mark.e2e
@@ -98,12 +97,7 @@ class Database:
 @pytest.fixture
 def database() -> Iterator[Database]:
     with contextlib.ExitStack() as resources:
-        try:
-            base = resources.enter_context(postgres.server())
-        except postgres.NoPostgres as exc:
-            if in_ci():
-                raise
-            pytest.skip(str(exc))
+        base = resources.enter_context(postgres.server_or_skip())
         role = f"sgf_{secrets.token_hex(6)}"
         parts = urlsplit(base)
         as_role = urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))

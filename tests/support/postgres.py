@@ -6,8 +6,8 @@ auth, the CI server) when it answers, else a throwaway cluster started here with
 binaries (``initdb``/``pg_ctl`` from PATH, ``pg_config --bindir`` or
 ``/usr/lib/postgresql/*/bin``), run as the ``postgres`` user when we are root (``initdb`` refuses
 root), on a free port, with its data in a temporary directory removed afterwards. With no
-binaries at all it raises :class:`NoPostgres`; callers skip on that outside CI and fail in CI
-(``CI=true``).
+binaries at all it raises :class:`NoPostgres`; :func:`server_or_skip` skips a test on that outside
+CI and fails it in CI (``CI=true``).
 
 :func:`schema` creates a randomly named schema on that server and yields a store URL whose
 ``schema`` option puts every table there, so tests never see each other and can run again and
@@ -35,7 +35,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import pytest
 
+from tests.support.ci import in_ci
 from tests.support.servers import free_port
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -196,6 +198,19 @@ def server() -> Iterator[str]:
         )
     with throwaway_cluster(bindir) as started:
         yield started
+
+
+@contextlib.contextmanager
+def server_or_skip() -> Iterator[str]:
+    """:func:`server` for a test or a fixture: where no server can be had, the test is skipped
+    - and in CI (``CI=true``) failed, so a PostgreSQL test never quietly goes missing there."""
+    try:
+        with server() as url:
+            yield url
+    except NoPostgres as exc:
+        if in_ci():
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 def with_option(url: str, name: str, value: str) -> str:
