@@ -15,7 +15,8 @@ divided by the entries. Three fillings of the consent entries: every pair withou
 record (the cached value is ``None``: the common case under the ``allow`` default), every pair
 with one (a ``ConsentRecord`` as the store returns it; the wildcard entry stays ``None``), and
 every pair with one carrying a note and opt-in evidence (``EVIDENCE``: about 150 characters of
-the caller's text; longer evidence costs about a byte a character more). And the suppression
+the caller's text; longer evidence costs about a byte a character more), and, the worst case,
+every entry, the wildcard's too, with such a record. And the suppression
 cache, which holds one entry per customer while any suppression list exists, with room for half
 of ``cache_size``. The budget is the worst consent filling, plus that cache full. For
 comparison, the consent fillings in cachetools' ``LRUCache`` (``--baseline``), which the index
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 BUSINESS = "+16505550100"
-KINDS = ("no-record", "record", "record-evidence")
+KINDS = ("no-record", "record", "record-evidence", "every-entry-evidence")
 """Fillings of the consent entries (``cache_size`` counts them)."""
 SUPPRESSIONS = "suppressions"
 """The filling of the suppression cache: one entry per customer, held while any suppression
@@ -86,23 +87,23 @@ def fill(pairs: int, kind: str, trace: bool, baseline: bool) -> dict[str, Any]:
             suppressed[f"+1{2012000000 + n}"] = ()  # no list names the customer: the usual case
         expected = pairs
     else:
-        with_record, with_evidence = kind != "no-record", kind == "record-evidence"
+        with_record = kind != "no-record"
+        with_evidence = kind in ("record-evidence", "every-entry-evidence")
+        everywhere = kind == "every-entry-evidence"
+
+        def record(from_key: str, n: int) -> ConsentRecord | None:
+            if not with_record:
+                return None
+            evidence = (f"{NOTE} {n}", f'{EVIDENCE[:-1]},"n":{n}}}') if with_evidence else ()
+            return ConsentRecord(
+                from_key, f"+1{2012000000 + n}", OptStatus.OPT_OUT, Source.API, n, *evidence
+            )
+
         for n in range(pairs):
             to_key = f"+1{2012000000 + n}"
-            record = (
-                ConsentRecord(
-                    f"+1{6505550100}",
-                    f"+1{2012000000 + n}",
-                    OptStatus.OPT_OUT,
-                    Source.API,
-                    n,
-                    *((f"{NOTE} {n}", f'{EVIDENCE[:-1]},"n":{n}}}') if with_evidence else ()),
-                )
-                if with_record
-                else None
-            )
-            entries[(BUSINESS, to_key)] = record
-            entries[(WILDCARD, to_key)] = None
+            entries[(BUSINESS, to_key)] = record(f"+1{6505550100}", n)
+            # A record for every business number (an opt-out from all of them) is the rarer case.
+            entries[(WILDCARD, to_key)] = record(WILDCARD, n) if everywhere else None
         expected = 2 * pairs
     seconds = time.perf_counter() - started
     gc.collect()

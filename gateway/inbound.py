@@ -566,7 +566,8 @@ async def _record_event(
             OutboxItem(
                 FORWARD,
                 json.dumps({**forward, "keyword": klass}),
-                not_before_us=0,
+                # Due on arrival, so it takes its turn among what fell due before it.
+                not_before_us=now_us,
                 deadline_us=now_us + int(settings.forward_window * 1e6),
             )
         )

@@ -397,7 +397,8 @@ class ConsentStore(Protocol):
         whose owner has not sent a heartbeat within ``stale_us`` (it died) is taken over.
         Taken, and returned, in :meth:`due_outbox`'s order; only the head of an ordered queue
         (``ordering_key``) is taken, so its entries go in the order they were queued. Its cost
-        does not grow with the entries pending behind the ``limit`` taken."""
+        does not grow with the entries pending behind those it takes: neither the free entries
+        after the first ``limit`` nor those waiting behind an ordered queue's head."""
 
     async def outbox_heartbeat(self, owner: str, now_us: int) -> None:
         """``owner`` is alive (see :meth:`claim_outbox`)."""

@@ -138,6 +138,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import heapq
 import logging
 import random
 import re
@@ -369,6 +370,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_pending_due ON outbox (not_before_us, id) WHERE state = 'pending';
     DROP INDEX outbox_pending;
     """,
+    # 9: the entries of no ordered queue apart: a claim reads the first free entries in due
+    # order and each ordered queue's head (outbox_queue), never the entries behind a head.
+    """
+    CREATE INDEX outbox_pending_free ON outbox (not_before_us, id)
+        WHERE state = 'pending' AND ordering_key IS NULL;
+    DROP INDEX outbox_pending_due;
+    """,
 )
 
 NOTIFY_CHANNEL = "stopgate_changes"
@@ -566,21 +574,44 @@ SELECT_DUE_OUTBOX = (
     "SELECT id, kind, payload, created_us, not_before_us, deadline_us, attempts FROM outbox"
     " WHERE state = 'pending' AND not_before_us <= $1 ORDER BY not_before_us, id LIMIT $2"
 )
-# $1 now, $2 limit, $3 lease, $4 owner, $5 stale. Rows another claimer holds right now are
-# skipped; only the head of an ordered queue may go (later entries wait their turn).
-CLAIM_OUTBOX = """
-    UPDATE outbox SET lease_until_us = $1::bigint + $3::bigint, lease_owner = $4::text
-    WHERE id IN (
-        SELECT o.id FROM outbox o
-        WHERE o.state = 'pending' AND o.not_before_us <= $1
-        AND (o.lease_until_us <= $1 OR (o.lease_owner IS NOT NULL AND o.lease_owner <> $4
-            AND NOT EXISTS (SELECT 1 FROM outbox_worker w
-                WHERE w.owner = o.lease_owner AND w.heartbeat_us > $1 - $5::bigint)))
-        AND (o.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox q
-            WHERE q.ordering_key = o.ordering_key AND q.state = 'pending' AND q.id < o.id))
-        ORDER BY o.not_before_us, o.id LIMIT $2
-        FOR UPDATE OF o SKIP LOCKED
+# $1 now, $2 owner, $3 the heartbeat a live owner has sent since: due, and held by no live
+# worker (a lease run out, or its owner gone).
+_CLAIMABLE = """
+    o.not_before_us <= $1 AND (o.lease_until_us <= $1 OR (o.lease_owner IS NOT NULL
+        AND o.lease_owner <> $2 AND NOT EXISTS (SELECT 1 FROM outbox_worker w
+            WHERE w.owner = o.lease_owner AND w.heartbeat_us > $3)))
+"""
+# The first entries of no ordered queue that a claim may take ($4 limit), read in the order of
+# the outbox_pending_free index; rows another claimer holds right now are skipped.
+CLAIM_FREE = f"""
+    SELECT o.id, o.not_before_us FROM outbox o
+    WHERE o.state = 'pending' AND o.ordering_key IS NULL AND {_CLAIMABLE}
+    ORDER BY o.not_before_us, o.id LIMIT $4
+    FOR UPDATE OF o SKIP LOCKED
+"""
+# The head of each ordered queue, if a claim may take it: the first pending entry in
+# outbox_queue's order, then each next one whose key is greater, one index seek each, so the
+# entries waiting behind a head (a subscriber that is down holds its events for days) are never
+# read. (Asked for the head of one key, the planner reads the primary key in id order instead,
+# past every entry queued before it.)
+CLAIM_HEADS = f"""
+    WITH RECURSIVE head(id, ordering_key) AS (
+        (SELECT id, ordering_key FROM outbox
+            WHERE state = 'pending' AND ordering_key IS NOT NULL
+            ORDER BY ordering_key, id LIMIT 1)
+        UNION ALL
+        SELECT n.id, n.ordering_key FROM head, LATERAL (
+            SELECT q.id, q.ordering_key FROM outbox q
+            WHERE q.state = 'pending' AND q.ordering_key > head.ordering_key
+            ORDER BY q.ordering_key, q.id LIMIT 1) n
     )
+    SELECT o.id, o.not_before_us FROM head JOIN outbox o ON o.id = head.id
+    WHERE o.state = 'pending' AND {_CLAIMABLE}
+    FOR UPDATE OF o SKIP LOCKED
+"""
+# $1 the entries, $2 leased until, $3 owner.
+LEASE_OUTBOX = """
+    UPDATE outbox SET lease_until_us = $2, lease_owner = $3 WHERE id = ANY($1::bigint[])
     RETURNING id, kind, payload, created_us, not_before_us, deadline_us, attempts, in_flight
 """
 OUTBOX_BEGIN = "UPDATE outbox SET in_flight = true WHERE id = $1"
@@ -1861,7 +1892,15 @@ class PostgresStore:
         self, now_us: int, limit: int, lease_us: int, owner: str, stale_us: int
     ) -> list[OutboxEntry]:
         async def work(conn: Any) -> list[OutboxEntry]:
-            rows = await conn.fetch(CLAIM_OUTBOX, now_us, limit, lease_us, owner, stale_us)
+            alive_after = now_us - stale_us
+            found = await conn.fetch(CLAIM_FREE, now_us, owner, alive_after, limit)
+            found += await conn.fetch(CLAIM_HEADS, now_us, owner, alive_after)
+            # Rows locked here and not taken are free again when the transaction ends.
+            taken = heapq.nsmallest(limit, ((r[1], r[0]) for r in found))
+            if not taken:
+                return []
+            ids = [entry_id for _, entry_id in taken]
+            rows = await conn.fetch(LEASE_OUTBOX, ids, now_us + lease_us, owner)
             return sorted(
                 (OutboxEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7])) for r in rows),
                 key=lambda entry: (entry.not_before_us, entry.id),

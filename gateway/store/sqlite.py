@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import heapq
 import queue
 import sqlite3
 import threading
@@ -223,6 +224,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_pending_due ON outbox (not_before_us, id) WHERE state = 'pending';
     DROP INDEX outbox_due;
     """,
+    # 9: the entries of no ordered queue apart from the ordered queues' (pending entries only):
+    # a claim reads the first free entries in due order and each queue's head, never the
+    # entries waiting behind a head, however many a subscriber's outage leaves there.
+    """
+    CREATE INDEX outbox_pending_free ON outbox (not_before_us, id)
+        WHERE state = 'pending' AND ordering_key IS NULL;
+    CREATE INDEX outbox_pending_queue ON outbox (ordering_key, id)
+        WHERE state = 'pending' AND ordering_key IS NOT NULL;
+    DROP INDEX outbox_pending_due;
+    DROP INDEX outbox_queue;
+    """,
 )
 
 _REVIEW_COLUMNS = (
@@ -288,21 +300,45 @@ _COUNT_STAGED = (
 )
 
 
-CLAIM_OUTBOX = (
-    "SELECT o.id, o.kind, o.payload, o.created_us, o.not_before_us, o.deadline_us,"
-    " o.attempts, o.in_flight FROM outbox o"
-    " WHERE o.state = 'pending' AND o.not_before_us <= ?"
-    " AND (o.lease_until_us <= ? OR (o.lease_owner IS NOT NULL"
-    " AND o.lease_owner != ? AND NOT EXISTS (SELECT 1 FROM outbox_worker w"
-    " WHERE w.owner = o.lease_owner AND w.heartbeat_us > ?)))"
-    # Only the head of an ordered queue may go: later entries wait their turn.
-    " AND (o.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox q"
-    " WHERE q.ordering_key = o.ordering_key AND q.state = 'pending' AND q.id < o.id))"
-    # The order of the outbox_pending_due index: read in order, the scan stops at ``limit``.
-    " ORDER BY o.not_before_us, o.id LIMIT ?"
+_OUTBOX_COLUMNS = (
+    "o.id, o.kind, o.payload, o.created_us, o.not_before_us, o.deadline_us, o.attempts, o.in_flight"
 )
-"""The due entries a claim may take (now, now, owner, now - stale, limit); see
-:meth:`SQLiteStore.claim_outbox`."""
+_CLAIMABLE = (
+    "o.not_before_us <= :now AND (o.lease_until_us <= :now OR (o.lease_owner IS NOT NULL"
+    " AND o.lease_owner != :owner AND NOT EXISTS (SELECT 1 FROM outbox_worker w"
+    " WHERE w.owner = o.lease_owner AND w.heartbeat_us > :alive_after)))"
+)
+"""Due, and held by no live worker (a lease run out, or its owner's heartbeat gone)."""
+CLAIM_FREE = (
+    f"SELECT {_OUTBOX_COLUMNS} FROM outbox o"
+    f" WHERE o.state = 'pending' AND o.ordering_key IS NULL AND {_CLAIMABLE}"
+    # The order of the outbox_pending_free index: read in order, the scan stops at ``limit``.
+    " ORDER BY o.not_before_us, o.id LIMIT :limit"
+)
+"""The first entries of no ordered queue that a claim may take."""
+CLAIM_HEADS = (
+    # Each ordered queue's key, found by one seek after the one before in the
+    # outbox_pending_queue index, and its head, by one more: the entries waiting behind a head
+    # (a subscriber that is down holds its events for days) are never read.
+    "WITH RECURSIVE queue(ordering_key) AS ("
+    " SELECT min(ordering_key) FROM outbox WHERE state = 'pending' AND ordering_key IS NOT NULL"
+    " UNION ALL SELECT (SELECT min(q.ordering_key) FROM outbox q"
+    " WHERE q.state = 'pending' AND q.ordering_key > queue.ordering_key)"
+    " FROM queue WHERE queue.ordering_key IS NOT NULL)"
+    f" SELECT {_OUTBOX_COLUMNS} FROM queue JOIN outbox o ON o.id = (SELECT h.id FROM outbox h"
+    " WHERE h.state = 'pending' AND h.ordering_key = queue.ordering_key"
+    # In the queue index's own order, so the head is its first entry (never the primary key
+    # read until one of the queue's turns up).
+    " ORDER BY h.ordering_key, h.id LIMIT 1)"
+    f" WHERE {_CLAIMABLE}"
+)
+"""The head of each ordered queue, if a claim may take it (only a head may go: the entries
+behind it wait their turn)."""
+
+
+def _due_order(row: Sequence[Any]) -> tuple[int, int]:
+    """An outbox row's place in the order entries are handed out: due time, then queued."""
+    return (row[4], row[0])
 
 
 def _suppression_list(row: Sequence[Any]) -> SuppressionList:
@@ -1083,9 +1119,15 @@ class SQLiteStore:
         self, now_us: int, limit: int, lease_us: int, owner: str, stale_us: int
     ) -> list[OutboxEntry]:
         def unit(conn: sqlite3.Connection) -> list[OutboxEntry]:
-            rows = conn.execute(
-                CLAIM_OUTBOX, (now_us, now_us, owner, now_us - stale_us, limit)
-            ).fetchall()
+            parameters = {
+                "now": now_us,
+                "owner": owner,
+                "alive_after": now_us - stale_us,
+                "limit": limit,
+            }
+            found = conn.execute(CLAIM_FREE, parameters).fetchall()
+            found += conn.execute(CLAIM_HEADS, parameters).fetchall()
+            rows = heapq.nsmallest(limit, found, key=_due_order)
             conn.executemany(
                 "UPDATE outbox SET lease_until_us = ?, lease_owner = ? WHERE id = ?",
                 [(now_us + lease_us, owner, row[0]) for row in rows],

@@ -52,13 +52,15 @@ def test_bench_smoke(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
-README_BUDGET_MIB = {"consent_mib": 460, "with_suppression_lists_mib": 540}
+README_BUDGET_MIB = {"consent_mib": 670, "with_suppression_lists_mib": 760}
 """The consent cache's memory for ``cache_size = 1000000`` that the README documents."""
 
 
 def test_cache_memory_stays_within_the_documented_budget(tmp_path: Path) -> None:
-    """bench/cache_memory.py on 20,000 customers, held to the README's budget: a field added to
-    the cached values, or another table per entry, fails here rather than in production."""
+    """bench/cache_memory.py on 20,000 customers, held to the README's budget for 10⁶ entries. The
+    small run's figures come out a few per cent under the full run's, so this catches an entry
+    grown by more than that (a field added to the cached values, another table per entry), not
+    every byte."""
     out = tmp_path / "memory.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "cache_memory.py"), "--smoke", "--json", str(out)],
@@ -104,7 +106,7 @@ def test_send_instructions_smoke(tmp_path: Path) -> None:
     assert all(f"{scenario}-net" in figures for scenario in "pbsr")
 
 
-def test_bench_suite_quick(tmp_path: Path, postgres_url: str) -> None:
+def test_bench_suite_quick(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Every scenario of bench/suite.py runs end to end and answers as expected (``--quick``:
     1 s runs, 30,000 records; two rounds of the closed-loop ones, two paired cycles). In CI
     nothing may be skipped: scripts/system-deps installs nginx and wrk, and (e) runs on the tests'
@@ -112,6 +114,10 @@ def test_bench_suite_quick(tmp_path: Path, postgres_url: str) -> None:
     nginx = shutil.which("nginx") or Path("/usr/sbin/nginx").exists()
     if not (nginx and shutil.which("wrk")) and not in_ci():
         pytest.skip("nginx or wrk missing (make system-deps installs them)")
+    try:
+        postgres_url = request.getfixturevalue("postgres_url")
+    except pytest.skip.Exception:
+        postgres_url = ""  # outside CI, with no PostgreSQL: (e) skips it, the rest still runs
     out = tmp_path / "suite.json"
     command = [
         *(sys.executable, str(ROOT / "bench" / "suite.py"), "--quick", "--rounds", "2"),

@@ -606,6 +606,31 @@ async def test_the_outbox_goes_in_the_order_its_entries_fall_due(store: ConsentS
     assert [e.payload for e in await store.claim_outbox(2_000, 10, 500, "w", 300)] == ["k2"]
 
 
+async def test_a_queue_whose_head_must_wait_holds_back_only_its_own_entries(
+    store: ConsentStore,
+) -> None:
+    items = [
+        OutboxItem("event", "a1", not_before_us=0, ordering_key="A"),
+        OutboxItem("event", "a2", not_before_us=0, ordering_key="A"),
+        OutboxItem("event", "b1", not_before_us=0, ordering_key="B"),
+        OutboxItem("event", "b2", not_before_us=0, ordering_key="B"),
+        OutboxItem("reply", "free", not_before_us=0),
+    ]
+    await store.record_inbound("twilio", "SM11", 100, [], items)
+    await store.outbox_heartbeat("w", 1_000)
+    a1, b1, free = await store.claim_outbox(1_000, 10, 500, "w", 300)
+    assert [a1.payload, b1.payload, free.payload] == ["a1", "b1", "free"]
+    # A's subscriber is down: its head waits for its retry, and so does everything behind it.
+    await store.outbox_retry(a1.id, not_before_us=5_000, error="subscriber answered 503")
+    await store.outbox_done(b1.id)
+    await store.outbox_done(free.id)
+    await store.outbox_heartbeat("w", 2_000)
+    [b2] = await store.claim_outbox(2_000, 10, 500, "w", 300)
+    assert b2.payload == "b2"
+    await store.outbox_done(b2.id)
+    assert [e.payload for e in await store.claim_outbox(5_000, 10, 500, "w", 300)] == ["a1"]
+
+
 async def test_two_store_instances_on_one_database_stamp_in_one_order(
     store_url: Callable[[], str],
 ) -> None:
