@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import postgres
+from tests.support.bench import run_bench
 from tests.support.ci import in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,15 +40,7 @@ def test_bench_smoke(
 ) -> None:
     """Each script on a few rows; those with a PostgreSQL run are given the tests' server."""
     postgres_option = ["--postgres", request.getfixturevalue("postgres_url")] if on_postgres else []
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), *arguments, *postgres_option],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_bench(script, *arguments, *postgres_option)
 
 
 README_BUDGET_MIB = {"consent_mib": 670, "with_suppression_lists_mib": 760}
@@ -62,15 +53,7 @@ def test_cache_memory_stays_within_the_documented_budget(tmp_path: Path) -> None
     grown by more than that (a field added to the cached values, another table per entry), not
     every byte."""
     out = tmp_path / "memory.json"
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "cache_memory.py"), "--smoke", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    run_bench("cache_memory.py", "--smoke", "--json", str(out))
     measured = json.loads(out.read_text(encoding="utf-8"))["budget_mib"]
     for name, documented in README_BUDGET_MIB.items():
         assert measured[name] <= documented, (name, measured)
@@ -85,22 +68,11 @@ def test_send_instructions_smoke(tmp_path: Path) -> None:
             pytest.fail("valgrind is missing in CI (scripts/system-deps installs it)")
         pytest.skip("valgrind is not installed (scripts/system-deps installs it)")
     out = tmp_path / "instructions.json"
-    command = [
-        sys.executable,
-        str(ROOT / "bench" / "send_instructions.py"),
-        "--sends",
-        "20",
-        "--scenarios",
-        "ipbsr",
-        "--idle-seconds",
-        "1",
-        "--json",
-        str(out),
-    ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, cwd=ROOT, timeout=600, check=False
+    run_bench(
+        "send_instructions.py",
+        *("--sends", "20", "--scenarios", "ipbsr", "--idle-seconds", "1", "--json", str(out)),
+        timeout=600,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     figures = json.loads(out.read_text())["this tree"]
     assert all(figures[scenario] > 0 for scenario in "ipbsr")
     assert all(f"{scenario}-net" in figures for scenario in "pbsr")
@@ -119,17 +91,11 @@ def test_bench_suite_quick(tmp_path: Path, request: pytest.FixtureRequest) -> No
     except pytest.skip.Exception:
         postgres_url = ""  # outside CI, with no PostgreSQL: (e) skips it, the rest still runs
     out = tmp_path / "suite.json"
-    command = [
-        *(sys.executable, str(ROOT / "bench" / "suite.py"), "--quick", "--rounds", "2"),
-        *("--json", str(out)),
-        *("--postgres", postgres_url),
-    ]
-    if in_ci():
-        command.append("--require-all")
-    done = subprocess.run(
-        command, capture_output=True, text=True, cwd=ROOT, timeout=300, check=False
+    run_bench(
+        "suite.py",
+        *("--quick", "--rounds", "2", "--json", str(out), "--postgres", postgres_url),
+        *(["--require-all"] if in_ci() else []),
     )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     document = json.loads(out.read_text(encoding="utf-8"))
     scenarios = document["scenarios"]
     expected = {"a", "b", "c", "d-twilio", "d-ringcentral", "d-twilio-footer"}

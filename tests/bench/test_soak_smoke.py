@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.bench import run_bench
 
 
 def test_soak_smoke(tmp_path: Path) -> None:
     result = tmp_path / "soak.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "soak.py"),
-            *("--duration", "10", "--rate", "20", "--stop-rate", "2", "--customers", "400"),
-            *("--json", str(result)),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
+    run_bench(
+        "soak.py",
+        *("--duration", "10", "--rate", "20", "--stop-rate", "2", "--customers", "400"),
+        *("--json", str(result)),
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     figures = json.loads(result.read_text())
     assert figures["sends"] == 200
     assert figures["stops_acknowledged"] == 20
