@@ -71,8 +71,8 @@ class ConsentIndex:
         """Number, service or brand key -> its own consent default (configured)."""
         self.has_suppressions = True
         """Whether any suppression list exists (reloaded by the change feed on every flush)."""
-        # One entry per customer, and a send caches at least two consent entries per customer
-        # (its pair, the wildcard's and its erasure alias's): half the room keeps every cached
+        # One entry per customer, and a send caches three consent entries per customer (its
+        # pair, the wildcard's and its erasure alias's): half the room keeps every cached
         # customer's lists.
         self._suppressed: LRUCache[str, tuple[Suppression, ...]] = LRUCache(
             maxsize=max(self.capacity // 2, 1)

@@ -13,8 +13,6 @@ from tests.support import postgres
 from tests.support.bench import run_bench
 from tests.support.ci import in_ci
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
