@@ -289,7 +289,12 @@ def test_postgres_taken_away_mid_load_fails_closed_spools_and_recovers_within_a_
 
         assert gw.process.pid == pid  # the same process: no restart
         for provider, customer in stoppers.items():
-            assert gw.history(customer) == [(BUSINESS, "OptOut", "Recipient")]
+            # Failed once in CI (2026-11-24, c13ec30): empty after the spool drained; the
+            # gateway's log says what became of the STOP.
+            assert gw.history(customer) == [(BUSINESS, "OptOut", "Recipient")], (
+                provider,
+                gw.process.tail(400),
+            )
             gw.assert_refused(provider, customer)
         gw.assert_refused("twilio", late)
         # Drained in order: the STOP before the START, so the pair ends opted in.
